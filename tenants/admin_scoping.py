@@ -1,0 +1,114 @@
+"""The admin mixin that keeps a tenant admin inside their own tenants, for every model and URL.
+
+A superuser sees everything. A tenant admin (staff, active membership with the admin role) sees and
+changes only rows whose tenant they administer; another tenant's object answers 403 and is absent from
+every list and every choice of a foreign key.
+"""
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from .models import Tenant
+from .scoping import admin_tenant_ids
+
+
+class TenantScopedAdminMixin:
+    #: The lookup from this model to its Tenant ("" when the model is Tenant itself).
+    tenant_lookup = "tenant"
+    #: Whether tenant admins may delete rows (superusers always may).
+    tenant_admin_can_delete = False
+    #: Whether tenant admins may add rows.
+    tenant_admin_can_add = True
+
+    # -- scoping -------------------------------------------------------------------------------------------
+    def scope(self, request, queryset):
+        ids = admin_tenant_ids(request.user)
+        if ids is None:
+            return queryset
+        field = f"{self.tenant_lookup}__in" if self.tenant_lookup else "pk__in"
+        return queryset.filter(**{field: ids})
+
+    def get_queryset(self, request):
+        return self.scope(request, super().get_queryset(request))
+
+    def tenant_of(self, obj):
+        if not self.tenant_lookup:
+            return obj.pk
+        value = obj
+        for part in self.tenant_lookup.split("__"):
+            value = getattr(value, part)
+        return value.pk
+
+    def allowed_tenant(self, request, tenant_id):
+        ids = admin_tenant_ids(request.user)
+        return ids is None or tenant_id in ids
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            # Outside the scope: say "forbidden" when it exists elsewhere, "not found" otherwise.
+            model = self.model
+            field = from_field or model._meta.pk.attname
+            try:
+                exists = model._default_manager.filter(**{field: object_id}).exists()
+            except (ValueError, TypeError):
+                exists = False
+            if exists:
+                raise PermissionDenied
+            raise Http404
+        return obj
+
+    # -- permissions ---------------------------------------------------------------------------------------
+    def _is_tenant_admin(self, request):
+        user = request.user
+        return user.is_active and user.is_staff and bool(admin_tenant_ids(user))
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or self._is_tenant_admin(request)
+
+    def has_view_permission(self, request, obj=None):
+        if request.user.is_superuser:
+            return True
+        if not self._is_tenant_admin(request):
+            return False
+        return obj is None or self.allowed_tenant(request, self.tenant_of(obj))
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        if request.user.is_superuser:
+            return True
+        return self.tenant_admin_can_add and self._is_tenant_admin(request)
+
+    def has_delete_permission(self, request, obj=None):
+        if request.user.is_superuser:
+            return True
+        return self.tenant_admin_can_delete and self.has_view_permission(request, obj)
+
+    # -- choices ---------------------------------------------------------------------------------------------
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        ids = admin_tenant_ids(request.user)
+        if ids is not None:
+            if db_field.related_model is Tenant:
+                kwargs["queryset"] = Tenant.objects.filter(pk__in=ids)
+            elif db_field.related_model is get_user_model():
+                kwargs["queryset"] = get_user_model().objects.filter(
+                    memberships__tenant_id__in=ids
+                ).distinct()
+            elif hasattr(db_field.related_model, "tenant"):
+                kwargs["queryset"] = db_field.related_model._default_manager.filter(tenant_id__in=ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        return filters
+
+    def tenant_admin_view(self, request, object_id, codename="change"):
+        """For custom admin URLs: the object if the user may act on it, else 403/404."""
+        obj = self.get_object(request, object_id)
+        check = self.has_change_permission if codename == "change" else self.has_view_permission
+        if not check(request, obj):
+            raise PermissionDenied
+        return obj

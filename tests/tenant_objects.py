@@ -1,0 +1,47 @@
+"""One object of every tenant-owned model, for isolation sweeps."""
+
+from django.contrib.auth import get_user_model
+
+from tenants.models import Membership, Tenant
+from wecom_integration import models as m
+
+from .factories import make_config, make_member, make_user
+
+
+def make_tenant_objects(tenant, prefix):
+    """Create one row of every tenant-owned model for ``tenant``; returns {model: obj}."""
+    user = make_user(f"{prefix}-member", first_name=f"{prefix} member")
+    membership = make_member(user, tenant)
+    config = make_config(tenant)
+    dept = m.Department.objects.create(tenant=tenant, dept_id=1, name=f"{prefix} company")
+    wuser = m.WeComUser.objects.create(tenant=tenant, userid=f"{prefix}-wu", name=f"{prefix} WeCom user")
+    binding = m.Binding.objects.create(tenant=tenant, user=user, wecom_user=wuser)
+    audit = m.AuditLog.objects.create(tenant=tenant, action="bind", target_user=user, wecom_userid=wuser.userid)
+    event = m.CallbackEvent.objects.create(
+        tenant=tenant, kind="contacts", dedupe_key=f"{prefix}-k", xml="<xml/>", subject=f"{prefix}-subject"
+    )
+    inbox = m.InboxMessage.objects.create(
+        tenant=tenant, wecom_userid=wuser.userid, direction="in", msg_type="text", content=f"{prefix} hello"
+    )
+    contact = m.ExternalContact.objects.create(tenant=tenant, external_userid=f"wm-{prefix}", name=f"{prefix} cust")
+    follow = m.FollowUser.objects.create(contact=contact, userid=wuser.userid)
+    run = m.SyncRun.objects.create(tenant=tenant, status="review")
+    proposal = m.SyncProposal.objects.create(run=run, wecom_user=wuser, user=user, action="bind")
+    message = m.MessageLog.objects.create(tenant=tenant, msgtype="text", content={"content": prefix})
+    return {
+        Tenant: tenant,
+        Membership: membership,
+        get_user_model(): user,
+        m.WeComConfig: config,
+        m.Department: dept,
+        m.WeComUser: wuser,
+        m.Binding: binding,
+        m.AuditLog: audit,
+        m.CallbackEvent: event,
+        m.InboxMessage: inbox,
+        m.ExternalContact: contact,
+        m.FollowUser: follow,
+        m.SyncRun: run,
+        m.SyncProposal: proposal,
+        m.MessageLog: message,
+    }

@@ -1,0 +1,2 @@
+"""Multi-tenant WeCom (企业微信) integration for Django."""
+

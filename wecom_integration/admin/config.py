@@ -1,0 +1,91 @@
+"""The tenant's WeCom configuration: write-only secrets, the callback URLs to paste, Test connection."""
+
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
+
+from tenants.admin_scoping import TenantScopedAdminMixin
+
+from ..forms import WeComConfigForm
+from ..models import WeComConfig
+from ..services.configuration import callback_urls
+
+
+@admin.register(WeComConfig)
+class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = WeComConfigForm
+    list_display = ("tenant", "corp_id", "agent_id", "enabled", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("tenant__name", "tenant__code", "corp_id")
+    list_select_related = ("tenant",)
+    change_form_template = "admin/wecom_integration/wecomconfig/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("tenant", "corp_id", "agent_id", "secret", "enabled")}),
+        (
+            _("Contacts (通讯录)"),
+            {"fields": ("contact_secret", "contact_token", "contact_aes_key")},
+        ),
+        (
+            _("Customer contact (客户联系)"),
+            {"fields": ("customer_secret", "customer_token", "customer_aes_key")},
+        ),
+        (_("Receiving app messages (接收消息)"), {"fields": ("app_token", "app_aes_key", "auto_reply")}),
+        (
+            _("Session archive (会话存档)"),
+            {"fields": ("archive_secret", "archive_private_key"), "classes": ("collapse",)},
+        ),
+        (
+            _("Sign-in and sync"),
+            {"fields": ("allow_signup", "two_step_verification", "periodic_sync", "sync_interval_minutes")},
+        ),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not request.user.is_superuser:
+            return ("tenant",)
+        return ()
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.test_connection_view),
+                name="%s_%s_test_connection" % info,
+            ),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        config = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "callback_urls": callback_urls(config.tenant_id, request),
+            "test_connection_url": reverse(
+                "admin:wecom_integration_wecomconfig_test_connection", args=[config.pk]
+            ),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def test_connection_view(self, request, object_id):
+        """Fetch a token for every secret entered and show, per secret, ok or what to fix."""
+        from ..client.diagnostics import test_connection
+
+        config = self.tenant_admin_view(request, object_id, "change")
+        results = test_connection(config) if request.method == "POST" else None
+        if results is not None:
+            failed = [r for r in results if r.ok is False]
+            messages.add_message(
+                request,
+                messages.ERROR if failed else messages.SUCCESS,
+                _("Connection test finished with problems.") if failed else _("Every secret works."),
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": config,
+            "title": _("Test connection"),
+            "results": results,
+            "callback_urls": callback_urls(config.tenant_id, request),
+        }
+        return TemplateResponse(request, "admin/wecom_integration/wecomconfig/test_connection.html", context)

@@ -1,0 +1,87 @@
+"""WeCom's HTTP API, one client per tenant and secret.
+
+    from wecom_integration.client import client_for
+    client = client_for(tenant.wecom_config, "contacts")
+    for entry in client.user.iter_list_id():
+        client.user.get(entry["userid"])
+
+Each secret (app, contacts, customers) has its own access token, so each gets its own client. The
+errcode policy lives in ``base.py``, tokens in ``tokens.py``, the per-corp call budget in
+``ratelimit.py``; API groups are in ``api/``.
+"""
+
+from .api.department import DepartmentAPI
+from .api.externalcontact import ExternalContactAPI
+from .api.media import MediaAPI
+from .api.menu import MenuAPI
+from .api.message import MessageAPI
+from .api.oauth import OAuthAPI, authorize_url, qr_login_url
+from .api.user import UserAPI
+from .base import SECRET_KINDS, BaseWeComClient
+from .errors import (
+    SECRET_KIND_LABELS,
+    WeComConfigError,
+    WeComError,
+    WeComNetworkError,
+    WeComNotConfigured,
+    WeComRateLimited,
+)
+from .ratelimit import RateBudget
+from .stats import stats
+from .tokens import CacheTokenStore
+
+__all__ = [
+    "SECRET_KINDS",
+    "SECRET_KIND_LABELS",
+    "CacheTokenStore",
+    "RateBudget",
+    "WeComClient",
+    "WeComConfigError",
+    "WeComError",
+    "WeComNetworkError",
+    "WeComNotConfigured",
+    "WeComRateLimited",
+    "authorize_url",
+    "client_for",
+    "qr_login_url",
+    "secret_for",
+    "stats",
+]
+
+
+class WeComClient(BaseWeComClient):
+    """The API of one corp through one secret (``kind``: "app", "contacts" or "customers")."""
+
+    def __init__(self, corp_id, secret, kind="app", agent_id=None, api_base=None, timeout=None, **kwargs):
+        super().__init__(corp_id, secret, kind, agent_id, api_base, timeout, **kwargs)
+        self.department = DepartmentAPI(self)
+        self.user = UserAPI(self)
+        self.message = MessageAPI(self)
+        self.oauth = OAuthAPI(self)
+        self.externalcontact = ExternalContactAPI(self)
+        self.menu = MenuAPI(self)
+        self.media = MediaAPI(self)
+
+
+def secret_for(config, kind):
+    """The plaintext secret ``config`` holds for ``kind``, or "" when it has none. The customer-contact
+    secret falls back to the app secret: corps set up since 2022 use the app secret for it."""
+    if kind == "app":
+        return config.secret or ""
+    if kind == "contacts":
+        return config.contact_secret or ""
+    if kind == "customers":
+        return config.customer_secret or config.secret or ""
+    raise ValueError(f"kind must be one of {SECRET_KINDS}, not {kind!r}")
+
+
+def client_for(config, kind="app", **kwargs):
+    """A client for a tenant's WeCom configuration (anything with ``corp_id``, ``agent_id``,
+    ``secret``, ``contact_secret``, ``customer_secret``). Raises WeComNotConfigured when the CorpID
+    or the secret for ``kind`` is empty."""
+    if not config.corp_id:
+        raise WeComNotConfigured(kind, "corp_id")
+    secret = secret_for(config, kind)
+    if not secret:
+        raise WeComNotConfigured(kind, "secret")
+    return WeComClient(config.corp_id, secret, kind, agent_id=config.agent_id, **kwargs)

@@ -1,0 +1,1 @@
+"""WeCom API groups, one module each, bound to a client as ``client.<group>``."""

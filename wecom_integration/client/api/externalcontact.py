@@ -1,0 +1,57 @@
+from ..base import BaseAPI
+
+BATCH_MAX_USERS = 100
+BATCH_MAX_LIMIT = 100
+
+
+class ExternalContactAPI(BaseAPI):
+    def list(self, userid):
+        """External contacts (customers) of one member: a list of external_userid.
+
+        https://developer.work.weixin.qq.com/document/path/92113
+        """
+        return self._get("externalcontact/list", {"userid": userid}).get("external_userid", [])
+
+    def get(self, external_userid, cursor=None):
+        """One customer: {external_contact, follow_user, next_cursor}; follow_user is paged by
+        ``cursor`` beyond 500 followers. https://developer.work.weixin.qq.com/document/path/92114
+        """
+        params = {"external_userid": external_userid}
+        if cursor:
+            params["cursor"] = cursor
+        return self._get("externalcontact/get", params)
+
+    def batch_get_by_user(self, userid_list, cursor=None, limit=BATCH_MAX_LIMIT):
+        """One page of the customers of up to 100 members: {external_contact_list, next_cursor}.
+
+        https://developer.work.weixin.qq.com/document/path/92994
+        """
+        userid_list = list(userid_list)
+        if not 1 <= len(userid_list) <= BATCH_MAX_USERS:
+            raise ValueError(f"userid_list must hold 1 to {BATCH_MAX_USERS} members")
+        if not 1 <= limit <= BATCH_MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {BATCH_MAX_LIMIT}")
+        body = {"userid_list": userid_list, "limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        return self._post("externalcontact/batch/get_by_user", body)
+
+    def iter_batch_get_by_user(self, userid_list, limit=BATCH_MAX_LIMIT):
+        """Every entry of ``external_contact_list`` ({external_contact, follow_info}) for the members
+        in ``userid_list`` (any length: asked 100 members at a time), across all pages.
+
+        https://developer.work.weixin.qq.com/document/path/92994
+        """
+        userid_list = list(userid_list)
+        for start in range(0, len(userid_list), BATCH_MAX_USERS):
+            chunk = userid_list[start : start + BATCH_MAX_USERS]
+            cursor = None
+            seen = set()
+            while True:
+                page = self.batch_get_by_user(chunk, cursor, limit)
+                yield from page.get("external_contact_list", [])
+                cursor = page.get("next_cursor")
+                # A repeated cursor would loop forever; stop instead.
+                if not cursor or cursor in seen:
+                    break
+                seen.add(cursor)

@@ -1,0 +1,78 @@
+"""The admin's "Test connection": is every secret entered accepted by WeCom, and if not, why?"""
+
+from dataclasses import dataclass
+
+from django.utils.translation import gettext
+
+from . import SECRET_KINDS, client_for, secret_for
+from .errors import WeComConfigError, WeComError, WeComNetworkError, WeComRateLimited, kind_label
+
+# A cheap read per secret after its token: gettoken alone does not check the caller's IP (60020) or the
+# secret's permissions (48002), which is what admins most often get wrong.
+PROBES = {
+    "app": ("department/simplelist", None),
+    "contacts": ("department/simplelist", None),
+}
+
+
+@dataclass(frozen=True)
+class SecretCheck:
+    kind: str
+    label: str
+    ok: bool
+    message: str
+
+
+def test_connection(config):
+    """Fetch a fresh access token with every secret ``config`` holds and run one read with it.
+
+    Returns one SecretCheck per secret kind; an empty secret is reported as not configured. Never
+    raises for WeCom's answers: each check's ``message`` is the text to show the admin.
+    """
+    checks = []
+    for kind in SECRET_KINDS:
+        label = str(kind_label(kind))
+        if not config.corp_id:
+            checks.append(SecretCheck(kind, label, False, gettext("The CorpID is not filled in.")))
+            continue
+        if not secret_for(config, kind):
+            checks.append(SecretCheck(kind, label, False, gettext("Not configured.")))
+            continue
+        checks.append(_check(config, kind, label))
+    return checks
+
+
+def _check(config, kind, label):
+    try:
+        client = client_for(config, kind)
+        client.refresh_token()
+        probe = PROBES.get(kind)
+        if probe:
+            client.get(probe[0], probe[1])
+    except WeComConfigError as exc:
+        return SecretCheck(kind, label, False, exc.admin_message)
+    except WeComRateLimited:
+        return SecretCheck(
+            kind, label, False, gettext("WeCom is limiting this company's calls right now; try again later.")
+        )
+    except WeComNetworkError as exc:
+        return SecretCheck(
+            kind, label, False, gettext("Could not reach WeCom: %(error)s") % {"error": exc.errmsg}
+        )
+    except WeComError as exc:
+        return SecretCheck(
+            kind,
+            label,
+            False,
+            gettext("WeCom answered errcode %(errcode)s: %(errmsg)s")
+            % {"errcode": exc.errcode, "errmsg": exc.errmsg},
+        )
+    if kind == "customers" and not config.customer_secret:
+        message = gettext("OK (using the app Secret).")
+    else:
+        message = gettext("OK.")
+    return SecretCheck(kind, label, True, message)
+
+
+# Not a test: keeps pytest from collecting it when a test module imports it.
+test_connection.__test__ = False

@@ -1,0 +1,400 @@
+"""The WeCom callback cipher: signatures, AES-256-CBC and the XML envelope.
+
+Pure Python (no Django), so the fake WeCom server, the views and the benchmarks share one
+implementation. The API mirrors Tencent's official ``WXBizMsgCrypt`` sample (verify_url, decrypt,
+encrypt and the -400xx error codes) but is stricter than it, see
+https://developer.work.weixin.qq.com/document/path/91144:
+
+- signatures are compared in constant time;
+- the EncodingAESKey is checked when the object is built, not on the first callback;
+- ciphertext length, PKCS#7 padding (block 32), the length field and the receiveid are all checked,
+  and the signature is checked before anything is decrypted, so the padding checks are no oracle
+  for someone without the Token;
+- only :class:`WeComCryptoError` subclasses ever leave this module's public functions.
+
+Which error for which fault (``code`` / ``reason``)::
+
+    -40001 ValidateSignatureError  missing_signature missing_timestamp missing_nonce bad_signature
+    -40002 ParseXmlError           not_xml not_utf8 malformed_xml forbidden_dtd forbidden_entity
+                                   forbidden_external bad_root no_encrypt duplicate_encrypt
+                                   empty_encrypt bad_encrypt
+    -40003 ComputeSignatureError   bad_token bad_signature_input missing_nonce
+    -40004 IllegalAesKey           bad_aes_key
+    -40005 ValidateCorpidError     bad_receive_id receiveid_mismatch
+    -40006 EncryptAESError         bad_message unencodable_message message_too_long
+    -40007 DecryptAESError         bad_ciphertext_length bad_padding
+    -40008 IllegalBuffer           too_short length_overrun not_utf8
+    -40009 EncodeBase64Error       (kept for parity with the sample; base64 encoding cannot fail here)
+    -40010 DecodeBase64Error       missing_ciphertext bad_base64
+    -40011 GenReturnXmlError       bad_timestamp bad_nonce
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import struct
+import time
+from dataclasses import dataclass
+
+from Crypto.Cipher import AES
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import fromstring as _defused_fromstring
+
+from .events import cdata
+
+__all__ = [
+    "ComputeSignatureError",
+    "DecodeBase64Error",
+    "DecryptAESError",
+    "EncodeBase64Error",
+    "EncryptAESError",
+    "Envelope",
+    "GenReturnXmlError",
+    "IllegalAesKey",
+    "IllegalBuffer",
+    "ParseXmlError",
+    "ValidateCorpidError",
+    "ValidateSignatureError",
+    "WeComCrypto",
+    "WeComCryptoError",
+    "parse_envelope",
+    "signature",
+]
+
+# WeCom pads to 32-byte blocks although AES's block is 16 (doc 91144).
+_PAD_BLOCK = 32
+_AES_BLOCK = 16
+# 16 random bytes + the 4-byte message length: the shortest plaintext that can be well formed.
+_HEADER = 20
+
+
+class WeComCryptoError(Exception):
+    """Base of every error raised by this module.
+
+    ``code`` is the official sample's number (-40001 … -40011), for parity with other SDKs;
+    ``reason`` is a short fixed string naming the exact fault, safe for logs and metric labels
+    (it never contains input data).
+    """
+
+    code: int = 0
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        message = f"{self.code} {reason}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class ValidateSignatureError(WeComCryptoError):
+    code = -40001
+
+
+class ParseXmlError(WeComCryptoError):
+    code = -40002
+
+
+class ComputeSignatureError(WeComCryptoError):
+    code = -40003
+
+
+class IllegalAesKey(WeComCryptoError):
+    code = -40004
+
+
+class ValidateCorpidError(WeComCryptoError):
+    code = -40005
+
+
+class EncryptAESError(WeComCryptoError):
+    code = -40006
+
+
+class DecryptAESError(WeComCryptoError):
+    code = -40007
+
+
+class IllegalBuffer(WeComCryptoError):
+    code = -40008
+
+
+class EncodeBase64Error(WeComCryptoError):
+    code = -40009
+
+
+class DecodeBase64Error(WeComCryptoError):
+    code = -40010
+
+
+class GenReturnXmlError(WeComCryptoError):
+    code = -40011
+
+
+def signature(token: str, timestamp: str | int, nonce: str, encrypt: str) -> str:
+    """The callback signature: sha1 over the four values sorted and concatenated, lower-case hex.
+
+    Follows https://developer.work.weixin.qq.com/document/path/91144. An int timestamp is accepted
+    and rendered in decimal; any other non-str value raises :class:`ComputeSignatureError`.
+    """
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        timestamp = str(timestamp)
+    parts = [token, timestamp, nonce, encrypt]
+    if not all(isinstance(part, str) for part in parts):
+        raise ComputeSignatureError("bad_signature_input", "token, timestamp, nonce and encrypt must be str")
+    parts.sort()
+    try:
+        joined = "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (e.g. from a surrogateescape-decoded query string) have no UTF-8 form.
+        raise ComputeSignatureError("bad_signature_input", "value is not encodable as UTF-8") from None
+    return hashlib.sha1(joined).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The outer XML of a callback POST: the ciphertext and the two routing hints beside it.
+
+    ``to_user_name`` and ``agent_id`` are unauthenticated: route on them if useful, but trust the
+    receiveid that :meth:`WeComCrypto.decrypt` checks, not these.
+    """
+
+    encrypt: str
+    to_user_name: str | None
+    agent_id: str | None
+
+
+def parse_envelope(body: bytes | str) -> Envelope:
+    """Parse a callback POST body ``<xml><ToUserName/><Encrypt/><AgentID/></xml>``.
+
+    https://developer.work.weixin.qq.com/document/path/90930. The body must be UTF-8 XML without a
+    DOCTYPE, entity declarations or external references, with root ``xml`` and exactly one
+    non-empty ``Encrypt`` child; anything else raises :class:`ParseXmlError` (-40002).
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseXmlError("not_utf8", "body is not UTF-8") from None
+    elif isinstance(body, str):
+        text = body
+    else:
+        raise ParseXmlError("not_xml", "body must be bytes")
+    # Feeding text (not bytes) to expat makes it ignore any encoding="..." declaration: the bytes
+    # were already proven to be UTF-8 above, so a declared GBK cannot make the parser reinterpret them.
+    root = _parse_root(text)
+    if root.tag != "xml":
+        raise ParseXmlError("bad_root", "root element must be <xml>")
+    found = root.findall("Encrypt")
+    if not found:
+        raise ParseXmlError("no_encrypt", "no <Encrypt> element")
+    if len(found) > 1:
+        # Two ciphertexts would let a proxy show the signature check one and the decryptor another.
+        raise ParseXmlError("duplicate_encrypt", "more than one <Encrypt> element")
+    element = found[0]
+    if len(element):
+        raise ParseXmlError("bad_encrypt", "<Encrypt> must hold text only")
+    encrypt = (element.text or "").strip()
+    if not encrypt:
+        raise ParseXmlError("empty_encrypt", "<Encrypt> is empty")
+    return Envelope(
+        encrypt=encrypt,
+        to_user_name=_optional_text(root, "ToUserName"),
+        agent_id=_optional_text(root, "AgentID"),
+    )
+
+
+def _parse_root(text: str):
+    try:
+        return _defused_fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DTDForbidden:
+        raise ParseXmlError("forbidden_dtd", "DOCTYPE is not allowed") from None
+    except EntitiesForbidden:
+        raise ParseXmlError("forbidden_entity", "entity declarations are not allowed") from None
+    except ExternalReferenceForbidden:
+        raise ParseXmlError("forbidden_external", "external references are not allowed") from None
+    except (ParseError, DefusedXmlException, ValueError):
+        # ValueError: expat refuses str input holding lone surrogates before it starts parsing.
+        raise ParseXmlError("malformed_xml", "body is not well-formed XML") from None
+
+
+def _optional_text(root, tag: str) -> str | None:
+    element = root.find(tag)
+    if element is None:
+        return None
+    return (element.text or "").strip()
+
+
+class WeComCrypto:
+    """Signs, verifies, encrypts and decrypts the callbacks of one callback URL.
+
+    One instance per (Token, EncodingAESKey, receiveid): the app-message URL, the contact-change URL
+    and the customer-change URL each have their own pair. Instances hold no per-call state and are
+    safe to share between threads. https://developer.work.weixin.qq.com/document/path/91144
+
+    ``receive_id`` is the CorpID for self-built apps (the suite id for third-party suites, an empty
+    string for some personal third-party apps), compared byte for byte with each plaintext's tail.
+    """
+
+    __slots__ = ("_token", "_key", "_iv", "_ecb", "_receive_id", "_receive_id_bytes")
+
+    def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
+        if not isinstance(token, str) or not token:
+            raise ComputeSignatureError("bad_token", "token must be a non-empty str")
+        if not isinstance(receive_id, str):
+            raise ValidateCorpidError("bad_receive_id", "receive_id must be a str")
+        try:
+            receive_id_bytes = receive_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidateCorpidError("bad_receive_id", "receive_id is not encodable as UTF-8") from None
+        self._token = token
+        self._key = _decode_aes_key(encoding_aes_key)
+        self._iv = self._key[:_AES_BLOCK]
+        # CBC decryption is ECB decryption XORed with the previous ciphertext block, so one stateless
+        # ECB object, built (key schedule included) once here, serves every decrypt on every thread.
+        self._ecb = AES.new(self._key, AES.MODE_ECB)
+        self._receive_id = receive_id
+        self._receive_id_bytes = receive_id_bytes
+
+    def __repr__(self) -> str:
+        # Token and key stay out of reprs: they end up in tracebacks and error reports.
+        return f"WeComCrypto(receive_id={self._receive_id!r})"
+
+    @property
+    def receive_id(self) -> str:
+        return self._receive_id
+
+    def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
+        """Check a URL-verification GET and return the plaintext to answer with, byte for byte.
+
+        https://developer.work.weixin.qq.com/document/path/90930. ``echostr`` must already be
+        URL-decoded; a ``+`` turned into a space by a form decoder is not repaired here.
+        """
+        return self.decrypt(msg_signature, timestamp, nonce, echostr)
+
+    def decrypt(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> str:
+        """Verify the signature over ``encrypt`` and return the decrypted message text (XML).
+
+        https://developer.work.weixin.qq.com/document/path/91144. The signature is checked first so
+        that nothing is decrypted for a caller who does not know the Token.
+        """
+        self._check_signature(msg_signature, timestamp, nonce, encrypt)
+        return self._open(encrypt)
+
+    def encrypt(self, message: str, nonce: str, timestamp: str | int) -> tuple[str, str]:
+        """Encrypt ``message`` and sign it: returns ``(encrypt, msg_signature)``.
+
+        https://developer.work.weixin.qq.com/document/path/91144. A fresh random 16-byte prefix is
+        used on each call, so encrypting the same message twice gives different ciphertexts.
+        """
+        if not isinstance(message, str):
+            raise EncryptAESError("bad_message", "message must be a str")
+        try:
+            body = message.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EncryptAESError("unencodable_message", "message is not encodable as UTF-8") from None
+        if len(body) > 0xFFFFFFFF:
+            raise EncryptAESError("message_too_long", "message does not fit the 4-byte length field")
+        if isinstance(nonce, str) and not nonce:
+            raise ComputeSignatureError("missing_nonce", "nonce is empty")
+        plain = b"".join((os.urandom(16), struct.pack(">I", len(body)), body, self._receive_id_bytes))
+        pad = _PAD_BLOCK - len(plain) % _PAD_BLOCK
+        plain += bytes((pad,)) * pad
+        # Encryption chains forward block by block, so it gets a real CBC object; replies are rare.
+        ciphertext = AES.new(self._key, AES.MODE_CBC, self._iv).encrypt(plain)
+        encrypt = base64.b64encode(ciphertext).decode("ascii")
+        return encrypt, signature(self._token, timestamp, nonce, encrypt)
+
+    def build_reply(self, message: str, nonce: str | None = None, timestamp: str | int | None = None) -> str:
+        """Encrypt a passive reply and wrap it in the envelope WeCom expects back.
+
+        https://developer.work.weixin.qq.com/document/path/90241. The signature covers the reply's
+        own ciphertext, timestamp and nonce; both default to fresh values.
+        """
+        if timestamp is None:
+            timestamp = str(int(time.time()))
+        elif isinstance(timestamp, int) and not isinstance(timestamp, bool):
+            timestamp = str(timestamp)
+        if nonce is None:
+            nonce = str(secrets.randbelow(10**10))
+        if not isinstance(timestamp, str) or not timestamp.isascii() or not timestamp.isdigit():
+            # TimeStamp is written without CDATA, so only digits are safe there.
+            raise GenReturnXmlError("bad_timestamp", "timestamp must be decimal digits")
+        encrypt, msg_signature = self.encrypt(message, nonce, timestamp)
+        try:
+            nonce_xml = cdata(nonce)
+        except (TypeError, ValueError):
+            raise GenReturnXmlError("bad_nonce", "nonce cannot be written as XML") from None
+        return (
+            f"<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt>"
+            f"<MsgSignature><![CDATA[{msg_signature}]]></MsgSignature>"
+            f"<TimeStamp>{timestamp}</TimeStamp>"
+            f"<Nonce>{nonce_xml}</Nonce></xml>"
+        )
+
+    def _check_signature(self, msg_signature, timestamp, nonce, encrypt) -> None:
+        if not msg_signature:
+            raise ValidateSignatureError("missing_signature", "msg_signature is empty")
+        if timestamp is None or timestamp == "":
+            raise ValidateSignatureError("missing_timestamp", "timestamp is empty")
+        if not nonce:
+            raise ValidateSignatureError("missing_nonce", "nonce is empty")
+        if not encrypt:
+            raise DecodeBase64Error("missing_ciphertext", "ciphertext is empty")
+        expected = signature(self._token, timestamp, nonce, encrypt)
+        # compare_digest refuses non-ASCII str, and no valid signature is anything but ASCII.
+        if not (isinstance(msg_signature, str) and msg_signature.isascii()) or not hmac.compare_digest(
+            expected, msg_signature
+        ):
+            raise ValidateSignatureError("bad_signature", "msg_signature does not match")
+
+    def _open(self, encrypt: str) -> str:
+        try:
+            ciphertext = base64.b64decode(encrypt, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise DecodeBase64Error("bad_base64", "ciphertext is not standard base64") from None
+        size = len(ciphertext)
+        if size == 0 or size % _AES_BLOCK:
+            raise DecryptAESError("bad_ciphertext_length", "ciphertext is not a whole number of blocks")
+        chained = self._ecb.decrypt(ciphertext)
+        previous = self._iv + ciphertext[:-_AES_BLOCK]
+        plain = (int.from_bytes(chained, "big") ^ int.from_bytes(previous, "big")).to_bytes(size, "big")
+
+        # Padding failures are reported as -40007 (a decryption fault: wrong key or corrupted
+        # ciphertext), not -40008, which is kept for a well-padded plaintext with a bad layout.
+        pad = plain[-1]
+        if not 1 <= pad <= _PAD_BLOCK or pad > size or plain[-pad:].count(pad) != pad:
+            raise DecryptAESError("bad_padding", "PKCS#7 padding is invalid")
+        end = size - pad
+        if end < _HEADER:
+            raise IllegalBuffer("too_short", "plaintext is shorter than its 20-byte header")
+        (length,) = struct.unpack_from(">I", plain, 16)
+        if length > end - _HEADER:
+            raise IllegalBuffer("length_overrun", "length field runs past the plaintext")
+        tail = plain[_HEADER + length : end]
+        if tail != self._receive_id_bytes:
+            raise ValidateCorpidError("receiveid_mismatch", "plaintext was sealed for another receiveid")
+        try:
+            # Invalid UTF-8 is a malformed buffer (-40008) rather than an XML error: it is caught
+            # before any XML parser sees the text.
+            return plain[_HEADER : _HEADER + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise IllegalBuffer("not_utf8", "message is not UTF-8") from None
+
+
+def _decode_aes_key(encoding_aes_key: str) -> bytes:
+    if not isinstance(encoding_aes_key, str) or len(encoding_aes_key) != 43:
+        raise IllegalAesKey("bad_aes_key", "EncodingAESKey must be 43 characters")
+    try:
+        key = base64.b64decode(encoding_aes_key + "=", validate=True)
+    except (binascii.Error, ValueError):
+        raise IllegalAesKey("bad_aes_key", "EncodingAESKey is not base64") from None
+    # The 43rd character carries two spare bits; they are not required to be zero because the
+    # WeCom console lets admins type their own key and WeCom itself ignores those bits.
+    if len(key) != 32:
+        raise IllegalAesKey("bad_aes_key", "EncodingAESKey must decode to 32 bytes")
+    return key

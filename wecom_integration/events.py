@@ -1,0 +1,894 @@
+"""Decrypted callback XML → typed, immutable events; and the passive reply XML going the other way.
+
+Pure Python (no Django). :func:`parse_event` looks the message up in one table,
+:data:`EVENT_TYPES`, keyed on (MsgType, Event, ChangeType). Anything not in the table, or a known type
+carrying a value that cannot be read as its documented type, becomes an :class:`UnknownEvent`: kept
+with all its fields and a dedupe key, never dropped. Only XML that cannot be parsed at all raises
+:class:`EventParseError`.
+
+Formats: messages https://developer.work.weixin.qq.com/document/path/90239, app events
+https://developer.work.weixin.qq.com/document/path/90240, contact changes
+https://developer.work.weixin.qq.com/document/path/90970 (members), 90971 (departments) and 90972
+(tags), customer changes https://developer.work.weixin.qq.com/document/path/92130.
+
+Typed fields that are absent from the XML are ``None``; present but empty they are ``""`` (or ``[]``
+for lists). The difference matters: an ``update_user`` event carries only the fields that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
+from xml.etree.ElementTree import Element
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import fromstring as _defused_fromstring
+
+__all__ = [
+    "EVENT_TYPES",
+    "AppEvent",
+    "Article",
+    "ClickEvent",
+    "ContactEvent",
+    "ContactPartyEvent",
+    "ContactTagEvent",
+    "ContactUserEvent",
+    "CustomerEvent",
+    "EnterAgentEvent",
+    "Event",
+    "EventParseError",
+    "ExternalChatEvent",
+    "ExternalContactEvent",
+    "ExternalTagEvent",
+    "ImageMessage",
+    "ImageReply",
+    "LinkMessage",
+    "LocationEvent",
+    "LocationMessage",
+    "LocationSelectEvent",
+    "Message",
+    "NewsReply",
+    "PicEvent",
+    "ScancodeEvent",
+    "SubscribeEvent",
+    "TextMessage",
+    "TextReply",
+    "UnknownEvent",
+    "UnsubscribeEvent",
+    "VideoMessage",
+    "VideoReply",
+    "ViewEvent",
+    "VoiceMessage",
+    "VoiceReply",
+    "build_passive_reply_xml",
+    "cdata",
+    "parse_event",
+]
+
+# Deeper nesting than any WeCom payload (ExtAttr is three levels) is refused rather than walked.
+_MAX_DEPTH = 16
+# Fields that differ between the callback URLs one change can be pushed to (the contact-sync URL
+# and an app URL), so they stay out of payload digests.
+_ROUTING_TAGS = frozenset({"ToUserName", "AgentID"})
+# Bounded so int() never meets a string past Python's digit limit; WeCom's ints fit in 64 bits.
+_INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+
+
+class EventParseError(ValueError):
+    """The text is not well-formed XML with an ``<xml>`` root (or holds a DTD or entities)."""
+
+
+class _BadValue(Exception):
+    """A known field whose text does not have its documented type."""
+
+    def __init__(self, tag: str):
+        super().__init__(tag)
+        self.tag = tag
+
+
+# Field readers: each takes the element (None when absent) and returns the typed value.
+
+
+def _text(element: Element | None) -> str | None:
+    if element is None:
+        return None
+    return element.text or ""
+
+
+def _int(element: Element | None) -> int | None:
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    if not text:
+        return None
+    if not _INT_RE.fullmatch(text):
+        raise _BadValue(element.tag)
+    return int(text)
+
+
+def _float(element: Element | None) -> float | None:
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise _BadValue(element.tag) from None
+
+
+def _str_list(element: Element | None) -> list[str] | None:
+    if element is None:
+        return None
+    return [item.strip() for item in (element.text or "").split(",") if item.strip()]
+
+
+def _int_list(element: Element | None) -> list[int] | None:
+    items = _str_list(element)
+    if items is None:
+        return None
+    if not all(_INT_RE.fullmatch(item) for item in items):
+        raise _BadValue(element.tag)
+    return [int(item) for item in items]
+
+
+def _child_texts(tag: str, inner: str | None = None) -> Callable[[Element | None], list[str] | None]:
+    """Reader for a list element: the text of each ``tag`` child (or of ``inner`` inside it)."""
+
+    def read(element: Element | None) -> list[str] | None:
+        if element is None:
+            return None
+        if inner is None:
+            return [child.text or "" for child in element.findall(tag)]
+        return [child.findtext(inner, "") for child in element.findall(tag)]
+
+    return read
+
+
+Spec = tuple[tuple[str, str, Callable[[Element | None], Any]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What every callback carries, whatever its type.
+
+    ``fields`` holds every child of ``<xml>`` by tag: a leaf as its text, a nested element as a dict
+    of its children, a tag that repeats as a list of those values.
+    """
+
+    xml: str = field(repr=False)
+    to_user_name: str | None
+    from_user_name: str | None
+    create_time: int
+    msg_type: str | None
+    event: str | None
+    change_type: str | None
+    agent_id: int | None
+    fields: dict[str, Any] = field(repr=False)
+
+    _KIND: ClassVar[str] = "unknown"
+    _SPEC: ClassVar[Spec] = ()
+    _SUBJECT: ClassVar[str] = "from_user_name"
+    # Change types whose payload is the change itself, so two of them for one subject can fall in the
+    # same second (two edits of one member): their key also carries a digest of the payload.
+    _DIGEST_CHANGE_TYPES: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def kind(self) -> str:
+        """``"message"``, ``"event"`` (app events), ``"contact"``, ``"customer"`` or ``"unknown"``."""
+        return self._KIND
+
+    @property
+    def subject(self) -> str | None:
+        """The id the callback is about: a member, department, tag, external contact or chat."""
+        value = getattr(self, self._SUBJECT)
+        return None if value is None else str(value)
+
+    @property
+    def dedupe_key(self) -> str:
+        """Equal for WeCom's retries of one delivery, different for two real events.
+
+        Messages are keyed on MsgId. Events have none, so they are keyed on FromUserName, CreateTime,
+        Event, ChangeType and the subject (doc 90238 on retries), plus what tells apart two events
+        that share those: the rename target, the member beside the external contact, the menu key.
+        A create_user and an update_user of one member in one second therefore get two keys.
+        """
+        return _event_key(self)
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        return ()
+
+
+def _event_key(event: Event) -> str:
+    parts = [
+        event.from_user_name,
+        event.create_time,
+        event.event,
+        event.change_type,
+        event.subject,
+        *event._dedupe_extra(),
+    ]
+    if event.change_type in event._DIGEST_CHANGE_TYPES:
+        parts.append(_payload_digest(event.fields))
+    return "|".join("" if part is None else str(part) for part in parts)
+
+
+def _payload_digest(fields: Mapping[str, Any]) -> str:
+    payload = {tag: value for tag, value in fields.items() if tag not in _ROUTING_TAGS}
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+# App messages, doc 90239.
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Event):
+    msg_id: str | None = None
+
+    _KIND: ClassVar[str] = "message"
+    _SPEC: ClassVar[Spec] = (("msg_id", "MsgId", _text),)
+
+    @property
+    def dedupe_key(self) -> str:
+        """``msg:<MsgId>``: WeCom gives every message a unique 64-bit id."""
+        if self.msg_id:
+            return f"msg:{self.msg_id.strip()}"
+        return _event_key(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage(Message):
+    content: str | None = None
+
+    _SPEC: ClassVar[Spec] = (*Message._SPEC, ("content", "Content", _text))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageMessage(Message):
+    pic_url: str | None = None
+    media_id: str | None = None
+
+    _SPEC: ClassVar[Spec] = (*Message._SPEC, ("pic_url", "PicUrl", _text), ("media_id", "MediaId", _text))
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceMessage(Message):
+    media_id: str | None = None
+    format: str | None = None
+
+    _SPEC: ClassVar[Spec] = (*Message._SPEC, ("media_id", "MediaId", _text), ("format", "Format", _text))
+
+
+@dataclass(frozen=True, slots=True)
+class VideoMessage(Message):
+    media_id: str | None = None
+    thumb_media_id: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *Message._SPEC,
+        ("media_id", "MediaId", _text),
+        ("thumb_media_id", "ThumbMediaId", _text),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LocationMessage(Message):
+    location_x: float | None = None
+    location_y: float | None = None
+    scale: int | None = None
+    label: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *Message._SPEC,
+        ("location_x", "Location_X", _float),
+        ("location_y", "Location_Y", _float),
+        ("scale", "Scale", _int),
+        ("label", "Label", _text),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkMessage(Message):
+    title: str | None = None
+    description: str | None = None
+    url: str | None = None
+    pic_url: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *Message._SPEC,
+        ("title", "Title", _text),
+        ("description", "Description", _text),
+        ("url", "Url", _text),
+        ("pic_url", "PicUrl", _text),
+    )
+
+
+# App events, doc 90240.
+
+
+@dataclass(frozen=True, slots=True)
+class AppEvent(Event):
+    event_key: str | None = None
+
+    _KIND: ClassVar[str] = "event"
+    _SPEC: ClassVar[Spec] = (("event_key", "EventKey", _text),)
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        # Two different menu items tapped in one second are two events.
+        return (self.event_key,) if self.event_key else ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeEvent(AppEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeEvent(AppEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EnterAgentEvent(AppEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClickEvent(AppEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ViewEvent(AppEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LocationEvent(AppEvent):
+    latitude: float | None = None
+    longitude: float | None = None
+    precision: float | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *AppEvent._SPEC,
+        ("latitude", "Latitude", _float),
+        ("longitude", "Longitude", _float),
+        ("precision", "Precision", _float),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScancodeEvent(AppEvent):
+    """``scancode_push`` and ``scancode_waitmsg``."""
+
+    scan_type: str | None = None
+    scan_result: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *AppEvent._SPEC,
+        ("scan_type", "ScanCodeInfo/ScanType", _text),
+        ("scan_result", "ScanCodeInfo/ScanResult", _text),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PicEvent(AppEvent):
+    """``pic_sysphoto``, ``pic_photo_or_album`` and ``pic_weixin``."""
+
+    count: int | None = None
+    pic_md5_sums: list[str] | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *AppEvent._SPEC,
+        ("count", "SendPicsInfo/Count", _int),
+        ("pic_md5_sums", "SendPicsInfo/PicList", _child_texts("item", "PicMd5Sum")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LocationSelectEvent(AppEvent):
+    location_x: float | None = None
+    location_y: float | None = None
+    scale: int | None = None
+    label: str | None = None
+    poiname: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        *AppEvent._SPEC,
+        ("location_x", "SendLocationInfo/Location_X", _float),
+        ("location_y", "SendLocationInfo/Location_Y", _float),
+        ("scale", "SendLocationInfo/Scale", _int),
+        ("label", "SendLocationInfo/Label", _text),
+        ("poiname", "SendLocationInfo/Poiname", _text),
+    )
+
+
+# Contact changes (Event=change_contact), docs 90970, 90971, 90972.
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEvent(Event):
+    _KIND: ClassVar[str] = "contact"
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUserEvent(ContactEvent):
+    """``create_user``, ``update_user`` (changed fields only) and ``delete_user``.
+
+    ``new_user_id`` is set when the member's UserID was renamed; ``ExtAttr`` stays in ``fields``.
+    """
+
+    user_id: str | None = None
+    new_user_id: str | None = None
+    name: str | None = None
+    departments: list[int] | None = None
+    main_department: int | None = None
+    is_leader_in_dept: list[int] | None = None
+    direct_leader: list[str] | None = None
+    position: str | None = None
+    mobile: str | None = None
+    gender: str | None = None
+    email: str | None = None
+    biz_mail: str | None = None
+    status: int | None = None
+    avatar: str | None = None
+    alias: str | None = None
+    telephone: str | None = None
+    address: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        ("user_id", "UserID", _text),
+        ("new_user_id", "NewUserID", _text),
+        ("name", "Name", _text),
+        ("departments", "Department", _int_list),
+        ("main_department", "MainDepartment", _int),
+        ("is_leader_in_dept", "IsLeaderInDept", _int_list),
+        ("direct_leader", "DirectLeader", _str_list),
+        ("position", "Position", _text),
+        ("mobile", "Mobile", _text),
+        ("gender", "Gender", _text),
+        ("email", "Email", _text),
+        ("biz_mail", "BizMail", _text),
+        ("status", "Status", _int),
+        ("avatar", "Avatar", _text),
+        ("alias", "Alias", _text),
+        ("telephone", "Telephone", _text),
+        ("address", "Address", _text),
+    )
+    _SUBJECT: ClassVar[str] = "user_id"
+    _DIGEST_CHANGE_TYPES: ClassVar[frozenset[str]] = frozenset({"update_user"})
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        return (self.new_user_id,) if self.new_user_id else ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPartyEvent(ContactEvent):
+    """``create_party``, ``update_party`` and ``delete_party``."""
+
+    id: int | None = None
+    name: str | None = None
+    parent_id: int | None = None
+    order: int | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        ("id", "Id", _int),
+        ("name", "Name", _text),
+        ("parent_id", "ParentId", _int),
+        ("order", "Order", _int),
+    )
+    _SUBJECT: ClassVar[str] = "id"
+    _DIGEST_CHANGE_TYPES: ClassVar[frozenset[str]] = frozenset({"update_party"})
+
+
+@dataclass(frozen=True, slots=True)
+class ContactTagEvent(ContactEvent):
+    """``update_tag``: members and departments added to or removed from a tag."""
+
+    tag_id: int | None = None
+    add_user_items: list[str] | None = None
+    del_user_items: list[str] | None = None
+    add_party_items: list[int] | None = None
+    del_party_items: list[int] | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        ("tag_id", "TagId", _int),
+        ("add_user_items", "AddUserItems", _str_list),
+        ("del_user_items", "DelUserItems", _str_list),
+        ("add_party_items", "AddPartyItems", _int_list),
+        ("del_party_items", "DelPartyItems", _int_list),
+    )
+    _SUBJECT: ClassVar[str] = "tag_id"
+    _DIGEST_CHANGE_TYPES: ClassVar[frozenset[str]] = frozenset({"update_tag"})
+
+
+# Customer contact changes, doc 92130.
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerEvent(Event):
+    _KIND: ClassVar[str] = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalContactEvent(CustomerEvent):
+    """``change_external_contact``: a member (``user_id``) and an external contact changed relation."""
+
+    user_id: str | None = None
+    external_user_id: str | None = None
+    state: str | None = None
+    welcome_code: str | None = None
+    source: str | None = None
+    fail_reason: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        ("user_id", "UserID", _text),
+        ("external_user_id", "ExternalUserID", _text),
+        ("state", "State", _text),
+        ("welcome_code", "WelcomeCode", _text),
+        ("source", "Source", _text),
+        ("fail_reason", "FailReason", _text),
+    )
+    _SUBJECT: ClassVar[str] = "external_user_id"
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        # One external contact added by two members in one second is two events. WelcomeCode is
+        # deliberately left out: it is a short-lived credential, not part of the event's identity.
+        return (self.user_id,)
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalChatEvent(CustomerEvent):
+    """``change_external_chat``: a customer group was created, updated or dismissed."""
+
+    chat_id: str | None = None
+    update_detail: str | None = None
+    join_scene: int | None = None
+    quit_scene: int | None = None
+    mem_change_cnt: int | None = None
+    mem_change_list: list[str] | None = None
+    last_mem_ver: str | None = None
+    cur_mem_ver: str | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        ("chat_id", "ChatId", _text),
+        ("update_detail", "UpdateDetail", _text),
+        ("join_scene", "JoinScene", _int),
+        ("quit_scene", "QuitScene", _int),
+        ("mem_change_cnt", "MemChangeCnt", _int),
+        ("mem_change_list", "MemChangeList", _child_texts("Item")),
+        ("last_mem_ver", "LastMemVer", _text),
+        ("cur_mem_ver", "CurMemVer", _text),
+    )
+    _SUBJECT: ClassVar[str] = "chat_id"
+    _DIGEST_CHANGE_TYPES: ClassVar[frozenset[str]] = frozenset({"update"})
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        return (self.update_detail,) if self.update_detail else ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalTagEvent(CustomerEvent):
+    """``change_external_tag``: a customer tag or tag group was created, updated, deleted or reordered."""
+
+    id: str | None = None
+    tag_type: str | None = None
+    strategy_id: int | None = None
+
+    _SPEC: ClassVar[Spec] = (
+        ("id", "Id", _text),
+        ("tag_type", "TagType", _text),
+        ("strategy_id", "StrategyId", _int),
+    )
+    _SUBJECT: ClassVar[str] = "id"
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        return (self.tag_type, self.strategy_id)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent(Event):
+    """A callback this module has no type for, or whose known type carried an unreadable value.
+
+    ``reason`` says which. Everything WeCom sent is still in ``fields`` and ``xml``.
+    """
+
+    reason: str = "unknown type"
+
+    _KIND: ClassVar[str] = "unknown"
+
+    @property
+    def subject(self) -> str | None:
+        for tag in ("UserID", "ExternalUserID", "ChatId", "TagId", "Id"):
+            value = self.fields.get(tag)
+            if isinstance(value, str) and value:
+                return value.strip()
+        return self.from_user_name
+
+    @property
+    def dedupe_key(self) -> str:
+        """``msg:<MsgId>`` when there is one, else the event key plus a digest of the payload.
+
+        Nothing is known about which fields identify an unknown event, so the whole payload does.
+        """
+        msg_id = self.fields.get("MsgId")
+        if isinstance(msg_id, str) and msg_id.strip():
+            return f"msg:{msg_id.strip()}"
+        return f"{_event_key(self)}|{_payload_digest(self.fields)}"
+
+
+# The one table of types. Keys are lower-cased (MsgType, Event, ChangeType); a part that does not
+# select the type is None. WeCom spells the location event "LOCATION", hence the lower-casing.
+EVENT_TYPES: Mapping[tuple[str, str | None, str | None], type[Event]] = MappingProxyType(
+    {
+        ("text", None, None): TextMessage,
+        ("image", None, None): ImageMessage,
+        ("voice", None, None): VoiceMessage,
+        ("video", None, None): VideoMessage,
+        ("location", None, None): LocationMessage,
+        ("link", None, None): LinkMessage,
+        ("event", "subscribe", None): SubscribeEvent,
+        ("event", "unsubscribe", None): UnsubscribeEvent,
+        ("event", "enter_agent", None): EnterAgentEvent,
+        ("event", "click", None): ClickEvent,
+        ("event", "view", None): ViewEvent,
+        ("event", "location", None): LocationEvent,
+        ("event", "scancode_push", None): ScancodeEvent,
+        ("event", "scancode_waitmsg", None): ScancodeEvent,
+        ("event", "pic_sysphoto", None): PicEvent,
+        ("event", "pic_photo_or_album", None): PicEvent,
+        ("event", "pic_weixin", None): PicEvent,
+        ("event", "location_select", None): LocationSelectEvent,
+        ("event", "change_contact", "create_user"): ContactUserEvent,
+        ("event", "change_contact", "update_user"): ContactUserEvent,
+        ("event", "change_contact", "delete_user"): ContactUserEvent,
+        ("event", "change_contact", "create_party"): ContactPartyEvent,
+        ("event", "change_contact", "update_party"): ContactPartyEvent,
+        ("event", "change_contact", "delete_party"): ContactPartyEvent,
+        ("event", "change_contact", "update_tag"): ContactTagEvent,
+        ("event", "change_external_contact", "add_external_contact"): ExternalContactEvent,
+        ("event", "change_external_contact", "edit_external_contact"): ExternalContactEvent,
+        ("event", "change_external_contact", "del_external_contact"): ExternalContactEvent,
+        ("event", "change_external_contact", "add_half_external_contact"): ExternalContactEvent,
+        ("event", "change_external_contact", "del_follow_user"): ExternalContactEvent,
+        ("event", "change_external_contact", "transfer_fail"): ExternalContactEvent,
+        ("event", "change_external_chat", "create"): ExternalChatEvent,
+        ("event", "change_external_chat", "update"): ExternalChatEvent,
+        ("event", "change_external_chat", "dismiss"): ExternalChatEvent,
+        ("event", "change_external_tag", "create"): ExternalTagEvent,
+        ("event", "change_external_tag", "update"): ExternalTagEvent,
+        ("event", "change_external_tag", "delete"): ExternalTagEvent,
+        ("event", "change_external_tag", "shuffle"): ExternalTagEvent,
+    }
+)
+
+
+def parse_event(xml_text: str | bytes) -> Event:
+    """Parse one decrypted callback (the text :meth:`WeComCrypto.decrypt` returns) into an event.
+
+    The class comes from :data:`EVENT_TYPES`; see the module docstring for the doc pages. Raises
+    :class:`EventParseError` only when the text is not well-formed XML with an ``<xml>`` root.
+    """
+    if isinstance(xml_text, (bytes, bytearray)):
+        try:
+            xml_text = bytes(xml_text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventParseError("callback XML is not UTF-8") from None
+    if not isinstance(xml_text, str):
+        raise EventParseError("callback XML must be str")
+    try:
+        root = _defused_fromstring(xml_text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise EventParseError(f"callback XML is not well-formed: {exc}") from None
+    if root.tag != "xml":
+        raise EventParseError("callback XML root must be <xml>")
+
+    fields = _collect(root, 0)
+    msg_type = _routing_text(root, "MsgType")
+    event = _routing_text(root, "Event")
+    change_type = _routing_text(root, "ChangeType")
+    common = {
+        "xml": xml_text,
+        "to_user_name": _routing_text(root, "ToUserName"),
+        "from_user_name": _routing_text(root, "FromUserName"),
+        "msg_type": msg_type,
+        "event": event,
+        "change_type": change_type,
+        "fields": fields,
+    }
+    problem = None
+    try:
+        agent_id = _int(root.find("AgentID"))
+    except _BadValue as bad:
+        agent_id, problem = None, f"bad value in <{bad.tag}>"
+    try:
+        create_time = _int(root.find("CreateTime"))
+    except _BadValue as bad:
+        create_time, problem = None, f"bad value in <{bad.tag}>"
+    if create_time is None and problem is None:
+        problem = "no CreateTime"
+    common["agent_id"] = agent_id
+    # CreateTime is part of every event dedupe key; 0 stands for "absent or unreadable".
+    common["create_time"] = create_time or 0
+    if problem is not None:
+        return UnknownEvent(reason=problem, **common)
+
+    cls = _lookup(msg_type, event, change_type)
+    if cls is None:
+        return UnknownEvent(reason="unknown type", **common)
+    try:
+        typed = {attr: read(root.find(path)) for attr, path, read in cls._SPEC}
+    except _BadValue as bad:
+        return UnknownEvent(reason=f"bad value in <{bad.tag}>", **common)
+    return cls(**common, **typed)
+
+
+def _lookup(msg_type: str | None, event: str | None, change_type: str | None) -> type[Event] | None:
+    mt = (msg_type or "").lower()
+    if mt != "event":
+        return EVENT_TYPES.get((mt, None, None))
+    ev = (event or "").lower()
+    ct = change_type.lower() if change_type else None
+    return EVENT_TYPES.get((mt, ev, ct)) or EVENT_TYPES.get((mt, ev, None))
+
+
+def _routing_text(root: Element, tag: str) -> str | None:
+    element = root.find(tag)
+    if element is None:
+        return None
+    return (element.text or "").strip()
+
+
+def _collect(element: Element, depth: int) -> dict[str, Any]:
+    if depth >= _MAX_DEPTH:
+        raise EventParseError("callback XML is nested too deeply")
+    out: dict[str, Any] = {}
+    for child in element:
+        value: Any = _collect(child, depth + 1) if len(child) else (child.text or "")
+        if child.tag not in out:
+            out[child.tag] = value
+        elif isinstance(out[child.tag], list):
+            out[child.tag].append(value)
+        else:
+            out[child.tag] = [out[child.tag], value]
+    return out
+
+
+# Passive replies, doc 90241.
+
+# Characters XML 1.0 cannot carry at all, not even inside CDATA.
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# WeCom shows no more than 8 articles in one news reply.
+_MAX_ARTICLES = 8
+
+
+def cdata(text: str) -> str:
+    """Wrap ``text`` in CDATA so that it reads back unchanged (``]]>`` is split across two sections).
+
+    Raises ValueError for characters XML cannot carry (NUL and other C0 controls, lone surrogates).
+    A ``\\r`` is carried but, as for any XML, parsers read it back as ``\\n``.
+    """
+    if not isinstance(text, str):
+        raise TypeError("CDATA content must be str")
+    if _XML_ILLEGAL.search(text):
+        raise ValueError("text holds characters that XML cannot carry")
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+@dataclass(frozen=True, slots=True)
+class TextReply:
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReply:
+    media_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceReply:
+    media_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class VideoReply:
+    media_id: str
+    title: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    title: str
+    description: str = ""
+    url: str = ""
+    pic_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewsReply:
+    articles: Sequence[Article]
+
+
+Reply = TextReply | ImageReply | VoiceReply | VideoReply | NewsReply
+
+_REPLY_TYPES: Mapping[str, type] = MappingProxyType(
+    {"text": TextReply, "image": ImageReply, "voice": VoiceReply, "video": VideoReply, "news": NewsReply}
+)
+
+
+def build_passive_reply_xml(
+    to_user: str, from_user: str, reply: Reply | Mapping[str, Any], create_time: int | None = None
+) -> str:
+    """The plaintext XML of a passive reply, ready for :meth:`WeComCrypto.build_reply`.
+
+    https://developer.work.weixin.qq.com/document/path/90241. ``to_user`` is the member's UserID
+    (the incoming FromUserName), ``from_user`` the CorpID. ``reply`` is one of the reply dataclasses
+    or a dict such as ``{"type": "text", "content": "hi"}`` or ``{"type": "news", "articles":
+    [{"title": ..., "description": ..., "url": ..., "pic_url": ...}]}``. Raises ValueError (or
+    TypeError) for a reply WeCom would not accept.
+    """
+    reply = _reply_from(reply)
+    if create_time is None:
+        create_time = int(time.time())
+    if not isinstance(create_time, int) or isinstance(create_time, bool):
+        raise TypeError("create_time must be an int")
+    if isinstance(reply, TextReply):
+        msg_type, body = "text", f"<Content>{cdata(reply.content)}</Content>"
+    elif isinstance(reply, ImageReply):
+        msg_type, body = "image", f"<Image><MediaId>{cdata(reply.media_id)}</MediaId></Image>"
+    elif isinstance(reply, VoiceReply):
+        msg_type, body = "voice", f"<Voice><MediaId>{cdata(reply.media_id)}</MediaId></Voice>"
+    elif isinstance(reply, VideoReply):
+        msg_type, body = (
+            "video",
+            (
+                f"<Video><MediaId>{cdata(reply.media_id)}</MediaId><Title>{cdata(reply.title)}</Title>"
+                f"<Description>{cdata(reply.description)}</Description></Video>"
+            ),
+        )
+    else:
+        articles = list(reply.articles)
+        if not 1 <= len(articles) <= _MAX_ARTICLES:
+            raise ValueError("a news reply holds 1 to 8 articles")
+        items = "".join(
+            f"<item><Title>{cdata(a.title)}</Title><Description>{cdata(a.description)}</Description>"
+            f"<PicUrl>{cdata(a.pic_url)}</PicUrl><Url>{cdata(a.url)}</Url></item>"
+            for a in (_article_from(article) for article in articles)
+        )
+        msg_type, body = "news", f"<ArticleCount>{len(articles)}</ArticleCount><Articles>{items}</Articles>"
+    return (
+        f"<xml><ToUserName>{cdata(to_user)}</ToUserName><FromUserName>{cdata(from_user)}</FromUserName>"
+        f"<CreateTime>{create_time}</CreateTime><MsgType>{cdata(msg_type)}</MsgType>{body}</xml>"
+    )
+
+
+def _reply_from(reply: Reply | Mapping[str, Any]) -> Reply:
+    if isinstance(reply, (TextReply, ImageReply, VoiceReply, VideoReply, NewsReply)):
+        return reply
+    if not isinstance(reply, Mapping):
+        raise TypeError("reply must be a reply dataclass or a dict with a 'type'")
+    values = dict(reply)
+    cls = _REPLY_TYPES.get(values.pop("type", None))
+    if cls is None:
+        raise ValueError("reply type must be one of: " + ", ".join(_REPLY_TYPES))
+    if cls is NewsReply:
+        return NewsReply(articles=[_article_from(article) for article in values.get("articles") or ()])
+    return cls(**values)
+
+
+def _article_from(article: Article | Mapping[str, Any]) -> Article:
+    if isinstance(article, Article):
+        return article
+    if not isinstance(article, Mapping):
+        raise TypeError("an article must be an Article or a dict")
+    return Article(**article)

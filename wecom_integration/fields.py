@@ -1,0 +1,77 @@
+"""Encryption at rest for secrets, Tokens and AES keys.
+
+``WECOM_FIELD_KEYS`` holds one or more keys (any strings; each is stretched to a Fernet key). The first
+encrypts, every key decrypts, so a key is rotated by putting the new one first and running
+``manage.py wecom_rotate_keys``. Without keys (a laptop), a key is derived from ``SECRET_KEY``.
+
+cryptography's MultiFernet is used rather than hand-made AES: it authenticates the ciphertext and does
+the rotation bookkeeping for us.
+"""
+
+import base64
+import hashlib
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.db import models
+
+PREFIX = "enc1:"
+
+
+def _fernet_key(material: str) -> bytes:
+    digest = hashlib.sha256(b"wecom-integration-field-key\0" + material.encode()).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+@lru_cache(maxsize=1)
+def _keyring() -> MultiFernet:
+    keys = list(getattr(settings, "WECOM_FIELD_KEYS", None) or []) or [settings.SECRET_KEY]
+    return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
+
+
+def _clear_keyring(*, setting, **kwargs):
+    if setting in ("WECOM_FIELD_KEYS", "SECRET_KEY"):
+        _keyring.cache_clear()
+
+
+setting_changed.connect(_clear_keyring)
+
+
+def encrypt_value(plaintext: str) -> str:
+    return PREFIX + _keyring().encrypt(plaintext.encode()).decode()
+
+
+def decrypt_value(stored: str) -> str:
+    if not stored.startswith(PREFIX):
+        raise ImproperlyConfigured("An encrypted field holds a value that was not written by this app.")
+    try:
+        return _keyring().decrypt(stored[len(PREFIX):].encode()).decode()
+    except InvalidToken:
+        # Never include the stored value: say what to fix instead.
+        raise ImproperlyConfigured(
+            "A stored WeCom secret cannot be decrypted with WECOM_FIELD_KEYS: the key that encrypted it "
+            "is missing. Add the old key after the new one."
+        ) from None
+
+
+def rotate_value(stored: str) -> str:
+    """Re-encrypt a stored value under the first key."""
+    return PREFIX + _keyring().rotate(stored[len(PREFIX):].encode()).decode()
+
+
+class EncryptedTextField(models.TextField):
+    """A text field stored encrypted; the empty string is stored as is ("not configured")."""
+
+    def from_db_value(self, value, expression, connection):
+        if not value:
+            return value
+        return decrypt_value(value)
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if not value:
+            return value or ""
+        return encrypt_value(value)

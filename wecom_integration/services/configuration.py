@@ -1,0 +1,70 @@
+"""Creating and describing a tenant's WeCom configuration (the admin and ``wecom_configure`` use this)."""
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.urls import reverse
+
+from tenants.models import Membership, Tenant
+
+from ..conf import wecom_settings
+from ..models import WeComConfig
+
+CALLBACK_URL_NAMES = {
+    "app": "wecom_integration:callback-app",
+    "contacts": "wecom_integration:callback-contacts",
+    "customers": "wecom_integration:callback-customers",
+}
+
+
+def absolute_url(path, request=None):
+    base = wecom_settings.PUBLIC_BASE_URL.rstrip("/")
+    if base:
+        return base + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return "http://127.0.0.1:8000" + path
+
+
+def callback_urls(tenant_id, request=None):
+    """The three URLs to paste into WeCom, by kind."""
+    return {
+        kind: absolute_url(reverse(name, kwargs={"tenant_id": tenant_id}), request)
+        for kind, name in CALLBACK_URL_NAMES.items()
+    }
+
+
+def configure_tenant(*, tenant_code, tenant_name=None, admin_username=None, values):
+    """Create or update a tenant and its configuration; idempotent.
+
+    ``values`` maps WeComConfig field names to values; missing or None values keep what is stored.
+    Raises ValidationError with the model's messages when a value is invalid; nothing is saved then.
+    """
+    User = get_user_model()
+    with transaction.atomic():
+        tenant, created = Tenant.objects.get_or_create(
+            code=tenant_code, defaults={"name": tenant_name or tenant_code}
+        )
+        if tenant_name and tenant.name != tenant_name:
+            tenant.name = tenant_name
+            tenant.save(update_fields=["name"])
+        config = WeComConfig.objects.filter(tenant=tenant).first() or WeComConfig(tenant=tenant)
+        for field, value in values.items():
+            if value is not None:
+                setattr(config, field, value)
+        config.full_clean()
+        config.save()
+        if admin_username:
+            try:
+                user = User.objects.get(**{User.USERNAME_FIELD: admin_username})
+            except User.DoesNotExist:
+                raise ValidationError({"admin": [f"No user named {admin_username!r}."]}) from None
+            Membership.objects.update_or_create(
+                user=user,
+                tenant=tenant,
+                defaults={"role": Membership.Role.ADMIN, "status": Membership.Status.ACTIVE},
+            )
+            if not user.is_staff:
+                user.is_staff = True
+                user.save(update_fields=["is_staff"])
+    return tenant, config
