@@ -1,0 +1,148 @@
+"""How long one contact-change callback takes in-process: verify, decrypt, parse.
+
+Run: .venv/bin/python bench/callbacks_inprocess.py [--calls N] [--repeats R]
+
+Times our path (parse_envelope + WeComCrypto.decrypt + parse_event) and, as a reference, the
+straightforward way the official WXBizMsgCrypt sample does it (key decoded and cipher built per
+call, hashlib, defusedxml ElementTree, a dict of the child texts), and prints the median of the
+per-call times over several repeats. No Django, no network. Prints figures only; asserts nothing.
+"""
+
+import argparse
+import base64
+import hashlib
+import statistics
+import struct
+import sys
+import time
+from pathlib import Path
+
+import defusedxml.ElementTree as DET
+from Crypto.Cipher import AES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wecom_integration.crypto import WeComCrypto, parse_envelope  # noqa: E402
+from wecom_integration.events import parse_event  # noqa: E402
+
+TOKEN = "QDG6eK"
+ENCODING_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+CORP_ID = "ww1436e0e65a779aee"
+TIMESTAMP = "1700000000"
+NONCE = "1372623149"
+
+CONTACT_CHANGE = """<xml>
+<ToUserName><![CDATA[ww1436e0e65a779aee]]></ToUserName>
+<FromUserName><![CDATA[sys]]></FromUserName>
+<CreateTime>1700000000</CreateTime>
+<MsgType><![CDATA[event]]></MsgType>
+<Event><![CDATA[change_contact]]></Event>
+<ChangeType><![CDATA[update_user]]></ChangeType>
+<UserID><![CDATA[zhangsan]]></UserID>
+<NewUserID><![CDATA[zhangsan001]]></NewUserID>
+<Name><![CDATA[张三]]></Name>
+<Department><![CDATA[1,2,3]]></Department>
+<MainDepartment>1</MainDepartment>
+<IsLeaderInDept><![CDATA[1,0,0]]></IsLeaderInDept>
+<Position><![CDATA[产品经理]]></Position>
+<Mobile>13800000000</Mobile>
+<Gender>1</Gender>
+<Email><![CDATA[zhangsan@gzdev.com]]></Email>
+<Status>1</Status>
+<Alias><![CDATA[zhangsan]]></Alias>
+<Telephone><![CDATA[020-123456]]></Telephone>
+<Address><![CDATA[广州市海珠区新港中路]]></Address>
+<ExtAttr><Item><Name><![CDATA[爱好]]></Name><Type>0</Type><Text><Value><![CDATA[旅游]]></Value></Text></Item></ExtAttr>
+</xml>"""
+
+
+def ours(crypto: WeComCrypto, msg_signature: str, body: bytes):
+    envelope = parse_envelope(body)
+    return parse_event(crypto.decrypt(msg_signature, TIMESTAMP, NONCE, envelope.encrypt))
+
+
+def naive_open(msg_signature: str, body: bytes) -> str:
+    """The official sample's steps, written plainly, with its checks only (none on the padding)."""
+    encrypt = DET.fromstring(body).find("Encrypt").text
+    parts = sorted([TOKEN, TIMESTAMP, NONCE, encrypt])
+    if hashlib.sha1("".join(parts).encode()).hexdigest() != msg_signature:
+        raise ValueError("-40001")
+    key = base64.b64decode(ENCODING_AES_KEY + "=")
+    plain = AES.new(key, AES.MODE_CBC, key[:16]).decrypt(base64.b64decode(encrypt))
+    content = plain[16 : -plain[-1]]
+    (length,) = struct.unpack(">I", content[:4])
+    if content[4 + length :].decode() != CORP_ID:
+        raise ValueError("-40005")
+    return content[4 : 4 + length].decode()
+
+
+def naive_parse(xml: str) -> dict:
+    return {child.tag: child.text for child in DET.fromstring(xml)}
+
+
+def naive(msg_signature: str, body: bytes) -> dict:
+    return naive_parse(naive_open(msg_signature, body))
+
+
+def median_us(fn, calls: int, repeats: int) -> float:
+    per_call = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            fn()
+        per_call.append((time.perf_counter_ns() - start) / calls / 1000)
+    return statistics.median(per_call)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000, help="calls per repeat")
+    parser.add_argument("--repeats", type=int, default=9, help="repeats; the median is reported")
+    args = parser.parse_args()
+
+    crypto = WeComCrypto(TOKEN, ENCODING_AES_KEY, CORP_ID)
+    encrypt, msg_signature = crypto.encrypt(CONTACT_CHANGE, NONCE, TIMESTAMP)
+    body = (
+        f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>"
+        "<AgentID><![CDATA[]]></AgentID></xml>"
+    ).encode()
+
+    # Both paths must agree on the payload before their speed means anything.
+    event = ours(crypto, msg_signature, body)
+    reference = naive(msg_signature, body)
+    assert event.change_type == reference["ChangeType"] == "update_user"
+    assert event.user_id == reference["UserID"] == "zhangsan"
+
+    envelope = parse_envelope(body)
+    plaintext = crypto.decrypt(msg_signature, TIMESTAMP, NONCE, envelope.encrypt)
+    rows = [
+        ("ours  parse_envelope", lambda: parse_envelope(body)),
+        (
+            "ours  decrypt (verify + AES + checks)",
+            lambda: crypto.decrypt(msg_signature, TIMESTAMP, NONCE, envelope.encrypt),
+        ),
+        (
+            "ours  envelope + decrypt",
+            lambda: crypto.decrypt(msg_signature, TIMESTAMP, NONCE, parse_envelope(body).encrypt),
+        ),
+        ("naive envelope + decrypt", lambda: naive_open(msg_signature, body)),
+        ("ours  parse_event (typed event)", lambda: parse_event(plaintext)),
+        ("naive parse (dict of child texts)", lambda: naive_parse(plaintext)),
+    ]
+    print(f"python {sys.version.split()[0]}; median of {args.repeats} repeats x {args.calls} calls")
+    print(
+        f"callback: change_contact/update_user; body {len(body)} bytes; "
+        f"plaintext {len(plaintext.encode())} bytes"
+    )
+    for label, fn in rows:
+        print(f"{label:<40} {median_us(fn, args.calls, args.repeats):8.1f} us")
+    ours_us = median_us(lambda: ours(crypto, msg_signature, body), args.calls, args.repeats)
+    naive_us = median_us(lambda: naive(msg_signature, body), args.calls, args.repeats)
+    print(f"{'ours  verify+decrypt+parse, total':<40} {ours_us:8.1f} us/callback")
+    print(f"{'naive verify+decrypt+parse, total':<40} {naive_us:8.1f} us/callback")
+    print(f"{'ratio ours/naive':<40} {ours_us / naive_us:8.2f}x")
+    print(f"{'ours  one-core ceiling':<40} {1e6 / ours_us:8.0f} callbacks/s")
+
+
+if __name__ == "__main__":
+    main()
