@@ -31,8 +31,10 @@ def pytest_collection_modifyitems(config, items):
 def _clean_cache_and_eager_celery():
     """Each test starts with an empty cache; Celery runs tasks inline unless a test starts a real worker."""
     from config.celery import app
+    from wecom_integration.client.tokens import clear_memo
 
     cache.clear()
+    clear_memo()
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     yield

@@ -18,6 +18,7 @@ from .api.message import MessageAPI
 from .api.oauth import OAuthAPI, authorize_url, qr_login_url
 from .api.user import UserAPI
 from .base import SECRET_KINDS, BaseWeComClient
+from .counters import listeners, stats
 from .errors import (
     SECRET_KIND_LABELS,
     WeComConfigError,
@@ -27,10 +28,10 @@ from .errors import (
     WeComRateLimited,
 )
 from .ratelimit import RateBudget
-from .stats import stats
 from .tokens import CacheTokenStore
 
 __all__ = [
+    "BaseWeComClient",
     "SECRET_KINDS",
     "SECRET_KIND_LABELS",
     "CacheTokenStore",
@@ -43,6 +44,7 @@ __all__ = [
     "WeComRateLimited",
     "authorize_url",
     "client_for",
+    "listeners",
     "qr_login_url",
     "secret_for",
     "stats",

@@ -27,10 +27,10 @@ import requests
 import urllib3
 
 from ..conf import wecom_settings
+from .counters import stats
 from .errors import WeComConfigError, WeComError, WeComNetworkError, WeComRateLimited
 from .ratelimit import RateBudget
 from .session import get_session
-from .stats import stats
 from .tokens import AccessTokens, CacheTokenStore, token_key
 
 SECRET_KINDS = ("app", "contacts", "customers")
@@ -52,7 +52,9 @@ def scrub(text, *secrets):
     """``text`` without the given secrets/tokens, credential parameters or URL query strings."""
     text = str(text)
     for secret in secrets:
-        if secret:
+        # Real secrets and tokens are dozens of characters; replacing a very short one would only
+        # mangle the text ("host" with a secret "s") without protecting anything.
+        if secret and len(secret) >= 6:
             text = text.replace(secret, "***")
     text = _URL_QUERY.sub(r"\1?…", text)
     return _CREDENTIAL_PARAM.sub(r"\1\2***", text)
@@ -144,17 +146,21 @@ class BaseWeComClient:
             token = self.tokens.get() if with_token else None
             if with_token:
                 self.rate_budget.spend(path)
+            started = time.monotonic()
             try:
                 data = self._send(method, path, params, json_body, files, token, idempotent)
             except WeComNetworkError as exc:
-                stats.record("call", path=path, kind=self.kind, errcode="network")
+                seconds = time.monotonic() - started
+                stats.record("call", path=path, kind=self.kind, errcode="network", seconds=seconds)
                 if exc.retryable and busy_retries < max_busy:
                     self._backoff(busy_retries, path, "network")
                     busy_retries += 1
                     continue
                 raise
             errcode = data.get("errcode", 0) or 0
-            stats.record("call", path=path, kind=self.kind, errcode=errcode)
+            stats.record(
+                "call", path=path, kind=self.kind, errcode=errcode, seconds=time.monotonic() - started
+            )
             if errcode == 0:
                 return data
             errmsg = scrub(data.get("errmsg", ""), self._secret, token)

@@ -14,8 +14,8 @@ import time
 from django.core.cache import caches
 
 from ..conf import wecom_settings
+from .counters import stats
 from .errors import WeComRateLimited
-from .stats import stats
 
 WINDOW_SECONDS = 60.0
 
@@ -24,7 +24,8 @@ class RateBudget:
     """``per_window`` calls per ``window`` seconds for one corp.
 
     ``per_window`` and ``max_wait`` default to the RATE_BUDGET_PER_MINUTE and RATE_BUDGET_MAX_WAIT
-    settings, read at each call so a settings override applies to clients already built.
+    settings, read at each call so a settings override applies to clients already built. A budget of
+    0 means no client-side limit.
     """
 
     def __init__(

@@ -1,4 +1,7 @@
 from ..base import BaseAPI
+from ..errors import WeComError
+
+NOT_EXTERNAL_CONTACT = 84061
 
 BATCH_MAX_USERS = 100
 BATCH_MAX_LIMIT = 100
@@ -6,11 +9,16 @@ BATCH_MAX_LIMIT = 100
 
 class ExternalContactAPI(BaseAPI):
     def list(self, userid):
-        """External contacts (customers) of one member: a list of external_userid.
-
-        https://developer.work.weixin.qq.com/document/path/92113
+        """External contacts (customers) of one member: a list of external_userid, empty when the
+        member has none. https://developer.work.weixin.qq.com/document/path/92113
         """
-        return self._get("externalcontact/list", {"userid": userid}).get("external_userid", [])
+        try:
+            return self._get("externalcontact/list", {"userid": userid}).get("external_userid", [])
+        except WeComError as exc:
+            # WeCom answers "not external contact" for a member without customers: that is an empty list.
+            if exc.errcode == NOT_EXTERNAL_CONTACT:
+                return []
+            raise
 
     def get(self, external_userid, cursor=None):
         """One customer: {external_contact, follow_user, next_cursor}; follow_user is paged by

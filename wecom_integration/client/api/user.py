@@ -33,7 +33,8 @@ class UserAPI(BaseAPI):
         return self._post("user/list_id", body)
 
     def iter_list_id(self, limit=LIST_ID_MAX_LIMIT):
-        """Every ``{userid, department}`` entry of ``list_id``, across all pages.
+        """Every ``{userid, department}`` entry of ``list_id``, across all pages: one entry per
+        (member, department), so a member of two departments comes twice.
 
         https://developer.work.weixin.qq.com/document/path/96067
         """

@@ -2,10 +2,11 @@
 
 ``stats`` counts; ``listeners`` get every event as ``listener(event, data)``, e.g. to feed Prometheus:
 
-    from wecom_integration.client.stats import listeners
+    from wecom_integration.client import listeners
     listeners.append(lambda event, data: ...)
 
-Events: ``"call"`` {path, kind, errcode}, ``"gettoken"`` {kind}, ``"retry"`` {path, reason},
+Events: ``"call"`` {path, kind, errcode ("network" when WeCom gave no answer), seconds},
+``"gettoken"`` {kind}, ``"retry"`` {path, reason},
 ``"rate_budget_wait"`` {corp, seconds}. A listener that raises is logged and skipped: metrics must
 never break an API call.
 """
