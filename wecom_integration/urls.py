@@ -18,4 +18,7 @@ urlpatterns = [
         name="callback-customers",
     ),
     path("", include("wecom_integration.api.urls")),
+    path("", include("wecom_integration.api.urls_sync")),
+    path("", include("wecom_integration.api.urls_messaging")),
+    path("", include("wecom_integration.api.urls_login")),
 ]

@@ -1,0 +1,177 @@
+"""The extension point for host projects: how a WeCom member becomes, and is checked as, a local user.
+
+Subclass :class:`DefaultWeComAdapter`, override what your project does differently, and name the class
+in settings::
+
+    WECOM = {"ADAPTER": "myproject.wecom.MyAdapter"}
+
+The sign-in and two-step verification flows (:mod:`wecom_integration.services.login`) call the adapter
+for every decision that is a policy rather than a protocol: which account a WeCom userid maps to, whether
+a new account may be created at sign-in, who may sign in, where to go afterwards and what "verified"
+means for two-step verification.
+"""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth import login as auth_login
+from django.db import IntegrityError, transaction
+from django.shortcuts import resolve_url
+from django.utils.module_loading import import_string
+
+from tenants.models import Membership, Tenant
+
+from .conf import wecom_settings
+from .models import AuditLog, Binding, WeComUser
+
+logger = logging.getLogger(__name__)
+
+
+def get_adapter(request=None):
+    """An instance of the adapter class named by ``WECOM["ADAPTER"]``."""
+    return import_string(wecom_settings.ADAPTER)(request)
+
+
+class DefaultWeComAdapter:
+    """What the product does out of the box; every method may be overridden."""
+
+    #: The authentication backend sessions are logged in with (it must be in AUTHENTICATION_BACKENDS).
+    backend_path = "wecom_integration.auth_backends.WeComBackend"
+
+    def __init__(self, request=None):
+        self.request = request
+
+    # The login page -----------------------------------------------------------------------------------
+
+    def list_login_tenants(self, request):
+        """The tenants offered a "Sign in with WeCom" button on the login page when none is chosen with
+        ``?tenant=``. By default every tenant whose WeCom configuration is enabled; a host project that
+        must not show its tenants' names to anonymous visitors returns ``Tenant.objects.none()``."""
+        return Tenant.objects.filter(wecom_config__enabled=True).order_by("name")
+
+    # From a WeCom userid to a local user ---------------------------------------------------------------
+
+    def get_binding(self, tenant, userid):
+        """The Binding of ``userid`` in ``tenant`` (with its user), or None when the member is not bound."""
+        return (
+            Binding.objects.select_related("user", "wecom_user")
+            .filter(tenant=tenant, wecom_user__tenant=tenant, wecom_user__userid=userid)
+            .first()
+        )
+
+    def is_open_for_signup(self, request, config, userid):
+        """Whether a WeCom member with no account in the tenant gets one at sign-in (WeComConfig's
+        "create accounts at sign-in")."""
+        return bool(config.allow_signup)
+
+    def get_or_fetch_wecom_user(self, config, userid):
+        """The tenant's mirror of ``userid``, created from ``user/get`` when the sync has not seen the member
+        yet (with the userid alone if WeCom will not tell more).
+
+        https://developer.work.weixin.qq.com/document/path/90196
+        """
+        wecom_user = WeComUser.objects.filter(tenant=config.tenant, userid=userid).first()
+        if wecom_user is not None:
+            return wecom_user
+        from .client import WeComError, client_for
+        from .services.directory import user_fields_from_api
+
+        fields = {}
+        try:
+            fields = user_fields_from_api(client_for(config, "app").user.get(userid))
+        except WeComError as exc:
+            # The member just proved who they are through WeCom; their details are a nicety the sync fills in.
+            logger.info("user/get %s for sign-up failed: %r", userid, exc)
+        wecom_user, _created = WeComUser.objects.get_or_create(tenant=config.tenant, userid=userid, defaults=fields)
+        return wecom_user
+
+    def username_for(self, tenant, wecom_user):
+        """The username the contact sync gives a member's account: the tenant's code + the WeCom userid
+        (seed 001: 组织门牌号 + 企业微信账号)."""
+        return f"{tenant.code}{wecom_user.userid}"
+
+    def create_user(self, tenant, wecom_user):
+        """Bind ``wecom_user`` to an account as the contact sync would. Returns (binding, created).
+
+        The account named :meth:`username_for` is created with an unusable password and an active
+        membership when it does not exist; an existing account of that name outside the tenant is bound
+        with a membership pending approval (seed 001: 审核中). Returns (None, False) when the rules of
+        :func:`~wecom_integration.services.bindings.bind` forbid the binding (e.g. that account is bound to
+        another WeCom member of the tenant).
+        """
+        from .services import bindings
+
+        User = get_user_model()
+        username = self.username_for(tenant, wecom_user)
+        try:
+            with transaction.atomic():
+                user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
+                created = user is None
+                if created:
+                    user = User(**{User.USERNAME_FIELD: username})
+                    if hasattr(user, "first_name"):
+                        user.first_name = (wecom_user.name or "")[:150]
+                    user.set_unusable_password()
+                    user.save()
+                    Membership.objects.create(user=user, tenant=tenant, status=Membership.Status.ACTIVE)
+                    bindings.audit(
+                        tenant.pk,
+                        AuditLog.Action.CREATE_ACCOUNT,
+                        target_user=user,
+                        wecom_userid=wecom_user.userid,
+                        source="sign-in",
+                    )
+                binding = bindings.bind(tenant, user, wecom_user, source="sign-in")
+        except (bindings.BindingError, IntegrityError) as exc:
+            # Forbidden, or a concurrent sign-in (or the sync) bound one side first: whatever binding
+            # exists now decides.
+            logger.info("sign-up of WeCom member %s in tenant %s: %s", wecom_user.userid, tenant.pk, exc)
+            return self.get_binding(tenant, wecom_user.userid), False
+        return binding, created
+
+    # Who may sign in -----------------------------------------------------------------------------------
+
+    def check_can_login(self, request, tenant, binding):
+        """Raise a LoginRefused unless ``binding``'s account may sign in to ``tenant``: the binding and the
+        account are active and the account's membership in the tenant is active."""
+        # Imported here: the flows module imports this one.
+        from .services import login as flows
+
+        user = binding.user
+        if not binding.is_active or not user.is_active:
+            raise flows.AccountDeactivated(tenant=tenant, detail=f"user {user.pk}")
+        membership = Membership.objects.filter(user=user, tenant=tenant).only("status").first()
+        if membership is None:
+            raise flows.NoMembership(tenant=tenant, detail=f"user {user.pk}")
+        if membership.status == Membership.Status.PENDING:
+            raise flows.MembershipPending(tenant=tenant, detail=f"user {user.pk}")
+        if membership.status != Membership.Status.ACTIVE:
+            raise flows.AccountDeactivated(tenant=tenant, detail=f"membership {membership.status}")
+
+    # After signing in ----------------------------------------------------------------------------------
+
+    def login(self, request, user):
+        """Log ``user`` in with Django's session."""
+        auth_login(request, user, backend=self.backend_path)
+
+    def get_login_redirect_url(self, request, tenant):
+        """Where to go after signing in when no safe ``next`` was given."""
+        return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+    # Two-step verification -----------------------------------------------------------------------------
+
+    def is_verified(self, request, user):
+        """The tenant's own check in WeCom's two-step verification: True when the member proved who they
+        are to this site. By default they must be signed in here as ``user`` (the account bound to them).
+
+        https://developer.work.weixin.qq.com/document/path/90203
+        """
+        return request.user.is_authenticated and request.user.pk == user.pk
+
+    def get_verification_url(self, request, tenant, next_url):
+        """Where to send a member whom :meth:`is_verified` does not yet accept; they come back to
+        ``next_url``. By default the login page, with the tenant's WeCom button."""
+        from .services.login import login_url_with_next
+
+        return login_url_with_next(next_url, tenant.pk)
