@@ -10,6 +10,7 @@ from tenants.admin_scoping import TenantScopedAdminMixin
 from ..forms import WeComConfigForm
 from ..models import WeComConfig
 from ..services.configuration import callback_urls
+from ..services.login import homepage_urls
 
 
 @admin.register(WeComConfig)
@@ -64,6 +65,8 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             "test_connection_url": reverse(
                 "admin:wecom_integration_wecomconfig_test_connection", args=[config.pk]
             ),
+            "config_links": config_links(config),
+            "homepage_urls": homepage_urls(config, request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -89,3 +92,11 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             "callback_urls": callback_urls(config.tenant_id, request),
         }
         return TemplateResponse(request, "admin/wecom_integration/wecomconfig/test_connection.html", context)
+
+
+def config_links(config):
+    """The configuration's own screens, one click from its page."""
+    return [
+        (_("Send a test message"), reverse("admin:wecom_integration_messagelog_send_test", args=[config.pk])),
+        (_("App menu"), reverse("admin:wecom_integration_messagelog_menu", args=[config.pk])),
+    ]
