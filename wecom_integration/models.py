@@ -152,6 +152,9 @@ class Department(models.Model):
     order = models.BigIntegerField(_("order"), default=0)
     leaders = models.JSONField(_("leaders"), default=list, blank=True)
     removed = models.BooleanField(_("removed from WeCom"), default=False)
+    # CreateTime of the newest contact-change event applied: callbacks can arrive out of order, and an
+    # older one must not undo a newer one (or bring back a removed department).
+    last_event_time = models.BigIntegerField(_("last change event time"), default=0)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -186,6 +189,9 @@ class WeComUser(models.Model):
     gender = models.CharField(_("gender"), max_length=4, blank=True)
     status = models.PositiveSmallIntegerField(_("status"), choices=Status.choices, default=Status.ACTIVE)
     removed = models.BooleanField(_("removed from WeCom"), default=False)
+    # CreateTime of the newest contact-change event applied: an older update arriving late is ignored,
+    # so it cannot overwrite newer fields or bring back a deleted member.
+    last_event_time = models.BigIntegerField(_("last change event time"), default=0)
     # A hash of the synced fields: an unchanged re-sync compares hashes and writes nothing.
     fingerprint = models.CharField(max_length=40, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -290,6 +296,9 @@ class CallbackEvent(models.Model):
     from_user = models.CharField(_("from"), max_length=128, blank=True)
     create_time = models.BigIntegerField(_("WeCom time"), default=0)
     xml = models.TextField(_("decrypted XML"))
+    # The passive reply given to WeCom, as a dict (see services/inbox.py): stored with the event so that
+    # a retried delivery gets the same answer and the inbox shows what was said.
+    reply = models.JSONField(_("passive reply"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     error = models.TextField(_("error"), blank=True)

@@ -1,11 +1,148 @@
-# Placeholder replaced by the callbacks work (issue 4).
+"""The three callback URLs WeCom posts to, one per kind of callback, each with its own Token and
+EncodingAESKey: ``/wecom/callback/<tenant_id>/app/``, ``.../contacts/`` and ``.../customers/``.
+
+:class:`CallbackView` fixes ``get()`` (URL verification) and ``post()`` (a message or event) for all
+three; a subclass only names its kind. The work is in :mod:`wecom_integration.services.callbacks`.
+A refused callback gets a 4xx with a short generic body and one log line with the reason (never a
+secret or the request's values); nothing is stored for it.
+"""
+
+import logging
+
+from django.db import DatabaseError
 from django.http import HttpResponse
+from django.utils.decorators import method_decorator
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from ..conf import wecom_settings
+from ..services import callbacks
+from ..services.callbacks import CallbackRefused
+
+logger = logging.getLogger("wecom_integration.callbacks")
+
+_QUERY_PARAMS = ("msg_signature", "timestamp", "nonce", "echostr")
+_STATUS_TEXT = {400: "bad request", 403: "forbidden", 404: "not found", 413: "too large", 503: "unavailable"}
 
 
-class _Pending(View):
-    def dispatch(self, request, *args, **kwargs):
-        return HttpResponse(status=503)
+@method_decorator(csrf_exempt, name="dispatch")
+class CallbackView(View):
+    """Base of the callback views. Subclasses set ``kind`` to a key of ``WeComConfig.CALLBACK_KINDS``.
+
+    https://developer.work.weixin.qq.com/document/path/90930
+    """
+
+    kind = ""
+    http_method_names = ["get", "post"]
+
+    def get(self, request, tenant_id):
+        """URL verification: answer the decrypted ``echostr`` exactly, as text/plain."""
+        return self._answer(request, tenant_id, self._verify)
+
+    def post(self, request, tenant_id):
+        """A message or event: store it once, answer "success" or an encrypted passive reply."""
+        return self._answer(request, tenant_id, self._receive)
+
+    # The fixed part ---------------------------------------------------------------------------------
+
+    def _verify(self, request, tenant_id):
+        query = _query(request)
+        # Base64 has no spaces: one here is a "+" that something on the way decoded as a form would.
+        echostr = query["echostr"].replace(" ", "+")
+        echo = callbacks.verify_url(
+            tenant_id,
+            self.kind,
+            msg_signature=query["msg_signature"],
+            timestamp=query["timestamp"],
+            nonce=query["nonce"],
+            echostr=echostr,
+        )
+        return HttpResponse(echo.encode("utf-8"), content_type="text/plain; charset=utf-8")
+
+    def _receive(self, request, tenant_id):
+        query = _query(request)
+        answer = callbacks.receive(
+            tenant_id,
+            self.kind,
+            msg_signature=query["msg_signature"],
+            timestamp=query["timestamp"],
+            nonce=query["nonce"],
+            body=_read_body(request),
+            request_id=request.headers.get("X-Request-ID", "")[:64],
+        )
+        return HttpResponse(answer.body, content_type=answer.content_type)
+
+    def _answer(self, request, tenant_id, step):
+        try:
+            return step(request, tenant_id)
+        except CallbackRefused as exc:
+            logger.warning(
+                "WeCom callback refused: tenant=%s kind=%s method=%s reason=%s code=%s status=%s remote=%s",
+                tenant_id,
+                self.kind,
+                request.method,
+                exc.reason,
+                exc.code,
+                exc.status,
+                request.META.get("REMOTE_ADDR", ""),
+            )
+            return _refusal(exc.status)
+        except DatabaseError:
+            # Nothing was stored, and it is not the caller's fault: WeCom retries a failed delivery.
+            logger.exception(
+                "WeCom callback not stored: database error (tenant=%s kind=%s)", tenant_id, self.kind
+            )
+            return _refusal(503)
+        except Exception:
+            # Whatever went wrong, the event is either not stored (WeCom retries it) or stored (the
+            # retry is answered as a duplicate), so a 400 loses nothing.
+            logger.exception("WeCom callback failed unexpectedly (tenant=%s kind=%s)", tenant_id, self.kind)
+            return _refusal(400)
 
 
-AppCallbackView = ContactCallbackView = CustomerCallbackView = _Pending
+def _refusal(status):
+    return HttpResponse(
+        _STATUS_TEXT.get(status, "refused"), status=status, content_type="text/plain; charset=utf-8"
+    )
+
+
+def _query(request):
+    values = {}
+    for name in _QUERY_PARAMS:
+        given = request.GET.getlist(name)
+        if len(given) > 1:
+            raise CallbackRefused("repeated_parameter")
+        values[name] = given[0] if given else ""
+    return values
+
+
+def _read_body(request):
+    """The request body, refused (413) past ``CALLBACK_MAX_BODY`` by its Content-Length or its size."""
+    limit = wecom_settings.CALLBACK_MAX_BODY
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit():
+        raise CallbackRefused("bad_content_length")
+    if int(length) > limit:
+        raise CallbackRefused("body_too_large", status=413)
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise CallbackRefused("body_too_large", status=413)
+    return body
+
+
+class AppCallbackView(CallbackView):
+    """App messages and events (接收消息), answered with passive replies when there is one."""
+
+    kind = "app"
+
+
+class ContactCallbackView(CallbackView):
+    """Contact changes (通讯录变更)."""
+
+    kind = "contacts"
+
+
+class CustomerCallbackView(CallbackView):
+    """Customer changes (客户变更)."""
+
+    kind = "customers"

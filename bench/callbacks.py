@@ -1,0 +1,485 @@
+"""Callback throughput and latency: in-process, and over gunicorn with PostgreSQL, Redis and a Celery worker.
+
+    .venv/bin/python bench/callbacks.py [--seconds 10] [--concurrency 16] [--processes 4]
+
+Prints:
+
+(a) the median µs to verify + decrypt + parse one callback in-process (bench/callbacks_inprocess.py);
+(b) against ``gunicorn config.wsgi -w 2 --threads 4`` on loopback, with PostgreSQL (DATABASE_URL,
+    default postgres://postgres@127.0.0.1:5432/wecom_bench, created and migrated here) and Redis
+    (REDIS_URL, default redis://127.0.0.1:6379/14, flushed here: keep that index for the bench) and a
+    real worker (``celery -A config worker -Q callbacks,default -c 2``): sustained callbacks/s and
+    p50/p99 latency of POST /wecom/callback/<tenant>/contacts/ next to a bare Django view that only
+    answers "success" (bench/bench_urls.py, served in the same gunicorn), their ratio (target >= 0.5),
+    errors, and lost events (sent and answered 200 - rows stored), then, once the worker has drained,
+    how many were handled.
+
+Every callback is a distinct create_user event (unique UserID), encrypted and signed beforehand by
+each client process, so the client's own crypto is outside the timed loop. Clients are several
+processes of threads, each thread with its own requests.Session. Both phases run for the same
+--seconds after a short warm-up, one after the other. gunicorn and the worker are stopped at the end,
+whatever happens. Prints figures only; asserts nothing.
+"""
+
+import argparse
+import base64
+import multiprocessing
+import os
+import queue
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+VENV_BIN = Path(sys.executable).parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wecom_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+# Bounds: how long to wait for gunicorn to answer and for the worker to drain.
+START_TIMEOUT = 30.0
+DRAIN_TIMEOUT = 180.0
+REQUEST_TIMEOUT = 10.0
+
+
+def in_process_median_us(calls=2000, repeats=7):
+    """(a): the in-process figure, with callbacks_inprocess.py's own fixtures and timer."""
+    import callbacks_inprocess as inproc
+
+    from wecom_integration.crypto import WeComCrypto
+
+    crypto = WeComCrypto(inproc.TOKEN, inproc.ENCODING_AES_KEY, inproc.CORP_ID)
+    encrypt, msg_signature = crypto.encrypt(inproc.CONTACT_CHANGE, inproc.NONCE, inproc.TIMESTAMP)
+    body = f"<xml><ToUserName>{inproc.CORP_ID}</ToUserName><Encrypt>{encrypt}</Encrypt></xml>".encode()
+    return inproc.median_us(lambda: inproc.ours(crypto, msg_signature, body), calls, repeats)
+
+
+# Services ----------------------------------------------------------------------------------------------
+
+
+def ensure_database(database_url):
+    import psycopg
+
+    parsed = urlparse(database_url)
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command, env, log_path):
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
+    # A session of its own, so stopping it stops its children (gunicorn's and celery's workers) too.
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    process.log = log
+    return process
+
+
+def stop(process):
+    if process is None:
+        return
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
+    process.log.close()
+
+
+def wait_until_up(url, process, timeout=START_TIMEOUT):
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}; see its log")
+        try:
+            if requests.post(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer within {timeout} s")
+
+
+def group_cpu_seconds(pgid):
+    """CPU seconds (user + system) used so far by every live process of the process group ``pgid``."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                data = stat.read()
+        except OSError:
+            continue
+        # After "pid (comm) ": state ppid pgrp … with utime and stime the 12th and 13th of those.
+        fields = data[data.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# Load --------------------------------------------------------------------------------------------------
+
+
+def _envelopes(spec, count, prefix):
+    from wecom_integration.testing.callbacks import CallbackSender, build_contact_user_xml
+
+    sender = CallbackSender("", spec["token"], spec["aes_key"], spec["corp_id"])
+    now = int(time.time())
+    out = []
+    for n in range(count):
+        user = {"userid": f"{prefix}{n}", "name": f"Bench {n}", "department": [1], "position": "bench"}
+        params, body = sender.envelope(build_contact_user_xml(spec["corp_id"], "create_user", user, now))
+        out.append((urlencode(params), body))
+    return out
+
+
+def client_process(spec, target, threads, seconds, warmup, prefix, per_thread, results, barrier):
+    """One client process: ``threads`` threads, each posting its own unique envelopes for ``seconds``."""
+    import requests
+
+    base = spec["callback_url"] if target == "callback" else spec["bare_url"]
+    pools = (
+        [_envelopes(spec, per_thread, f"{prefix}t{i}_") for i in range(threads)]
+        if target == "callback"
+        else None
+    )
+    bare_body = b"<xml><Encrypt>" + b"A" * 600 + b"</Encrypt></xml>"
+    # Every process has prepared its envelopes before any starts posting.
+    barrier.wait(timeout=300)
+    start_at = time.monotonic() + 0.2
+    measure_from = start_at + warmup
+    end_at = measure_from + seconds
+    out = {"latencies": [], "errors": 0, "ok": 0, "ok_warmup": 0, "exhausted": 0, "cpu": 0.0}
+    lock = threading.Lock()
+
+    def run(i):
+        session = requests.Session()
+        latencies, errors, ok, ok_warmup = [], 0, 0, 0
+        n = 0
+        while time.monotonic() < start_at:
+            time.sleep(0.001)
+        while True:
+            now = time.monotonic()
+            if now >= end_at:
+                break
+            if target == "callback":
+                if n >= len(pools[i]):
+                    with lock:
+                        out["exhausted"] += 1
+                    break
+                query, body = pools[i][n]
+                url = f"{base}?{query}"
+            else:
+                url, body = base, bare_body
+            n += 1
+            started = time.monotonic()
+            began = time.perf_counter()
+            try:
+                response = session.post(
+                    url, data=body, headers={"Content-Type": "text/xml"}, timeout=REQUEST_TIMEOUT
+                )
+                good = response.status_code == 200 and response.content == b"success"
+            except requests.RequestException:
+                good = False
+            elapsed = time.perf_counter() - began
+            if not good:
+                errors += 1
+            elif started < measure_from:
+                ok_warmup += 1
+            else:
+                ok += 1
+                latencies.append(elapsed)
+        session.close()
+        with lock:
+            out["latencies"].extend(latencies)
+            out["errors"] += errors
+            out["ok"] += ok
+            out["ok_warmup"] += ok_warmup
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    cpu_before = time.process_time()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    out["cpu"] = time.process_time() - cpu_before
+    results.put(out)
+
+
+def run_phase(spec, target, args, run_id):
+    """All client processes against one target; returns merged figures."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(args.processes)
+    threads = max(1, args.concurrency // args.processes)
+    # Enough envelopes for a generous rate; a thread that runs out stops (counted as "exhausted").
+    per_thread = int(args.max_rate_per_thread * (args.seconds + args.warmup + 1))
+    processes = [
+        ctx.Process(
+            daemon=True,
+            target=client_process,
+            args=(
+                spec,
+                target,
+                threads,
+                args.seconds,
+                args.warmup,
+                f"b{run_id}p{p}",
+                per_thread,
+                results,
+                barrier,
+            ),
+        )
+        for p in range(args.processes)
+    ]
+    for process in processes:
+        process.start()
+    merged = {"latencies": [], "errors": 0, "ok": 0, "ok_warmup": 0, "exhausted": 0, "cpu": 0.0}
+    deadline = time.monotonic() + args.seconds + args.warmup + 600
+    received = 0
+    while received < len(processes) and time.monotonic() < deadline:
+        try:
+            part = results.get(timeout=1)
+        except queue.Empty:
+            if any(process.exitcode not in (None, 0) for process in processes):
+                raise RuntimeError("a client process failed") from None
+            continue
+        received += 1
+        merged["latencies"].extend(part["latencies"])
+        for key in ("errors", "ok", "ok_warmup", "exhausted", "cpu"):
+            merged[key] += part[key]
+    for process in processes:
+        process.join(timeout=30)
+    return merged
+
+
+def summary(label, figures, seconds):
+    latencies = sorted(figures["latencies"])
+    rate = figures["ok"] / seconds
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000 if latencies else float("nan")
+    print(
+        f"{label:<28} {rate:9.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   "
+        f"ok {figures['ok']}  errors {figures['errors']}"
+        + (f"  (threads out of envelopes: {figures['exhausted']})" if figures["exhausted"] else "")
+    )
+    return rate
+
+
+# Main --------------------------------------------------------------------------------------------------
+
+
+def _exit_on_sigterm(signum, frame):
+    # `timeout` and CI send SIGTERM: turn it into SystemExit so the finally below stops our servers.
+    raise SystemExit(128 + signum)
+
+
+def main():
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="client threads in all")
+    parser.add_argument("--processes", type=int, default=4, help="client processes sharing those threads")
+    parser.add_argument(
+        "--max-rate-per-thread", type=int, default=400, help="envelopes prepared per thread-second"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--celery-concurrency", type=int, default=2)
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run the worker at this nice level (on a small machine it competes with gunicorn for CPU)",
+    )
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if not database_url.startswith("postgres"):
+        sys.exit("DATABASE_URL must be PostgreSQL for this bench")
+
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"(a) in-process verify+decrypt+parse: {in_process_median_us():.1f} us/callback (median)")
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",
+        "DEBUG": "0",
+    }
+    os.environ.update(
+        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")}
+    )
+    ensure_database(database_url)
+    subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    import redis
+
+    redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from tenants.models import Tenant
+    from wecom_integration.models import CallbackEvent, WeComConfig
+
+    Tenant.objects.filter(code="bench-callbacks").delete()
+    tenant = Tenant.objects.create(code="bench-callbacks", name="Bench callbacks")
+    aes_key = base64.b64encode(secrets.token_bytes(32)).decode()[:-1]
+    config = WeComConfig(
+        tenant=tenant,
+        corp_id="wwbench" + secrets.token_hex(5),
+        agent_id=1000002,
+        contact_token="bench" + secrets.token_hex(4),
+        contact_aes_key=aes_key,
+    )
+    config.full_clean()
+    config.save()
+    connection.close()
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    spec = {
+        "token": config.contact_token,
+        "aes_key": aes_key,
+        "corp_id": config.corp_id,
+        "callback_url": f"{base}/wecom/callback/{tenant.pk}/contacts/",
+        "bare_url": f"{base}/bench/success/",
+    }
+    logs = ROOT / "db"
+    logs.mkdir(exist_ok=True)
+    gunicorn = worker = None
+    try:
+        gunicorn = start(
+            [
+                str(VENV_BIN / "gunicorn"),
+                "config.wsgi",
+                "-w",
+                str(args.workers),
+                "--threads",
+                str(args.threads),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+            ],
+            env,
+            logs / "bench-gunicorn.log",
+        )
+        worker = start(
+            [
+                *(["nice", "-n", str(args.worker_nice)] if args.worker_nice else []),
+                str(VENV_BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "callbacks,default",
+                "-c",
+                str(args.celery_concurrency),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env,
+            logs / "bench-celery.log",
+        )
+        wait_until_up(spec["bare_url"], gunicorn)
+        print(
+            f"(b) gunicorn -w {args.workers} --threads {args.threads}, PostgreSQL, Redis, celery -c "
+            f"{args.celery_concurrency}; {args.concurrency} client threads in {args.processes} processes; "
+            f"{args.seconds:g} s per phase after {args.warmup:g} s warm-up"
+        )
+        groups = {"gunicorn": gunicorn.pid, "worker": worker.pid}
+        cpu = {}
+        for name, target, run_id in (
+            ("bare", "bare", "bare"),
+            ("callback", "callback", secrets.token_hex(3)),
+        ):
+            before = {group: group_cpu_seconds(pgid) for group, pgid in groups.items()}
+            figures = run_phase(spec, target, args, run_id)
+            cpu[name] = {group: group_cpu_seconds(pgid) - before[group] for group, pgid in groups.items()}
+            cpu[name]["clients"] = figures["cpu"]
+            cpu[name]["requests"] = max(1, figures["ok"] + figures["ok_warmup"] + figures["errors"])
+            if name == "bare":
+                bare = figures
+                bare_rate = summary('bare view ("success")', bare, args.seconds)
+            else:
+                callback = figures
+                callback_rate = summary("POST contacts callback", callback, args.seconds)
+        for name, label in (("bare", "bare view"), ("callback", "callback")):
+            per = {
+                group: cpu[name][group] / cpu[name]["requests"] * 1000
+                for group in ("gunicorn", "worker", "clients")
+            }
+            print(
+                f"{'  CPU per request, ' + label:<28} gunicorn {per['gunicorn']:.2f} ms   "
+                f"worker {per['worker']:.2f} ms   clients {per['clients']:.2f} ms"
+            )
+        ratio = callback_rate / bare_rate if bare_rate else float("nan")
+        print(f"{'ratio callback/bare':<28} {ratio:9.2f}   (target >= 0.5)")
+
+        sent = callback["ok"] + callback["ok_warmup"]
+        stored = CallbackEvent.objects.filter(tenant=tenant).count()
+        print(f"{'events answered 200':<28} {sent:9d}")
+        print(f"{'rows stored':<28} {stored:9d}   lost {sent - stored}")
+        began = time.monotonic()
+        handled = 0
+        while time.monotonic() - began < DRAIN_TIMEOUT:
+            handled = CallbackEvent.objects.filter(tenant=tenant, status=CallbackEvent.Status.HANDLED).count()
+            if handled >= stored or worker.poll() is not None:
+                break
+            time.sleep(0.5)
+        failed = CallbackEvent.objects.filter(tenant=tenant, status=CallbackEvent.Status.FAILED).count()
+        print(
+            f"{'handled after drain':<28} {handled:9d}   failed {failed}   not handled {stored - handled}   "
+            f"drained in {time.monotonic() - began:.1f} s after the load"
+        )
+    finally:
+        stop(gunicorn)
+        stop(worker)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""The contact sync at scale, against the fake WeCom in this process.
+
+    .venv/bin/python bench/sync.py [--users 100000] [--departments 5000]
+                                   [--fallback-users 20000] [--per-minute 6000] [--skip-fallback]
+
+Part 1, full lists (the fake's rate limits off, the client's budget off): the first sync of
+``--users`` members in ``--departments`` departments, the confirm that binds them all, a second sync
+with nothing changed, and a third after 1% of the members changed (the fake's org is mutated directly,
+without callbacks). For each it prints the wall time, the database queries (counted with
+``connection.execute_wrapper``), the rows written (the rowcount of INSERT/UPDATE/DELETE; the run's own
+progress rows are shown apart) and the peak memory (the process's peak RSS over the step, reset through
+/proc/self/clear_refs, minus the RSS before it).
+
+Part 2, fallback with WeCom's limits (the fake restricted and limited to ``--per-minute`` calls per
+API per minute): a sync of ``--fallback-users`` members through user/list_id + user/get with the
+client's budget set just under the limit. It prints any 45009 received (target: none) and the time
+measured against the time the limit implies (calls / per-minute; target: at most 1.1x).
+
+Databases: a fresh SQLite file by default; with DATABASE_URL set (e.g.
+postgres://postgres@127.0.0.1:5432/wecom_bench) that database, created if missing. Its tables are
+emptied first, so the name must contain "bench" (or pass --i-know-this-empties-the-database).
+"""
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MIRROR_TABLES = (
+    "wecom_integration_wecomuser",
+    "wecom_integration_department",
+    "wecom_integration_binding",
+    "wecom_integration_auditlog",
+    "wecom_integration_syncproposal",
+    "tenants_membership",
+    "auth_user",
+)
+
+
+def setup_database(args):
+    """Point Django at the bench database and migrate it; returns a description."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        path = Path(tempfile.mkdtemp(prefix="wecom-bench-")) / "bench.sqlite3"
+        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.pop("REDIS_URL", None)  # the budget and tokens in local memory: one process
+    import dj_database_url
+
+    config = dj_database_url.parse(os.environ["DATABASE_URL"])
+    name = str(config.get("NAME", ""))
+    if config["ENGINE"].endswith("postgresql"):
+        if "bench" not in name and not args.i_know_this_empties_the_database:
+            sys.exit(f"refusing to empty database {name!r}: its name does not contain 'bench'")
+        _create_postgres_database(config)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if config["ENGINE"].endswith("postgresql"):
+        call_command("flush", interactive=False, verbosity=0)
+    from django.db import connection
+
+    return f"{connection.vendor} ({name})"
+
+
+def _create_postgres_database(config):
+    import psycopg
+
+    params = {"host": config.get("HOST") or "127.0.0.1", "port": config.get("PORT") or 5432,
+              "user": config.get("USER") or "postgres", "dbname": "postgres", "autocommit": True}
+    if config.get("PASSWORD"):
+        params["password"] = config["PASSWORD"]
+    with psycopg.connect(**params, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (config["NAME"],)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{config["NAME"]}"')
+
+
+DML = re.compile(r'^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
+SEPARATE = {"wecom_integration_syncrun": "run progress", "wecom_integration_syncproposal": "proposals"}
+
+
+class Meter:
+    """Counts queries and written rows on the default connection, by table.
+
+    On PostgreSQL a statement's rows are its rowcount. SQLite reports no rowcount for an INSERT …
+    RETURNING before its rows are fetched, so there the connection's ``total_changes`` is read as
+    each statement starts, and the difference is put down to the statement before (whose rows Django
+    has fetched by then). The run's own row (progress) and its proposals are shown apart.
+    """
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.queries = 0
+        self.by_table = {}
+        self.sqlite = connection.vendor == "sqlite"
+        self._last_table = None
+        self._mark = self._total_changes()
+
+    def _total_changes(self):
+        if not self.sqlite:
+            return 0
+        self.connection.ensure_connection()
+        return self.connection.connection.total_changes
+
+    def _settle(self):
+        if self.sqlite:
+            now = self._total_changes()
+            if self._last_table:
+                self.by_table[self._last_table] = self.by_table.get(self._last_table, 0) + now - self._mark
+            self._mark = now
+
+    def __call__(self, execute, sql, params, many, context):
+        self.queries += 1
+        self._settle()
+        match = DML.match(sql)
+        result = execute(sql, params, many, context)
+        table = match.group(1) if match else None
+        if self.sqlite:
+            self._last_table = table
+        elif table:
+            self.by_table[table] = self.by_table.get(table, 0) + max(context["cursor"].rowcount, 0)
+        return result
+
+    def finish(self):
+        self._settle()
+        self._last_table = None
+
+    @property
+    def rows(self):
+        return sum(n for table, n in self.by_table.items() if table not in SEPARATE)
+
+    def apart(self):
+        parts = {}
+        for table, label in SEPARATE.items():
+            parts[label] = self.by_table.get(table, 0)
+        return ", ".join(f"+{n} {label}" for label, n in parts.items())
+
+
+def rss_kib(field):
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def measure(label, func):
+    """Run ``func`` and print its figures; returns its result."""
+    from django.db import connection
+
+    meter = Meter(connection)
+    before = rss_kib("VmRSS")
+    reset_peak()
+    started = time.perf_counter()
+    with connection.execute_wrapper(meter):
+        result = func()
+    meter.finish()
+    seconds = time.perf_counter() - started
+    peak = rss_kib("VmHWM")
+    print(
+        f"{label:<34} {seconds:8.2f} s  {meter.queries:7d} queries  {meter.rows:8d} rows written"
+        f"  ({meter.apart()})  peak RSS {peak / 1024:7.1f} MiB"
+        f" (+{max(0, peak - before) / 1024:.1f} MiB)",
+        flush=True,
+    )
+    return result
+
+
+def full_lists(args):
+    from tests.factories import config_from_fake, make_tenant
+    from wecom_integration.client import RateBudget
+    from wecom_integration.models import SyncRun
+    from wecom_integration.services import sync
+    from wecom_integration.testing import FakeWeCom
+
+    print(f"\nPart 1: {args.users:,} members in {args.departments:,} departments, full lists, no rate limits")
+    started = time.perf_counter()
+    fake = FakeWeCom(users=args.users, departments=args.departments, seed=11).start()
+    print(f"  (fake org generated and listening in {time.perf_counter() - started:.1f} s: {fake.org.stats()})")
+    try:
+        tenant = make_tenant("bench")
+        config = config_from_fake(tenant, fake)
+
+        def client():
+            # Budget off: the fake's limits are off too, and this part measures our own work.
+            return sync.sync_client(config, "contacts", api_base=fake.api_base,
+                                    rate_budget=RateBudget(config.corp_id, per_window=0))
+
+        def one_sync():
+            run = sync.execute_contact_run(sync.create_run(tenant).pk, client=client())
+            if run.status not in (SyncRun.Status.REVIEW, SyncRun.Status.SUCCEEDED):
+                raise SystemExit(f"sync failed: {run.errors}")
+            return run
+
+        first = measure("first sync", one_sync)
+        print(f"    fetch {first.counts['fetch_seconds']} s; {first.counts['users']}")
+        print(f"    proposals {first.counts['proposals']}")
+        confirm = measure(
+            "confirm (bind or create all)",
+            lambda: sync.confirm_run(first, accept_proposals=True, create_unmatched=True),
+        )
+        print(f"    {confirm}")
+        second = measure("second sync, nothing changed", one_sync)
+        print(f"    fetch {second.counts['fetch_seconds']} s; {second.counts['users']}")
+        changed = mutate(fake.org, args.users // 100)
+        third = measure(f"third sync, {changed} members changed", one_sync)
+        print(f"    fetch {third.counts['fetch_seconds']} s; {third.counts['users']}; left {third.counts['left']}")
+        print(f"  calls the fake served: {dict(fake.calls)}")
+    finally:
+        fake.stop()
+
+
+def mutate(org, count):
+    """Change ``count`` members in place, as WeCom would between two syncs (no callbacks sent)."""
+    import random
+
+    rng = random.Random(5)
+    with org.lock:
+        users = rng.sample([u for u in org.users.values() if u.status == 1], count)
+        departments = [d for d in org.departments if d != 1]
+        for n, user in enumerate(users):
+            kind = n % 20
+            if kind == 0:
+                org.remove_user(user)  # left the company
+            elif kind == 1:
+                user.status = 2  # disabled
+            elif kind < 6:
+                org.move_user(user, (rng.choice(departments),))
+            elif kind < 9:
+                user.name = user.name + "二"
+            else:
+                user.position = "新岗位"
+    return count
+
+
+def fallback_with_limits(args):
+    from django.test import override_settings
+
+    from tests.factories import config_from_fake, make_tenant
+    from wecom_integration.models import SyncRun
+    from wecom_integration.services import sync
+    from wecom_integration.testing import FakeWeCom
+
+    users, per_minute = args.fallback_users, args.per_minute
+    print(f"\nPart 2: {users:,} members, fallback mode (restricted), the fake limited to {per_minute:,}/min per API")
+    fake = FakeWeCom(users=users, departments=max(2, users // 20), seed=12, restricted=True).start()
+    fake.set_rate_limit(per_minute=per_minute, block_seconds=60)
+    try:
+        tenant = make_tenant("bench-fallback")
+        config = config_from_fake(tenant, fake)
+        limited = []
+        stop = threading.Event()
+
+        with override_settings(WECOM={"API_BASE": fake.api_base, "RATE_BUDGET_PER_MINUTE": per_minute}):
+            budget = sync.sync_rate_budget(config.corp_id)
+            print(f"  client budget: {budget.per_window} calls per {budget.window:g} s window "
+                  f"({budget.per_window * 60 / budget.window:,.0f}/min)")
+
+            def run():
+                result = sync.execute_contact_run(
+                    sync.create_run(tenant).pk, client=sync.contacts_client(config)
+                )
+                stop.set()
+                return result
+
+            result = measure("fallback sync with rate limits", run)
+        limited = [e for e in result.errors if e.get("errcode") in (45009, 45033)]
+        calls = fake.calls["user/get"]
+        implied = calls / per_minute * 60
+        seconds = result.counts.get("seconds") or result.duration or 0
+        print(f"  status {result.status}, fallback_mode {result.fallback_mode}, user/get calls {calls:,}")
+        print(f"  45009/45033 received: {len(limited)}")
+        print(f"  measured {seconds:.1f} s vs implied {implied:.1f} s ({calls:,} calls at {per_minute:,}/min): "
+              f"{seconds / implied:.3f}x (target <= 1.1x)")
+        if result.status != SyncRun.Status.REVIEW:
+            print(f"  errors: {result.errors}")
+    finally:
+        fake.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--departments", type=int, default=5_000)
+    parser.add_argument("--fallback-users", type=int, default=20_000)
+    parser.add_argument("--per-minute", type=int, default=6_000)
+    parser.add_argument("--skip-full", action="store_true")
+    parser.add_argument("--skip-fallback", action="store_true")
+    parser.add_argument("--i-know-this-empties-the-database", action="store_true")
+    args = parser.parse_args()
+    database = setup_database(args)
+    import logging
+
+    logging.getLogger("wecom_integration").setLevel(logging.WARNING)
+    print(f"database: {database}; CPUs: {os.cpu_count()}")
+    if not args.skip_full:
+        full_lists(args)
+    if not args.skip_fallback:
+        fallback_with_limits(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Processes for the reliability tests and bench/load.py: a private redis-server, gunicorn and Celery
+workers on the test database, and the callback load that the fake WeCom pushes through them.
+
+The generic helpers (Proc, free_port, base_env, wait_for …) are test_scale_out's; this module adds what
+the fault tests need on top: a Redis that can be restarted without touching anyone else's, a worker that
+can be SIGKILLed, the beat-like sweep, and a paced load generator that records every delivery.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import statistics
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from tests.test_scale_out import (  # noqa: F401 (re-exported: one set of process helpers)
+    BIN,
+    PROCFILE,
+    ROOT,
+    Proc,
+    base_env,
+    free_port,
+    http_get,
+    procfile_entries,
+    wait_for,
+    wait_http_ok,
+)
+
+# The sweep task and the worker command. The worker also consumes "default", where the sweep is routed
+# (CELERY_TASK_ROUTES leaves it there), as the bulk worker would in production.
+REQUEUE_TASK = "wecom_integration.tasks.requeue_stale_callback_events"
+WORKER_COMMAND = (
+    "celery -A config worker -Q callbacks,default -n {node}@%h -c {concurrency} "
+    "--without-gossip --without-mingle --loglevel INFO"
+)
+
+
+def redis_server_binary():
+    """The redis-server executable, or None when this machine has none."""
+    return shutil.which("redis-server")
+
+
+def database_url(db):
+    """A DATABASE_URL for Django's connection settings ``db`` (the pytest test database)."""
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}{port}/{quote(db['NAME'], safe='')}"
+
+
+class RedisServer:
+    """A redis-server of our own on a loopback port, without persistence, that can be restarted.
+
+    The shared Redis on 6379 is other people's; restarting this one loses exactly what a production
+    Redis without persistence loses (queued messages, unacked ones, the cache) and nothing else.
+    """
+
+    def __init__(self, log_dir, port=None):
+        self.binary = redis_server_binary()
+        if self.binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.port = port or free_port()
+        self.log_dir = Path(log_dir)
+        self.proc = None
+        self.restarts = 0
+
+    def url(self, db=0):
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout=20):
+        command = (
+            f"{self.binary} --port {self.port} --bind 127.0.0.1 --save '' --appendonly no "
+            f"--daemonize no --dir {self.log_dir}"
+        )
+        self.proc = Proc(f"redis-{self.port}-{self.restarts}", command, base_env(), self.log_dir)
+        wait_for(self.ping, timeout=timeout, what=f"redis-server on {self.port}", procs=[self.proc])
+        return self
+
+    def ping(self):
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return client.ping()
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def restart(self):
+        """Kill it (SIGKILL: nothing is saved, nothing is flushed politely) and start it on the same port."""
+        self.kill()
+        self.restarts += 1
+        return self.start()
+
+    def kill(self):
+        if self.proc is not None and self.proc.running():
+            os.killpg(self.proc.popen.pid, signal.SIGKILL)
+            self.proc.popen.wait(timeout=10)
+        if self.proc is not None:
+            self.proc.stop()
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop(timeout=5)
+
+
+class Cluster:
+    """gunicorn (the Procfile's web) and Celery workers on one database and one Redis."""
+
+    def __init__(self, log_dir, database, redis_url, api_base, extra_env=None):
+        self.log_dir = Path(log_dir)
+        self.env = {
+            "DATABASE_URL": database,
+            "REDIS_URL": redis_url,
+            "CACHE_KEY_PREFIX": f"rel-{os.getpid()}-{random.getrandbits(24):06x}",
+            "WECOM_API_BASE": api_base,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "DEBUG": "0",
+            "SECURE": None,
+            "WECOM_PUBLIC_BASE_URL": None,
+            "WECOM_METRICS_TOKEN": None,
+            **(extra_env or {}),
+        }
+        self.procs = []
+        self.web_url = ""
+        self._workers = 0
+
+    def _start(self, name, command, **env):
+        proc = Proc(name, command, base_env(**self.env, **env), self.log_dir)
+        self.procs.append(proc)
+        return proc
+
+    def start_web(self, workers=2, timeout=60):
+        port = free_port()
+        command = procfile_entries(PROCFILE.read_text())["web"]
+        proc = self._start("web", command, PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=workers,
+                           GUNICORN_MAX_REQUESTS=0)
+        self.web_url = f"http://127.0.0.1:{port}"
+        # Any answer will do (a 404 included): the workers are up and Django is loaded.
+        wait_for(lambda: http_get(f"{self.web_url}/wecom/callback/0/contacts/") is not None, timeout=timeout,
+                 what="gunicorn to answer", procs=[proc])
+        return proc
+
+    def start_worker(self, concurrency=2, wait=True, timeout=90):
+        self._workers += 1
+        node = f"rel{self._workers}"
+        proc = self._start(f"worker-{node}", WORKER_COMMAND.format(node=node, concurrency=concurrency))
+        if wait:
+            wait_for(lambda: "ready." in proc.output(), timeout=timeout, what=f"{node} ready", procs=[proc])
+        return proc
+
+    @staticmethod
+    def kill(proc):
+        """SIGKILL a process group at once: the main worker and its pool, mid-task, as a lost node."""
+        try:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait(timeout=10)
+        return proc.popen.returncode
+
+    def logs(self, lines=40):
+        return "\n".join(proc.tail(lines) for proc in self.procs)
+
+    def stop(self):
+        for proc in self.procs:
+            proc.stop(timeout=15)
+
+
+def send_requeue(redis_url, older_than):
+    """Send the requeue sweep to the workers through the broker, as celery beat would."""
+    from celery import Celery
+
+    sender = Celery("rel-beat", broker=redis_url)
+    sender.conf.broker_connection_timeout = 2
+    try:
+        sender.send_task(REQUEUE_TASK, kwargs={"older_than": older_than}, queue="default",
+                         retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
+    finally:
+        sender.close()
+
+
+# The load ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One callback WeCom will push: a member created, changed or removed, or a message to the app."""
+
+    kind: str  # "create" | "update" | "delete" | "message"
+    userid: str
+    seq: int
+
+
+def plan_operations(count, *, rate, seed=9, prefix="ld", message_share=0.35, existing=()):
+    """``count`` operations in the order they are pushed.
+
+    Members are created under fresh userids; an update or a delete of a member comes at least three
+    seconds of pushing (3 × ``rate`` operations) after its previous change, because WeCom's CreateTime is
+    in whole seconds and two changes of one member in the same second cannot be ordered by anyone.
+    Messages come from ``existing`` members and carry unique MsgIds.
+    """
+    rng = random.Random(seed)
+    gap = max(1, int(3 * rate))
+    ready = deque()  # (seq of the last change, userid, changes so far)
+    ops = []
+    existing = list(existing) or ["sys"]
+    created = 0
+    for seq in range(count):
+        roll = rng.random()
+        if roll < message_share:
+            ops.append(Op("message", rng.choice(existing), seq))
+            continue
+        due = ready and ready[0][0] <= seq - gap
+        if due and roll < message_share + 0.25:
+            _last, userid, changes = ready.popleft()
+            if changes < 2 and rng.random() < 0.8:
+                ops.append(Op("update", userid, seq))
+                ready.append((seq, userid, changes + 1))
+            else:
+                ops.append(Op("delete", userid, seq))
+            continue
+        userid = f"{prefix}{created:06d}"
+        created += 1
+        ops.append(Op("create", userid, seq))
+        ready.append((seq, userid, 0))
+    return ops
+
+
+@dataclass
+class LoadResult:
+    """What the load saw: per operation the HTTP outcome, tries and latency, and the run's figures."""
+
+    statuses: dict = field(default_factory=dict)  # seq -> final HTTP status (None: never answered)
+    tries: dict = field(default_factory=dict)  # seq -> tries used by the sender
+    latencies: list = field(default_factory=list)  # seconds per callback, retries included
+    started: float = 0.0
+    finished: float = 0.0
+    events: list = field(default_factory=list)  # (seconds into the run, what happened)
+
+    @property
+    def seconds(self):
+        return max(1e-9, self.finished - self.started)
+
+    @property
+    def rate(self):
+        return len(self.statuses) / self.seconds
+
+    def percentile(self, q):
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def p50(self):
+        return statistics.median(self.latencies) if self.latencies else 0.0
+
+    @property
+    def failed(self):
+        return {seq: status for seq, status in self.statuses.items() if status != 200}
+
+    @property
+    def retried(self):
+        return sum(1 for tries in self.tries.values() if tries > 1)
+
+
+def _push(fake, op):
+    if op.kind == "create":
+        return fake.add_user(op.userid, f"Load {op.userid}", department=(1,), position="new")
+    if op.kind == "update":
+        return fake.update_user(op.userid, name=f"Load {op.userid} #{op.seq}", position=f"p{op.seq}")
+    if op.kind == "delete":
+        return fake.delete_user(op.userid)
+    return fake.send_app_message(op.userid, content=f"load message {op.seq}")
+
+
+def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None):
+    """Push ``ops`` through ``fake`` at ``rate`` per second from a pool of ``threads`` senders, each with
+    WeCom's retry policy (fake.callback_timeout, fake.callback_tries). ``actions`` are (fraction of the
+    operations, callable) run on their own thread when the pushing gets there (kill a worker, restart
+    Redis). Waits for every push and action; bounded by ``deadline`` seconds if given."""
+    result = LoadResult()
+    lock = threading.Lock()
+    # Never more than two pushes per sender waiting: a stalled receiver slows the pacing, nothing piles up.
+    slots = threading.BoundedSemaphore(threads * 2)
+    pending = sorted(((int(fraction * len(ops)), action) for fraction, action in actions), key=lambda a: a[0])
+    action_threads = []
+
+    def push(op):
+        began = time.monotonic()
+        try:
+            deliveries = _push(fake, op)
+        except Exception as exc:  # a fake-side error is a failed delivery, reported with the rest
+            deliveries = []
+            with lock:
+                result.events.append((began - result.started, f"push {op} raised {exc!r}"))
+        finally:
+            slots.release()
+        elapsed = time.monotonic() - began
+        status = deliveries[0].status if deliveries else None
+        with lock:
+            result.statuses[op.seq] = status
+            result.tries[op.seq] = deliveries[0].attempts if deliveries else 0
+            result.latencies.append(elapsed)
+
+    def run_action(name, action):
+        at = time.monotonic() - result.started
+        action()
+        with lock:
+            result.events.append((at, f"{name} (took {time.monotonic() - result.started - at:.2f} s)"))
+
+    result.started = time.monotonic()
+    stop_at = None if deadline is None else result.started + deadline
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wecom-push") as pool:
+        for index, op in enumerate(ops):
+            while pending and pending[0][0] <= index:
+                _at, action = pending.pop(0)
+                thread = threading.Thread(target=run_action, args=(getattr(action, "__name__", "action"), action))
+                thread.start()
+                action_threads.append(thread)
+            due = result.started + index / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            if stop_at is not None and time.monotonic() > stop_at:
+                break
+            slots.acquire()
+            pool.submit(push, op)
+    for thread in action_threads:
+        thread.join(timeout=120)
+    result.finished = time.monotonic()
+    return result

@@ -1,0 +1,485 @@
+"""WeCom callbacks: receive (verify, decrypt, parse, store once, enqueue, answer) and handle.
+
+Receiving is what the three callback views call, and it must answer well inside WeCom's 5 s
+(https://developer.work.weixin.qq.com/document/path/90238): one SELECT for the tenant's credentials,
+one INSERT of the decrypted event, no WeCom API call. The handling runs later in a Celery task
+(:func:`handle_event`), which updates the local mirror, the customers and the inbox, and sends the
+signals of :mod:`wecom_integration.signals` once that has committed.
+
+Anything refused raises :class:`CallbackRefused`, a ``SuspiciousOperation`` that carries the HTTP status
+to answer and a short fixed ``reason`` for the log. Nothing refused is ever stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache, partial
+
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from .. import signals
+from ..conf import wecom_settings
+from ..crypto import WeComCrypto, WeComCryptoError, parse_envelope
+from ..events import AppEvent, Event, EventParseError, Message, parse_event
+from ..models import CallbackEvent, WeComConfig
+from . import customers, directory, inbox, twostep
+
+logger = logging.getLogger("wecom_integration.callbacks")
+
+# The fields a callback needs from WeComConfig; the other secrets are not even decrypted.
+_ENDPOINT_FIELDS = ("tenant", "corp_id", "agent_id", "enabled", "auto_reply", "two_step_verification")
+# Unix seconds as WeCom sends them; 12 digits keep int() cheap and cover the next 30,000 years.
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+# CallbackEvent.create_time is a BigIntegerField; a larger CreateTime is stored as 0 (the XML keeps it).
+_MAX_BIGINT = 2**63 - 1
+_MAX_ERROR_CHARS = 4000
+
+
+class CallbackRefused(SuspiciousOperation):
+    """A callback that is not accepted. ``status`` is the HTTP status to answer (400 unless said
+    otherwise), ``reason`` a fixed token for logs and metrics (never request data or secrets) and
+    ``code`` the official sample's -400xx number when the cipher refused it."""
+
+    status = 400
+
+    def __init__(self, reason: str, *, status: int | None = None, code: int | None = None):
+        self.reason = reason
+        if status is not None:
+            self.status = status
+        self.code = code
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One tenant's callback URL of one kind, ready to verify and decrypt."""
+
+    config: WeComConfig
+    kind: str
+    crypto: WeComCrypto
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the view sends back: ``body`` with ``content_type``; ``event_id`` is the stored row
+    (the existing one for a retried delivery), ``created`` whether this delivery stored it."""
+
+    body: bytes
+    content_type: str
+    event_id: int | None = None
+    created: bool = False
+
+
+SUCCESS = Answer(b"success", "text/plain; charset=utf-8")
+
+
+@lru_cache(maxsize=512)
+def _crypto(token: str, aes_key: str, corp_id: str) -> WeComCrypto:
+    # Building one runs the AES key schedule; a tenant's credentials change rarely, so keep them.
+    return WeComCrypto(token, aes_key, corp_id)
+
+
+# A web process keeps each tenant's endpoint (or its refusal) this long, so that a callback costs one
+# INSERT and no SELECT. Saving or deleting a configuration drops them at once in the process that did
+# it, and within this many seconds in every other process.
+ENDPOINT_CACHE_SECONDS = 5.0
+# Refusals of unknown tenant ids are cached too; past this many entries the cache starts afresh, so
+# probing random ids cannot grow it without bound.
+_ENDPOINT_CACHE_MAX = 10_000
+_endpoints: dict[tuple[int, str], tuple[float, Endpoint | CallbackRefused]] = {}
+
+
+def _forget_endpoints(**kwargs) -> None:
+    _endpoints.clear()
+
+
+post_save.connect(_forget_endpoints, sender=WeComConfig, dispatch_uid="wecom_callback_endpoints_save")
+post_delete.connect(_forget_endpoints, sender=WeComConfig, dispatch_uid="wecom_callback_endpoints_delete")
+
+
+def load_endpoint(tenant_id: int, kind: str) -> Endpoint:
+    """The tenant's callback endpoint of ``kind`` ("app", "contacts" or "customers").
+
+    Raises :class:`CallbackRefused`: 404 for an unknown tenant or one without that URL's Token and
+    EncodingAESKey (the two look the same from outside, so tenant ids cannot be probed), 403 for a
+    disabled configuration, 503 when the stored credentials cannot be decrypted. Answers are kept
+    :data:`ENDPOINT_CACHE_SECONDS` per process.
+    """
+    key = (tenant_id, kind)
+    now = time.monotonic()
+    cached = _endpoints.get(key)
+    if cached is None or cached[0] <= now:
+        try:
+            cached = (now + ENDPOINT_CACHE_SECONDS, _load_endpoint(tenant_id, kind))
+        except CallbackRefused as refusal:
+            if refusal.status >= 500:
+                raise
+            cached = (now + ENDPOINT_CACHE_SECONDS, refusal)
+        if len(_endpoints) >= _ENDPOINT_CACHE_MAX:
+            _endpoints.clear()
+        _endpoints[key] = cached
+    endpoint = cached[1]
+    if isinstance(endpoint, CallbackRefused):
+        raise CallbackRefused(endpoint.reason, status=endpoint.status, code=endpoint.code)
+    return endpoint
+
+
+def _load_endpoint(tenant_id: int, kind: str) -> Endpoint:
+    token_field, key_field = WeComConfig.CALLBACK_KINDS[kind]
+    try:
+        config = (
+            WeComConfig.objects.only(*_ENDPOINT_FIELDS, token_field, key_field)
+            .filter(tenant_id=tenant_id)
+            .first()
+        )
+    except ImproperlyConfigured:
+        # WECOM_FIELD_KEYS lost the key that encrypted the Token: only the operator can fix that.
+        logger.exception("WeCom callback credentials of tenant %s cannot be decrypted", tenant_id)
+        raise CallbackRefused("undecryptable_credentials", status=503) from None
+    if config is None:
+        raise CallbackRefused("unknown_tenant", status=404)
+    if not config.enabled:
+        raise CallbackRefused("disabled", status=403)
+    token, aes_key = config.callback_credentials(kind)
+    if not token or not aes_key:
+        raise CallbackRefused("not_configured", status=404)
+    try:
+        crypto = _crypto(token, aes_key, config.corp_id)
+    except WeComCryptoError as exc:
+        # The model validates both on save, so this is a row written around the validators.
+        raise CallbackRefused("bad_stored_credentials", status=404, code=exc.code) from None
+    return Endpoint(config=config, kind=kind, crypto=crypto)
+
+
+def check_timestamp(timestamp: str | None, *, window: int | None = None, now: float | None = None) -> int:
+    """The query's timestamp as an int, refused when missing, malformed or, if ``window`` (seconds)
+    is given, further than that from ``now`` in either direction (a replay, or a skewed clock)."""
+    if not timestamp:
+        raise CallbackRefused("missing_timestamp", code=-40001)
+    if not _TIMESTAMP_RE.fullmatch(timestamp):
+        raise CallbackRefused("malformed_timestamp", code=-40001)
+    value = int(timestamp)
+    if window is not None:
+        now = time.time() if now is None else now
+        if abs(now - value) > window:
+            raise CallbackRefused("stale_timestamp", code=-40001)
+    return value
+
+
+def verify_url(
+    tenant_id: int, kind: str, *, msg_signature: str, timestamp: str, nonce: str, echostr: str
+) -> str:
+    """Answer WeCom's URL verification: the decrypted ``echostr``, to be sent back byte for byte.
+
+    https://developer.work.weixin.qq.com/document/path/90930. The timestamp's form is checked but
+    not its age: a replayed verification stores nothing and tells nothing its eavesdropper did not
+    already see, and WeCom's console sends it only when an admin saves the URL.
+    """
+    endpoint = load_endpoint(tenant_id, kind)
+    check_timestamp(timestamp)
+    try:
+        return endpoint.crypto.verify_url(msg_signature, timestamp, nonce, echostr)
+    except WeComCryptoError as exc:
+        raise CallbackRefused(exc.reason, code=exc.code) from None
+
+
+def receive(
+    tenant_id: int,
+    kind: str,
+    *,
+    msg_signature: str,
+    timestamp: str,
+    nonce: str,
+    body: bytes,
+    request_id: str = "",
+) -> Answer:
+    """Accept one callback POST and return the answer for WeCom.
+
+    https://developer.work.weixin.qq.com/document/path/90930 and 90238: verify the signature and the
+    timestamp window, decrypt, parse, store the event once per dedupe key, enqueue its handling after
+    the commit and answer "success" or, for app messages, an encrypted passive reply. A retried
+    delivery (same dedupe key) is answered the same way and neither stored nor handled again.
+    """
+    endpoint = load_endpoint(tenant_id, kind)
+    check_timestamp(timestamp, window=wecom_settings.CALLBACK_TIMESTAMP_WINDOW)
+    try:
+        envelope = parse_envelope(body)
+        xml = endpoint.crypto.decrypt(msg_signature, timestamp, nonce, envelope.encrypt)
+    except WeComCryptoError as exc:
+        raise CallbackRefused(exc.reason, code=exc.code) from None
+    try:
+        event = parse_event(xml)
+    except EventParseError:
+        raise CallbackRefused("malformed_message_xml", code=-40002) from None
+
+    reply = inbox.passive_reply(endpoint.config, event) if kind == CallbackEvent.Kind.APP else None
+    row, created = store_event(tenant_id, kind, event, reply=reply, request_id=request_id)
+    if not created:
+        logger.info(
+            "WeCom callback repeated: tenant=%s kind=%s event=%s status=%s",
+            tenant_id,
+            kind,
+            row.pk,
+            row.status,
+        )
+        if row.status == CallbackEvent.Status.RECEIVED:
+            # The first delivery's enqueue may have been lost (broker down); handling twice is a no-op.
+            transaction.on_commit(partial(enqueue, row.pk))
+        reply = row.reply
+    if reply:
+        plain = inbox.render_reply(event, endpoint.config.corp_id, reply)
+        if plain is not None:
+            encrypted = endpoint.crypto.build_reply(plain)
+            return Answer(encrypted.encode(), "application/xml; charset=utf-8", row.pk, created)
+    return Answer(SUCCESS.body, SUCCESS.content_type, row.pk, created)
+
+
+def store_event(
+    tenant_id: int, kind: str, event: Event, *, reply: dict | None = None, request_id: str = ""
+) -> tuple[CallbackEvent, bool]:
+    """Store ``event`` unless one with its dedupe key is stored already; returns (row, created).
+
+    The unique constraint decides (INSERT … ON CONFLICT DO NOTHING), so two deliveries racing on two
+    workers store one row and neither fails. A new row's handling is enqueued once it has committed.
+    """
+    row = CallbackEvent(
+        tenant_id=tenant_id,
+        kind=kind,
+        dedupe_key=_fit(event.dedupe_key, 255),
+        msg_type=_fit(event.msg_type or "", 32),
+        event=_fit(event.event or "", 64),
+        change_type=_fit(event.change_type or "", 64),
+        subject=_fit(event.subject or "", 128),
+        from_user=_fit(event.from_user_name or "", 128),
+        create_time=event.create_time if 0 <= event.create_time <= _MAX_BIGINT else 0,
+        xml=event.xml,
+        reply=reply,
+        request_id=request_id[:64],
+    )
+    pk = _insert_unless_stored(row)
+    if pk is None:
+        existing = (
+            CallbackEvent.objects.filter(tenant_id=tenant_id, kind=kind, dedupe_key=row.dedupe_key)
+            .only("id", "status", "reply")
+            .first()
+        )
+        if existing is None:
+            # Stored and deleted in between: nothing left to answer for but the delivery itself.
+            raise CallbackRefused("vanished_duplicate", status=503)
+        return existing, False
+    row.pk = row.id = pk
+    row._state.adding = False
+    transaction.on_commit(partial(enqueue, pk))
+    return row, True
+
+
+def _insert_unless_stored(row: CallbackEvent) -> int | None:
+    """INSERT the row unless its (tenant, kind, dedupe_key) exists; its new id, or None.
+
+    One statement, so in autocommit it is one round trip, and a duplicate is no error to recover
+    from (PostgreSQL and SQLite ≥ 3.35 both have ON CONFLICT DO NOTHING … RETURNING). Values go
+    through each field's own preparation, exactly as ``save()`` would send them.
+    """
+    opts = CallbackEvent._meta
+    quote = connection.ops.quote_name
+    fields = [field for field in opts.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
+    conflict = ", ".join(quote(opts.get_field(name).column) for name in ("tenant", "kind", "dedupe_key"))
+    sql = (
+        f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {quote(opts.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        found = cursor.fetchone()
+    return found[0] if found else None
+
+
+def _fit(text: str, size: int) -> str:
+    """``text`` cut to a column's size; a cut dedupe key keeps a digest of the whole so it stays unique."""
+    if len(text) <= size:
+        return text
+    if size < 100:
+        return text[:size]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return text[: size - len(digest) - 1] + "#" + digest
+
+
+def enqueue(event_id: int) -> None:
+    """Queue the handling of a stored event; a broker failure is logged, the event stays "received"
+    and :func:`requeue_stale_events` (or WeCom's next retry of it) queues it again."""
+    from ..tasks import handle_callback_event
+
+    try:
+        handle_callback_event.delay(event_id)
+    except Exception:
+        logger.exception("Could not queue WeCom callback event %s; it stays received", event_id)
+
+
+def retry_event(event_id: int) -> bool:
+    """Queue a stored event's handling again (the admin's "retry"); False if it was handled already.
+
+    Its last error stays visible until a run succeeds; ``attempts`` keeps counting.
+    """
+    updated = (
+        CallbackEvent.objects.filter(pk=event_id)
+        .exclude(status=CallbackEvent.Status.HANDLED)
+        .update(status=CallbackEvent.Status.RECEIVED)
+    )
+    if updated:
+        transaction.on_commit(partial(enqueue, event_id))
+    return bool(updated)
+
+
+def retry_events(queryset) -> tuple[int, int]:
+    """:func:`retry_event` for each event of ``queryset``; returns (queued, skipped as handled)."""
+    ids = list(queryset.values_list("pk", flat=True))
+    queued = sum(1 for event_id in ids if retry_event(event_id))
+    return queued, len(ids) - queued
+
+
+def requeue_stale_events(older_than: float = 600, limit: int = 1000) -> int:
+    """Queue again events still "received" ``older_than`` seconds after they arrived (their first
+    enqueue was lost); at most ``limit`` per call. Meant for a periodic task."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    ids = list(
+        CallbackEvent.objects.filter(status=CallbackEvent.Status.RECEIVED, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for event_id in ids:
+        enqueue(event_id)
+    return len(ids)
+
+
+# Handling ------------------------------------------------------------------------------------------
+
+HANDLED = "handled"
+ALREADY_HANDLED = "already_handled"
+BUSY = "busy"
+MISSING = "missing"
+
+
+def handle_event(event_id: int) -> str:
+    """Handle one stored event, at most once: returns ``"handled"``, ``"already_handled"``, ``"busy"``
+    (another worker holds it right now) or ``"missing"``.
+
+    The row is locked for the duration, so two workers never both handle it. A failing handler rolls
+    back its own writes, leaves the event "failed" with the error and one more attempt counted, and
+    its exception is raised again for the Celery task to retry.
+    """
+    failure = None
+    with transaction.atomic():
+        locking = CallbackEvent.objects.select_for_update(
+            skip_locked=connection.features.has_select_for_update_skip_locked
+        )
+        row = locking.filter(pk=event_id).first()
+        if row is None:
+            return BUSY if CallbackEvent.objects.filter(pk=event_id).exists() else MISSING
+        if row.status == CallbackEvent.Status.HANDLED:
+            return ALREADY_HANDLED
+        row.attempts += 1
+        try:
+            with transaction.atomic():
+                _dispatch(row)
+        except Exception as exc:
+            failure = exc
+            row.status = CallbackEvent.Status.FAILED
+            row.error = _describe(exc)
+            logger.warning(
+                "WeCom callback event %s failed (attempt %s): %s",
+                row.pk,
+                row.attempts,
+                row.error.splitlines()[0],
+            )
+        else:
+            row.status = CallbackEvent.Status.HANDLED
+            row.error = ""
+            row.handled_at = timezone.now()
+        row.save(update_fields=["status", "error", "attempts", "handled_at"])
+    if failure is not None:
+        raise failure
+    return HANDLED
+
+
+def _describe(exc: Exception) -> str:
+    # Client errors are scrubbed of secrets and tokens when built (client/errors.py); ours hold none.
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:_MAX_ERROR_CHARS]
+
+
+def _dispatch(row: CallbackEvent) -> None:
+    event = parse_event(row.xml)
+    handler, signal = _HANDLERS.get(event.kind, (None, None))
+    if handler is None:
+        # Unknown types are kept as stored; nothing in the mirror depends on them.
+        return
+    result = handler(row, event)
+    if result is None or signal is None:
+        return
+    # Registered inside the handler's savepoint: dropped if it rolls back, sent after the commit.
+    transaction.on_commit(partial(_send, signal, row, event, result), robust=True)
+
+
+def _send(signal, row: CallbackEvent, event: Event, arguments: dict) -> None:
+    responses = signal.send_robust(
+        sender=type(event), tenant_id=row.tenant_id, event=event, callback_event=row, **arguments
+    )
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "Receiver %r of a WeCom signal failed on event %s",
+                receiver,
+                row.pk,
+                exc_info=(type(response), response, response.__traceback__),
+            )
+
+
+def _handle_message(row: CallbackEvent, event: Message) -> dict:
+    message = inbox.record_message(row, event)
+    return {"message": message, "reply": row.reply}
+
+
+def _handle_app_event(row: CallbackEvent, event: AppEvent) -> dict:
+    twostep.record_follow_event(row, event)
+    return {}
+
+
+def _handle_contact(row: CallbackEvent, event) -> dict | None:
+    change = directory.apply_contact_change(row.tenant_id, event)
+    if not change.applied:
+        return None
+    return {
+        "change_type": event.change_type,
+        "wecom_user": change.wecom_user,
+        "department": change.department,
+    }
+
+
+def _handle_customer(row: CallbackEvent, event) -> dict | None:
+    change = customers.apply_customer_change(row.tenant_id, event)
+    if not change.applied:
+        return None
+    return {
+        "change_type": event.change_type,
+        "external_contact": change.external_contact,
+        "follow_user": change.follow_user,
+    }
+
+
+# Event.kind -> (handler(row, event) -> signal arguments or None to send none, signal).
+_HANDLERS = {
+    "message": (_handle_message, signals.message_received),
+    "event": (_handle_app_event, signals.app_event_received),
+    "contact": (_handle_contact, signals.contact_changed),
+    "customer": (_handle_customer, signals.customer_changed),
+}

@@ -1,0 +1,79 @@
+"""Signals for host projects, sent after a callback's handling has committed.
+
+Connect a receiver the usual Django way::
+
+    from wecom_integration.events import TextMessage
+    from wecom_integration.signals import message_received
+
+    @receiver(message_received, sender=TextMessage)
+    def on_text(sender, tenant_id, event, callback_event, message, reply, **kwargs):
+        ...
+
+``sender`` is always the typed event's class from :mod:`wecom_integration.events` (``TextMessage``,
+``ContactUserEvent``, ``ExternalContactEvent`` …), so a receiver can listen to one type only.
+
+Every signal is sent once per stored callback, when its handling has been committed to the database;
+a receiver therefore sees the local mirror already updated, and a receiver that raises is logged and
+does not undo the handling or stop the other receivers. Receivers run in the Celery worker that
+handled the event (inline, in the web process, when Celery runs eagerly): keep them short, or hand
+slow work to a task of your own.
+
+Receivers must accept ``**kwargs``: arguments may be added in later versions.
+"""
+
+from django.dispatch import Signal
+
+#: An employee sent a message to the tenant's app (text, image, voice, video, location, link).
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int): the tenant whose app received it.
+#: - ``event`` (:class:`~wecom_integration.events.Message` subclass): the parsed message; its
+#:   ``from_user_name`` is the employee's WeCom userid.
+#: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`): the stored callback.
+#: - ``message`` (:class:`~wecom_integration.models.InboxMessage`): the message as it is in the inbox.
+#: - ``reply`` (dict or None): the passive reply WeCom was given, in the dict form of
+#:   :func:`wecom_integration.services.inbox.reply_as_dict`.
+message_received = Signal()
+
+#: An employee did something in the tenant's app that is not a message: followed or unfollowed it
+#: (subscribe / unsubscribe), opened it (enter_agent), tapped a menu (click, view, scancode_*, pic_*,
+#: location_select) or reported a location (LOCATION).
+#:
+#: Arguments: ``tenant_id``, ``event`` (an :class:`~wecom_integration.events.AppEvent` subclass;
+#: ``event.event`` is WeCom's event name, ``event.event_key`` the menu key) and ``callback_event``.
+app_event_received = Signal()
+
+#: The tenant's WeCom contact book changed and the local mirror has been updated.
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int).
+#: - ``event`` (:class:`~wecom_integration.events.ContactUserEvent`, ``ContactPartyEvent`` or
+#:   ``ContactTagEvent``).
+#: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`).
+#: - ``change_type`` (str): ``create_user``, ``update_user``, ``delete_user``, ``create_party``,
+#:   ``update_party``, ``delete_party`` or ``update_tag``.
+#: - ``wecom_user`` (:class:`~wecom_integration.models.WeComUser` or None): the member after the change
+#:   (renames: under the new userid; deletions: with ``removed=True``).
+#: - ``department`` (:class:`~wecom_integration.models.Department` or None): likewise for departments.
+#:
+#: Not sent for an event that was ignored because a newer change of the same member or department had
+#: already been applied (events can arrive out of order).
+contact_changed = Signal()
+
+#: The tenant's customers (external contacts) changed and the local copy has been updated.
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int).
+#: - ``event`` (:class:`~wecom_integration.events.ExternalContactEvent`, ``ExternalChatEvent`` or
+#:   ``ExternalTagEvent``).
+#: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`).
+#: - ``change_type`` (str): e.g. ``add_external_contact``, ``edit_external_contact``,
+#:   ``del_external_contact``, ``del_follow_user``, ``add_half_external_contact``, ``transfer_fail``.
+#: - ``external_contact`` (:class:`~wecom_integration.models.ExternalContact` or None): the customer
+#:   after the change; None for group-chat and tag events.
+#: - ``follow_user`` (:class:`~wecom_integration.models.FollowUser` or None): the member's relation
+#:   to the customer that the event is about (the event's UserID), when there is one.
+customer_changed = Signal()
