@@ -22,8 +22,10 @@ emptied first, so the name must contain "bench" (or pass --i-know-this-empties-t
 """
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -48,8 +50,9 @@ def setup_database(args):
     """Point Django at the bench database and migrate it; returns a description."""
     url = os.environ.get("DATABASE_URL", "")
     if not url:
-        path = Path(tempfile.mkdtemp(prefix="wecom-bench-")) / "bench.sqlite3"
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+        directory = tempfile.mkdtemp(prefix="wecom-bench-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ["DATABASE_URL"] = f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.pop("REDIS_URL", None)  # the budget and tokens in local memory: one process
     import dj_database_url

@@ -155,6 +155,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "1900"))
+# Beat: the per-tenant periodic sync dispatcher (each tenant opts in and sets its interval) and the sweep
+# that re-queues callback events whose task was lost (e.g. a broker restarted without persistence).
+CELERY_BEAT_SCHEDULE = {
+    "wecom-periodic-sync": {"task": "wecom_integration.tasks.periodic_sync", "schedule": 300},
+    "wecom-requeue-stale-events": {
+        "task": "wecom_integration.tasks.requeue_stale_callback_events",
+        "schedule": 60,
+    },
+}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -57,12 +57,11 @@ class TenantFilter(admin.SimpleListFilter):
             tenant_id = int(value)
         except ValueError:
             return queryset.none()
-        lookup = getattr(self, "tenant_lookup", "tenant")
-        return queryset.filter(**{f"{lookup}_id": tenant_id})
+        return queryset.filter(tenant_id=tenant_id)
 
 
 class MirrorAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    """WeCom's data, shown, never edited here."""
+    """Records shown, never added, edited or deleted by hand: WeCom's mirror, the audit log, the runs."""
 
     tenant_admin_can_add = False
     list_filter = (TenantFilter,)
