@@ -265,6 +265,7 @@ def fallback_with_limits(args):
     from django.test import override_settings
 
     from tests.factories import config_from_fake, make_tenant
+    from wecom_integration.client import RateBudget
     from wecom_integration.models import SyncRun
     from wecom_integration.services import sync
     from wecom_integration.testing import FakeWeCom
@@ -280,7 +281,7 @@ def fallback_with_limits(args):
         stop = threading.Event()
 
         with override_settings(WECOM={"API_BASE": fake.api_base, "RATE_BUDGET_PER_MINUTE": per_minute}):
-            budget = sync.sync_rate_budget(config.corp_id)
+            budget = RateBudget(config.corp_id)
             print(f"  client budget: {budget.per_window} calls per {budget.window:g} s window "
                   f"({budget.per_window * 60 / budget.window:,.0f}/min)")
 

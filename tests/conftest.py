@@ -28,6 +28,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _english_by_default(settings):
+    """The product defaults to Chinese; tests read English unless they ask for a language."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _clean_cache_and_eager_celery():
     """Each test starts with an empty cache; Celery runs tasks inline unless a test starts a real worker."""
     from config.celery import app

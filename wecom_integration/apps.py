@@ -9,11 +9,8 @@ class WeComIntegrationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers system checks)
-
-        # Celery tasks live in one module per area; importing them here registers them with every worker
-        # and host project, whatever autodiscovery finds.
-        from . import messaging_tasks, sync_tasks, tasks  # noqa: F401
-
-        # The audit log records membership approvals whether they come from the admin or the API.
+        # checks: registers the system checks. The tasks modules: one per area; importing them registers
+        # them with every worker and host project, whatever autodiscovery finds. bindings: the audit log
+        # records membership approvals whether they come from the admin or the API.
+        from . import checks, messaging_tasks, sync_tasks, tasks  # noqa: F401
         from .services import bindings  # noqa: F401

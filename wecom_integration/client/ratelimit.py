@@ -5,6 +5,12 @@ for 60 s (or an hour for the hourly limit): https://developer.work.weixin.qq.com
 A bulk sync that slows itself down finishes sooner than one that gets blocked, so each call takes one
 unit from a fixed-window counter (``cache.add`` + ``cache.incr``, atomic on Redis) and, when the
 window's budget is spent, sleeps until the next window.
+
+WeCom counts calls in minute windows of its own whose start we cannot see. With a one-minute budget
+window, a burst at the end of one of ours and another at the start of the next can fall in the same
+WeCom minute — twice the limit — and the corp is blocked. So by default the per-minute budget is spread
+over one-second windows: any 60 s span overlaps at most 61 of them, so ``per_minute // 61`` a second
+never exceeds the budget in any WeCom minute, at a cost of under 2% of the rate.
 """
 
 import hashlib
@@ -17,15 +23,17 @@ from ..conf import wecom_settings
 from .counters import stats
 from .errors import WeComRateLimited
 
-WINDOW_SECONDS = 60.0
+WINDOW_SECONDS = 1.0
+#: How many one-second windows any 60-second span can touch.
+WINDOWS_PER_MINUTE = 61
 
 
 class RateBudget:
     """``per_window`` calls per ``window`` seconds for one corp.
 
-    ``per_window`` and ``max_wait`` default to the RATE_BUDGET_PER_MINUTE and RATE_BUDGET_MAX_WAIT
-    settings, read at each call so a settings override applies to clients already built. A budget of
-    0 means no client-side limit.
+    ``per_window`` defaults to RATE_BUDGET_PER_MINUTE spread over one-second windows (see the module
+    docstring) and ``max_wait`` to RATE_BUDGET_MAX_WAIT, read at each call so a settings override applies
+    to clients already built. A budget of 0 means no client-side limit.
     """
 
     def __init__(
@@ -39,7 +47,12 @@ class RateBudget:
 
     @property
     def per_window(self):
-        return self._per_window if self._per_window is not None else wecom_settings.RATE_BUDGET_PER_MINUTE
+        if self._per_window is not None:
+            return self._per_window
+        per_minute = wecom_settings.RATE_BUDGET_PER_MINUTE
+        if not per_minute:
+            return 0
+        return max(1, int(per_minute * self.window / 60.0) if self.window >= 60 else per_minute // WINDOWS_PER_MINUTE)
 
     @property
     def max_wait(self):

@@ -49,8 +49,7 @@ from django.utils.translation import gettext as _
 from tenants.models import Membership
 
 from ..adapter import get_adapter
-from ..client import RateBudget, WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
-from ..conf import wecom_settings
+from ..client import WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComConfig, WeComUser
 from .directory import (
     DEPARTMENT_FIELDS,
@@ -252,24 +251,9 @@ def sync_config(tenant, kind: str) -> WeComConfig:
     return config
 
 
-def sync_rate_budget(corp_id: str) -> RateBudget:
-    """The call budget of a bulk sync: ``RATE_BUDGET_PER_MINUTE`` spread over one-second windows.
-
-    WeCom counts calls in minute windows of its own (doc 90454) whose start we cannot see. With a
-    one-minute budget window, a burst at the end of one of ours and another at the start of the next
-    can fall in the same WeCom minute, twice the limit, and the corp is blocked for 60 s. Any 60 s span
-    overlaps at most 61 one-second windows, so ``per_minute // 61`` a second can never exceed the
-    budget in any WeCom minute, at a cost of under 2% of the rate.
-    """
-    per_minute = wecom_settings.RATE_BUDGET_PER_MINUTE
-    if not per_minute:
-        return RateBudget(corp_id, per_window=0)
-    return RateBudget(corp_id, window=1.0, per_window=max(1, per_minute // 61))
-
-
 def sync_client(config: WeComConfig, kind: str, **kwargs):
-    """A client for a bulk sync: the secret of ``kind`` and :func:`sync_rate_budget`."""
-    kwargs.setdefault("rate_budget", sync_rate_budget(config.corp_id))
+    """A client for a bulk sync with the secret of ``kind`` (the client's default budget keeps it under
+    WeCom's per-minute limit in any minute)."""
     return client_for(config, kind, **kwargs)
 
 
