@@ -1,10 +1,13 @@
 """What stored callbacks do: the contact mirror, customers (against the fake WeCom), the inbox,
 signals, two-step verification, failures and retries, and the admin screens."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import TestCase
 from django.urls import reverse
 
@@ -478,6 +481,29 @@ def test_handling_twice_is_a_no_op(client, config):
     assert callbacks.handle_event(10**9) == callbacks.MISSING
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs row locks (SELECT … FOR UPDATE)")
+def test_two_workers_never_both_handle_one_event(transactional_db, config):
+    xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": "race", "name": "Race"}, T0)
+    # Stored directly: store_event would queue it, and eager Celery would handle it right away.
+    row = CallbackEvent.objects.create(tenant=config.tenant, kind="contacts", dedupe_key="race", xml=xml)
+    ready = threading.Barrier(4)
+
+    def worker(_):
+        ready.wait(timeout=10)
+        try:
+            return callbacks.handle_event(row.pk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(worker, range(4)))
+    assert outcomes.count(callbacks.HANDLED) == 1
+    assert set(outcomes) <= {callbacks.HANDLED, callbacks.BUSY, callbacks.ALREADY_HANDLED}
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (CallbackEvent.Status.HANDLED, 1)
+    assert WeComUser.objects.filter(userid="race").count() == 1
+
+
 def test_a_lost_enqueue_is_healed_by_wecoms_retry(client, config, monkeypatch):
     from wecom_integration import tasks
 
@@ -556,10 +582,21 @@ def test_retry_action_with_counted_feedback(admin_client, fake_wecom, fake_confi
             reverse("admin:wecom_integration_callbackevent_changelist"),
             {"action": "retry_selected", "_selected_action": [failed.pk, handled.pk]},
             follow=True,
+            HTTP_ACCEPT_LANGUAGE="en",
         )
     texts = [str(message) for message in answer.context["messages"]]
     assert "1 event was queued to be handled again." in texts
     assert "1 event was already handled and was left alone." in texts
+    # The same feedback is translated for the default language.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        answer = admin_client.post(
+            reverse("admin:wecom_integration_callbackevent_changelist"),
+            {"action": "retry_selected", "_selected_action": [handled.pk]},
+            follow=True,
+            HTTP_ACCEPT_LANGUAGE="zh-hans",
+        )
+    [text] = [str(message) for message in answer.context["messages"]]
+    assert "1" in text and "already handled" not in text
     failed.refresh_from_db()
     assert failed.status == CallbackEvent.Status.HANDLED
 
@@ -620,6 +657,8 @@ def test_inbox_conversations_are_readable(admin_client, config):
     html = thread.content.decode()
     assert thread.status_code == 200
     assert html.index("你好") < html.index("在吗")
+    reply = reverse("admin:wecom_integration_messagelog_inbox_reply", args=[config.tenant_id, "chen"])
+    assert reply in html
     assert html.count("稍等") == 2
     assert not InboxMessage.objects.filter(wecom_userid="chen", direction="in", read=False).exists()
     assert InboxMessage.objects.filter(wecom_userid="yang", direction="in", read=False).count() == 1

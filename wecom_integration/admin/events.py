@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -280,12 +280,21 @@ class InboxMessageAdmin(ReadOnlyTenantAdmin):
         title = _("Conversation with %(name)s") % {"name": name}
         context = {
             **self._context(request, title),
+            "reply_url": _inbox_reply_url(tenant_id, wecom_userid),
             "wecom_userid": wecom_userid,
             "wecom_user": wecom_user,
             "page": page,
             "conversation_messages": page.object_list,
         }
         return TemplateResponse(request, "admin/wecom_integration/inboxmessage/conversation.html", context)
+
+
+def _inbox_reply_url(tenant_id, wecom_userid):
+    """The messaging admin's reply page for this conversation, when that admin is installed."""
+    try:
+        return reverse("admin:wecom_integration_messagelog_inbox_reply", args=[tenant_id, wecom_userid])
+    except NoReverseMatch:
+        return None
 
 
 class FollowUserInline(admin.TabularInline):

@@ -1,10 +1,11 @@
 """WeCom callbacks: receive (verify, decrypt, parse, store once, enqueue, answer) and handle.
 
 Receiving is what the three callback views call, and it must answer well inside WeCom's 5 s
-(https://developer.work.weixin.qq.com/document/path/90238): one SELECT for the tenant's credentials,
-one INSERT of the decrypted event, no WeCom API call. The handling runs later in a Celery task
-(:func:`handle_event`), which updates the local mirror, the customers and the inbox, and sends the
-signals of :mod:`wecom_integration.signals` once that has committed.
+(https://developer.work.weixin.qq.com/document/path/90238): one INSERT of the decrypted event (the
+tenant's credentials are read once and kept a few seconds per process), no WeCom API call. The
+handling runs later in a Celery task (:func:`handle_event`), which updates the local mirror, the
+customers and the inbox, and sends the signals of :mod:`wecom_integration.signals` once that has
+committed.
 
 Anything refused raises :class:`CallbackRefused`, a ``SuspiciousOperation`` that carries the HTTP status
 to answer and a short fixed ``reason`` for the log. Nothing refused is ever stored.
@@ -25,7 +26,7 @@ from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from .. import signals
+from .. import observability, signals
 from ..conf import wecom_settings
 from ..crypto import WeComCrypto, WeComCryptoError, parse_envelope
 from ..events import AppEvent, Event, EventParseError, Message, parse_event
@@ -222,13 +223,10 @@ def receive(
 
     reply = inbox.passive_reply(endpoint.config, event) if kind == CallbackEvent.Kind.APP else None
     row, created = store_event(tenant_id, kind, event, reply=reply, request_id=request_id)
+    observability.record_callback_received(kind, duplicate=not created)
     if not created:
-        logger.info(
-            "WeCom callback repeated: tenant=%s kind=%s event=%s status=%s",
-            tenant_id,
-            kind,
-            row.pk,
-            row.status,
+        observability.log_event(
+            logger, "callback.duplicate", tenant=tenant_id, kind=kind, event_id=row.pk, status=row.status
         )
         if row.status == CallbackEvent.Status.RECEIVED:
             # The first delivery's enqueue may have been lost (broker down); handling twice is a no-op.
@@ -395,11 +393,15 @@ def handle_event(event_id: int) -> str:
             failure = exc
             row.status = CallbackEvent.Status.FAILED
             row.error = _describe(exc)
-            logger.warning(
-                "WeCom callback event %s failed (attempt %s): %s",
-                row.pk,
-                row.attempts,
-                row.error.splitlines()[0],
+            observability.log_event(
+                logger,
+                "callback.failed",
+                level=logging.WARNING,
+                tenant=row.tenant_id,
+                kind=row.kind,
+                event_id=row.pk,
+                attempt=row.attempts,
+                error=row.error.splitlines()[0],
             )
         else:
             row.status = CallbackEvent.Status.HANDLED
@@ -407,7 +409,9 @@ def handle_event(event_id: int) -> str:
             row.handled_at = timezone.now()
         row.save(update_fields=["status", "error", "attempts", "handled_at"])
     if failure is not None:
+        observability.record_callback_failed(row.kind)
         raise failure
+    observability.record_callback_handled(row.kind, row.received_at)
     return HANDLED
 
 

@@ -15,6 +15,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from .. import observability
 from ..conf import wecom_settings
 from ..services import callbacks
 from ..services.callbacks import CallbackRefused
@@ -68,7 +69,7 @@ class CallbackView(View):
             timestamp=query["timestamp"],
             nonce=query["nonce"],
             body=_read_body(request),
-            request_id=request.headers.get("X-Request-ID", "")[:64],
+            request_id=observability.get_request_id() or "",
         )
         return HttpResponse(answer.body, content_type=answer.content_type)
 
@@ -76,19 +77,23 @@ class CallbackView(View):
         try:
             return step(request, tenant_id)
         except CallbackRefused as exc:
-            logger.warning(
-                "WeCom callback refused: tenant=%s kind=%s method=%s reason=%s code=%s status=%s remote=%s",
-                tenant_id,
-                self.kind,
-                request.method,
-                exc.reason,
-                exc.code,
-                exc.status,
-                request.META.get("REMOTE_ADDR", ""),
+            observability.record_callback_refused(self.kind, exc.reason)
+            observability.log_event(
+                logger,
+                "callback.refused",
+                level=logging.WARNING,
+                tenant=tenant_id,
+                kind=self.kind,
+                method=request.method,
+                reason=exc.reason,
+                code=exc.code,
+                status=exc.status,
+                remote=request.META.get("REMOTE_ADDR", ""),
             )
             return _refusal(exc.status)
         except DatabaseError:
             # Nothing was stored, and it is not the caller's fault: WeCom retries a failed delivery.
+            observability.record_callback_refused(self.kind, "database_error")
             logger.exception(
                 "WeCom callback not stored: database error (tenant=%s kind=%s)", tenant_id, self.kind
             )
@@ -96,6 +101,7 @@ class CallbackView(View):
         except Exception:
             # Whatever went wrong, the event is either not stored (WeCom retries it) or stored (the
             # retry is answered as a duplicate), so a 400 loses nothing.
+            observability.record_callback_refused(self.kind, "unexpected_error")
             logger.exception("WeCom callback failed unexpectedly (tenant=%s kind=%s)", tenant_id, self.kind)
             return _refusal(400)
 
