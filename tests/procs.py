@@ -34,8 +34,8 @@ from tests.test_scale_out import (  # noqa: F401 (re-exported: one set of proces
     wait_http_ok,
 )
 
-# The sweep task and the worker command. The worker also consumes "default", where the sweep is routed
-# (CELERY_TASK_ROUTES leaves it there), as the bulk worker would in production.
+# The sweep task and the worker command. The worker also consumes "default", where the sweep goes unless
+# CELERY_TASK_ROUTES sends it elsewhere (the bulk worker serves "default" in production).
 REQUEUE_TASK = "wecom_integration.tasks.requeue_stale_callback_events"
 WORKER_COMMAND = (
     "celery -A config worker -Q callbacks,default -n {node}@%h -c {concurrency} "
@@ -141,11 +141,12 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def start_web(self, workers=2, timeout=60):
+    def start_web(self, workers=2, threads=1, timeout=60):
+        """The Procfile's web: ``workers`` processes of ``threads`` threads (gthread past one)."""
         port = free_port()
         command = procfile_entries(PROCFILE.read_text())["web"]
         proc = self._start("web", command, PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=workers,
-                           GUNICORN_MAX_REQUESTS=0)
+                           GUNICORN_THREADS=threads, GUNICORN_MAX_REQUESTS=0)
         self.web_url = f"http://127.0.0.1:{port}"
         # Any answer will do (a 404 included): the workers are up and Django is loaded.
         wait_for(lambda: http_get(f"{self.web_url}/wecom/callback/0/contacts/") is not None, timeout=timeout,
@@ -179,13 +180,17 @@ class Cluster:
 
 
 def send_requeue(redis_url, older_than):
-    """Send the requeue sweep to the workers through the broker, as celery beat would."""
+    """Send the requeue sweep to the workers through the broker, as celery beat would, on the queue the
+    project's CELERY_TASK_ROUTES give it."""
     from celery import Celery
+    from django.conf import settings
 
+    route = getattr(settings, "CELERY_TASK_ROUTES", {}).get(REQUEUE_TASK, {})
+    queue = route.get("queue") or getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
     sender = Celery("rel-beat", broker=redis_url)
     sender.conf.broker_connection_timeout = 2
     try:
-        sender.send_task(REQUEUE_TASK, kwargs={"older_than": older_than}, queue="default",
+        sender.send_task(REQUEUE_TASK, kwargs={"older_than": older_than}, queue=queue,
                          retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
     finally:
         sender.close()
@@ -201,15 +206,18 @@ class Op:
     kind: str  # "create" | "update" | "delete" | "message"
     userid: str
     seq: int
+    # Delivered twice, the second time with the same envelope: WeCom's retry after an answer it missed.
+    twice: bool = False
 
 
-def plan_operations(count, *, rate, seed=9, prefix="ld", message_share=0.35, existing=()):
+def plan_operations(count, *, rate, seed=9, prefix="ld", message_share=0.35, existing=(), twice_share=0.1):
     """``count`` operations in the order they are pushed.
 
     Members are created under fresh userids; an update or a delete of a member comes at least three
     seconds of pushing (3 × ``rate`` operations) after its previous change, because WeCom's CreateTime is
     in whole seconds and two changes of one member in the same second cannot be ordered by anyone.
-    Messages come from ``existing`` members and carry unique MsgIds.
+    Messages come from ``existing`` members and carry unique MsgIds; ``twice_share`` of them are
+    delivered twice.
     """
     rng = random.Random(seed)
     gap = max(1, int(3 * rate))
@@ -220,7 +228,7 @@ def plan_operations(count, *, rate, seed=9, prefix="ld", message_share=0.35, exi
     for seq in range(count):
         roll = rng.random()
         if roll < message_share:
-            ops.append(Op("message", rng.choice(existing), seq))
+            ops.append(Op("message", rng.choice(existing), seq, twice=rng.random() < twice_share))
             continue
         due = ready and ready[0][0] <= seq - gap
         if due and roll < message_share + 0.25:
@@ -276,7 +284,34 @@ class LoadResult:
         return sum(1 for tries in self.tries.values() if tries > 1)
 
 
-def _push(fake, op):
+class _Resender:
+    """WeCom's second delivery of the very same envelope, for messages marked ``twice``: one sender per
+    thread (a requests.Session is not shared between threads)."""
+
+    def __init__(self, fake, url, token, aes_key):
+        self.fake, self.args = fake, (url, token, aes_key, fake.corp_id)
+        self.local = threading.local()
+
+    def push_twice(self, op):
+        from wecom_integration.testing.callbacks import CallbackSender, build_message_xml
+
+        sender = getattr(self.local, "sender", None)
+        if sender is None:
+            sender = self.local.sender = CallbackSender(*self.args, timeout=self.fake.callback_timeout,
+                                                        tries=self.fake.callback_tries)
+        fake = self.fake
+        xml = build_message_xml(fake.corp_id, op.userid, fake.agent_id, content=f"load message {op.seq} (twice)",
+                                create_time=int(fake.now()))
+        params, body = sender.envelope(xml, agent_id=fake.agent_id)
+        first = sender.post_envelope(params, body)
+        second = sender.post_envelope(params, body)
+        # The worse of the two is what counts: both must be answered 200.
+        return [second if first.ok else first]
+
+
+def _push(fake, op, resender=None):
+    if op.twice and resender is not None:
+        return resender.push_twice(op)
     if op.kind == "create":
         return fake.add_user(op.userid, f"Load {op.userid}", department=(1,), position="new")
     if op.kind == "update":
@@ -286,11 +321,13 @@ def _push(fake, op):
     return fake.send_app_message(op.userid, content=f"load message {op.seq}")
 
 
-def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None):
+def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None, app_callback=None):
     """Push ``ops`` through ``fake`` at ``rate`` per second from a pool of ``threads`` senders, each with
     WeCom's retry policy (fake.callback_timeout, fake.callback_tries). ``actions`` are (fraction of the
     operations, callable) run on their own thread when the pushing gets there (kill a worker, restart
-    Redis). Waits for every push and action; bounded by ``deadline`` seconds if given."""
+    Redis). Messages marked ``twice`` are delivered twice to ``app_callback`` (url, token, aes_key) when
+    given. Waits for every push and action; bounded by ``deadline`` seconds if given."""
+    resender = _Resender(fake, *app_callback) if app_callback else None
     result = LoadResult()
     lock = threading.Lock()
     # Never more than two pushes per sender waiting: a stalled receiver slows the pacing, nothing piles up.
@@ -301,7 +338,7 @@ def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None):
     def push(op):
         began = time.monotonic()
         try:
-            deliveries = _push(fake, op)
+            deliveries = _push(fake, op, resender)
         except Exception as exc:  # a fake-side error is a failed delivery, reported with the rest
             deliveries = []
             with lock:
@@ -342,3 +379,92 @@ def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None):
         thread.join(timeout=120)
     result.finished = time.monotonic()
     return result
+
+
+# After the load ----------------------------------------------------------------------------------------
+
+
+def drain(tenant, expected, *, redis_url, worker_running, period=5.0, older_than=15, timeout=300.0):
+    """Wait until ``expected`` events of ``tenant`` are handled; returns (seconds waited, sweeps sent).
+
+    The requeue sweep goes through the broker as beat sends it, whenever a period passed without progress:
+    as beat would with an interval longer than the backlog takes to drain. (The sweep cannot tell a lost
+    task from one still queued, so sweeping during a long queue only queues duplicates.)
+    """
+    from wecom_integration.models import CallbackEvent
+
+    handled = CallbackEvent.objects.filter(tenant=tenant, status=CallbackEvent.Status.HANDLED)
+    began = time.monotonic()
+    sweeps, last = 0, -1
+    while time.monotonic() - began < timeout:
+        done = handled.count()
+        if done >= expected:
+            break
+        if done == last and worker_running():
+            send_requeue(redis_url, older_than)
+            sweeps += 1
+        last = done
+        time.sleep(period)
+    return time.monotonic() - began, sweeps
+
+
+def mirror_mismatches(tenant, fake, userids):
+    """Members in ``userids`` whose mirror row differs from the fake's organisation."""
+    from wecom_integration.models import WeComUser
+
+    rows = {row.userid: row for row in WeComUser.objects.filter(tenant=tenant, userid__in=list(userids))}
+    wrong = []
+    for userid in sorted(userids):
+        row, truth = rows.get(userid), fake.org.users.get(userid)
+        if truth is None:
+            if row is None or not row.removed:
+                wrong.append((userid, "deleted in WeCom", "missing" if row is None else "not removed"))
+            continue
+        if row is None:
+            wrong.append((userid, "missing from the mirror"))
+            continue
+        expected = (truth.name, list(truth.departments), truth.position, truth.main_department, truth.status, False)
+        got = (row.name, row.departments, row.position, row.main_department, row.status, row.removed)
+        if expected != got:
+            wrong.append((userid, expected, got))
+    return wrong
+
+
+def outcome(tenant, ops, fake):
+    """What the load left in the database, against what was pushed: counts of events stored, unique,
+    handled, handled in more than one attempt, inbox rows per message, and members differing from WeCom."""
+    from collections import Counter
+
+    from wecom_integration.models import CallbackEvent, InboxMessage
+
+    events = CallbackEvent.objects.filter(tenant=tenant)
+    kinds = Counter(op.kind for op in ops)
+    inbox = Counter(
+        InboxMessage.objects.filter(tenant=tenant, direction=InboxMessage.Direction.IN).values_list(
+            "event_id", flat=True
+        )
+    )
+    stored = events.count()
+    unique = events.values("kind", "dedupe_key").distinct().count()
+    handled = events.filter(status=CallbackEvent.Status.HANDLED).count()
+    touched = {op.userid for op in ops if op.kind != "message"}
+    wrong = mirror_mismatches(tenant, fake, touched)
+    return {
+        "pushed": len(ops),
+        "messages": kinds["message"],
+        "stored": stored,
+        "unique": unique,
+        "stored_app": events.filter(kind="app").count(),
+        "handled": handled,
+        "statuses": dict(Counter(events.values_list("status", flat=True))),
+        "more_than_one_attempt": events.exclude(attempts=1).count(),
+        "inbox_messages": len(inbox),
+        "inbox_duplicates": sum(count - 1 for count in inbox.values()),
+        "members_touched": len(touched),
+        "members_wrong": wrong,
+        # Lost: pushed but never stored, or stored and never handled; duplicated: stored or handled twice.
+        "lost": (len(ops) - unique) + (stored - handled),
+        "duplicated": (stored - unique) + events.filter(attempts__gt=1).count() + sum(
+            count - 1 for count in inbox.values()
+        ),
+    }

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from django.urls import resolve
 
-from tests.test_scale_out import Proc, base_env, free_port, http_get, wait_http_ok
+from tests.test_scale_out import Proc, base_env, free_port, http_get, wait_for, wait_http_ok
 from wecom_integration.views import health
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +112,9 @@ def test_a_node_whose_dependencies_are_down_is_alive_but_not_ready(tmp_path):
     web = Proc("web-deps-down", "gunicorn -c gunicorn.conf.py config.wsgi", env, tmp_path)
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/healthz", procs=[web])
-        response = http_get(f"http://127.0.0.1:{port}/readyz")
+        # A list, because a 503 Response is falsy.
+        (response,) = wait_for(lambda: [r] if (r := http_get(f"http://127.0.0.1:{port}/readyz")) is not None else None,
+                               timeout=60, what="/readyz", procs=[web])
         assert response.status_code == 503
         checks = response.json()["checks"]
         assert set(checks) == {"database", "cache", "broker"}

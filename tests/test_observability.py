@@ -10,11 +10,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from celery import shared_task
 from django.test import RequestFactory
 from prometheus_client import REGISTRY
 
-from tests.test_scale_out import ROOT, Proc, base_env, free_port, http_get, wait_for, wait_http_ok
+from config.celery import app as celery_app
+from tests.test_scale_out import ROOT, Proc, base_env, free_port, wait_for, wait_http_ok
 from wecom_integration import observability
 from wecom_integration.middleware import RequestIdMiddleware
 
@@ -69,7 +69,8 @@ def test_every_response_carries_a_request_id(client):
 ECHO_SEEN = []
 
 
-@shared_task(name="tests.observability.echo_request_id")
+# Bound to the project's app, not shared_task: another test's Celery app made current must not take it over.
+@celery_app.task(name="tests.observability.echo_request_id")
 def echo_request_id():
     ECHO_SEEN.append(observability.get_request_id())
     return observability.get_request_id()
@@ -91,8 +92,7 @@ def test_the_request_id_travels_in_the_message_to_a_worker():
     """A real worker consuming a real broker (memory, or Redis in CI): the id crosses the wire."""
     from celery.contrib.testing.worker import start_worker
 
-    from config.celery import app
-
+    app = celery_app
     ECHO_SEEN.clear()
     queue = f"obs-test-{uuid.uuid4().hex[:8]}"
     before = sample("wecom_tasks_total", task="tests.observability.echo_request_id", state="success")
@@ -334,8 +334,7 @@ def test_gunicorn_with_several_workers_exposes_their_sum(tmp_path):
         # Each worker writes its own file once the app is loaded in it.
         wait_for(lambda: len(list(metrics_dir.glob("counter_*.db"))) == 2, timeout=30, what="two workers' files",
                  procs=[web])
-        scraped = http_get(f"http://127.0.0.1:{port}/metrics")
-        assert scraped.status_code == 200
+        scraped = wait_http_ok(f"http://127.0.0.1:{port}/metrics", procs=[web])
         assert "wecom_rate_budget_waits_total 0.0" in scraped.text
         # Per-process collectors (gc, process) are absent: the answer is the workers' merged files.
         assert "python_gc_objects_collected_total" not in scraped.text
@@ -352,10 +351,11 @@ def test_gunicorn_makes_a_private_metrics_directory_for_several_workers(tmp_path
         wait_http_ok(f"http://127.0.0.1:{port}/healthz", procs=[web])
         made = wait_for(lambda: list(tmp_path.glob("wecom-metrics-*")), timeout=30, what="the metrics directory",
                         procs=[web])
-        scraped = http_get(f"http://127.0.0.1:{port}/metrics")
+        scraped = wait_http_ok(f"http://127.0.0.1:{port}/metrics", procs=[web])
         assert "python_gc_objects_collected_total" not in scraped.text
     finally:
         web.stop()
+    assert web.popen.returncode == 0, web.tail()
     assert not made[0].exists(), "the directory gunicorn made is removed when it exits"
 
 

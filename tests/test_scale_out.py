@@ -123,10 +123,10 @@ def wait_for(predicate, *, timeout, what, procs=()):
 
 
 def http_get(url, **kwargs):
-    """GET that answers None instead of raising while a server is still starting."""
+    """GET that answers None instead of raising while a server is starting or too busy to answer."""
     try:
-        return requests.get(url, timeout=5, **kwargs)
-    except requests.ConnectionError:
+        return requests.get(url, timeout=10, **kwargs)
+    except (requests.ConnectionError, requests.Timeout):
         return None
 
 
@@ -289,8 +289,7 @@ def test_documented_command_runs(command, guide_env):
     try:
         wait_for(lambda: READY[mode].search(proc.output()), timeout=90, what=f"{command} to be ready", procs=[proc])
         if mode == "worker":
-            scraped = http_get(f"http://127.0.0.1:{env['WECOM_WORKER_METRICS_PORT']}/metrics")
-            assert scraped is not None and scraped.status_code == 200
+            scraped = wait_http_ok(f"http://127.0.0.1:{env['WECOM_WORKER_METRICS_PORT']}/metrics", procs=[proc])
             assert "wecom_rate_budget_waits_total" in scraped.text
     finally:
         proc.stop()
@@ -438,8 +437,7 @@ def test_two_web_nodes_and_four_workers_share_one_database_and_redis(cluster, tm
 
         handled = 0.0
         for url in worker_metrics:
-            scraped = http_get(url)
-            assert scraped is not None and scraped.status_code == 200
+            scraped = wait_http_ok(url, procs=procs)
             handled += _samples(scraped.text, "wecom_tasks_total",
                                 task="wecom_integration.tasks.handle_callback_event", state="success")
         assert handled >= count + 1
@@ -471,8 +469,7 @@ def test_two_web_nodes_and_four_workers_share_one_database_and_redis(cluster, tm
         assert all(calls == 1 for calls in fake.gettoken_calls.values()), dict(fake.gettoken_calls)
 
         for web in webs:
-            scraped = http_get(f"{web}/metrics")
-            assert scraped is not None and scraped.status_code == 200
+            scraped = wait_http_ok(f"{web}/metrics", procs=procs)
             assert "wecom_callbacks_received_total" in scraped.text
     finally:
         fake.stop()

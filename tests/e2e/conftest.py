@@ -13,10 +13,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made between browser steps are
-# still plain synchronous calls, so Django's async-safety guard is lifted for these tests.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 MUST_RUN = bool(os.environ.get("CI") or os.environ.get("WECOM_REQUIRE_SERVICES"))
 CHROMIUM_ARGS = [
     "--headless",
@@ -59,12 +55,23 @@ def chromium_executable():
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver(chromium_executable):
+    """Playwright's sync API runs an event loop in this thread while it is started; the ORM calls made
+    between browser steps are still plain synchronous calls, so Django's async-safety guard is lifted,
+    for these tests only."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as driver:
-        yield driver
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as driver:
+            yield driver
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import secrets
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from tenants.models import Membership
 from tests.factories import make_member, make_tenant, make_tenant_admin, make_user
@@ -39,7 +40,7 @@ UNLABELLED_FIELDS_JS = """
   if (labels.some((l) => l.textContent.trim() || l.querySelector("img[alt]:not([alt=''])"))) return false;
   if ((el.getAttribute("title") || "").trim()) return false;
   return true;
-}).map((el) => el.outerHTML.slice(0, 200))
+}).map((el) => el.outerHTML.split(">")[0].slice(0, 160) + ">")
 """
 
 
@@ -65,6 +66,7 @@ class Journey:
         self.shots = shots
         self.count = 0
         self.unlabelled = {}
+        self.problems = []
         self.taken = []
 
     def url(self, path):
@@ -86,8 +88,9 @@ class Journey:
         assert page.get_attribute("html", "lang") == self.lang, (name, page.url)
         missing = page.evaluate(UNLABELLED_FIELDS_JS)
         if missing:
-            self.unlabelled[name] = missing
+            self.unlabelled[name] = missing[:3] + ([f"... and {len(missing) - 3} more"] if len(missing) > 3 else [])
         if photo:
+            page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
             self.count += 1
             path = self.shots / f"{self.lang}-{self.count:02d}-{name}.png"
             page.screenshot(path=str(path))
@@ -127,6 +130,9 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     fake, tenant = world["fake"], world["tenant"]
     matched, renamed = world["matched"], world["renamed"]
     page = open_browser("en-US")
+    # The screenshots show the screen itself: the admin's navigation sidebar starts collapsed (a user's
+    # choice Django keeps in localStorage).
+    page.context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     j = Journey(page, live_server.url, lang, screenshots_dir)
     tenant_path = f"/admin/tenants/tenant/{tenant.pk}/change/"
 
@@ -144,7 +150,7 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     with page.expect_navigation():
         page.press("#id_password", "Enter")  # the keyboard signs in
     assert page.locator("#user-tools").is_visible()
-    assert (page.inner_text("#logout-form button").strip() == "Log out") == (lang == "en")
+    assert (page.text_content("#logout-form button").strip() == "Log out") == (lang == "en")
 
     # The tenant's page, from the admin index: its dashboard says what to do first.
     j.click('#content-main a[href$="/admin/tenants/tenant/"]')
@@ -220,7 +226,9 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     assert matched_row.locator('select[name^="action-"]').input_value() == "bind"
     row = page.locator("tr", has=page.locator(f'input[name^="wecom-"][value="{renamed.userid}"]'))
     assert row.locator('select[name^="action-"]').input_value() == "create"
-    row.locator('input[name^="username-"]').fill("bob")
+    # Typing asks the server for matching accounts; wait for the answer before going on.
+    with page.expect_response(lambda response: "/review/search.json" in response.url):
+        row.locator('input[name^="username-"]').fill("bob")
     row.locator('select[name^="action-"]').select_option("bind")
     j.screen("review")
     j.click("input[name=confirm]")
@@ -311,6 +319,17 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     assert page.locator("#wecom-menu-remote").is_visible()
     j.screen("app-menu")
 
+    # The dashboard: bound, pending, the callbacks of the last hours.
+    j.goto(tenant_path)
+    assert page.locator("#dash-bound .dash-figure").inner_text().strip() == str(
+        Binding.objects.filter(tenant=tenant, is_active=True).count()
+    )
+    assert page.locator("#dash-pending .dash-figure").inner_text().strip() == "0"
+    bars = page.locator("#dash-callbacks g.dash-hour")
+    assert bars.count() == 24
+    assert sum(int(bar.get_attribute("data-total")) for bar in bars.all()) >= 1
+    j.screen("dashboard")
+
     # An employee writes to the app; the admin answers from the inbox.
     question = "请问明天几点开会？"
     results = fake.send_app_message(renamed.userid, question)
@@ -322,9 +341,11 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     j.click(f'#result_list a[href*="/conversations/{tenant.pk}/{renamed.userid}/"]')
     assert question in page.inner_text("#content-main")
     j.screen("conversation", photo=False)
-    reply_link = page.locator('#content a[href*="/messagelog/reply/"]')
-    assert reply_link.count(), "the conversation page has no link to reply"
-    j.click('#content a[href*="/messagelog/reply/"]')
+    if page.locator('#content a[href*="/messagelog/reply/"]').count():
+        j.click('#content a[href*="/messagelog/reply/"]')
+    else:
+        j.problems.append("conversation: no link to the reply page (admin:wecom_integration_messagelog_inbox_reply)")
+        j.goto(reverse("admin:wecom_integration_messagelog_inbox_reply", args=[tenant.pk, renamed.userid]))
     answer = "十点，在三楼会议室。"
     page.fill("textarea[name=text]", answer)
     j.click("#content-main form input[type=submit].default")
@@ -332,16 +353,7 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     assert answer in [d["content"].get("content") for d in fake.deliveries_for(renamed.userid)]
     j.screen("inbox-reply")
 
-    # The dashboard after the day: bound, pending, the callbacks of the last hours.
-    j.goto(tenant_path)
-    assert page.locator("#dash-bound .dash-figure").inner_text().strip() == str(
-        Binding.objects.filter(tenant=tenant, is_active=True).count()
-    )
-    assert page.locator("#dash-pending .dash-figure").inner_text().strip() == "0"
-    bars = page.locator("#dash-callbacks g.dash-hour")
-    assert bars.count() == 24
-    assert sum(int(bar.get_attribute("data-total")) for bar in bars.all()) >= 2
-    j.screen("dashboard")
-
-    assert j.unlabelled == {}, "fields without a label, by screen"
+    for screen, fields in j.unlabelled.items():
+        j.problems.append(f"{screen}: fields without a label: {fields}")
+    assert not j.problems, "\n".join(j.problems)
     assert all(path.stat().st_size > 10_000 for path in j.taken)

@@ -52,7 +52,10 @@ class RateBudget:
         per_minute = wecom_settings.RATE_BUDGET_PER_MINUTE
         if not per_minute:
             return 0
-        return max(1, int(per_minute * self.window / 60.0) if self.window >= 60 else per_minute // WINDOWS_PER_MINUTE)
+        if self.window >= 60:
+            # A window of a minute or more (tests, hourly budgets) takes the setting as it is.
+            return per_minute
+        return max(1, int(per_minute * self.window) // WINDOWS_PER_MINUTE)
 
     @property
     def max_wait(self):
