@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint messages bench clean
+.PHONY: demo test install lint messages screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: $(STAMP)
 messages: $(STAMP)
 	$(PY) manage.py makemessages -l zh_Hans -l en --no-obsolete --ignore=.venv --ignore=bench --ignore=tests
 	$(PY) manage.py compilemessages --ignore=.venv
+
+screenshots: $(STAMP)
+	WECOM_SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/e2e
 
 clean:
 	rm -rf $(VENV) db/*.sqlite3*
