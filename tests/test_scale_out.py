@@ -60,9 +60,21 @@ def base_env(**overrides):
     return env
 
 
+def _die_with_the_tests():
+    """In the child, before exec: SIGTERM it when the test process dies (Linux), so a pytest killed by a
+    timeout leaves no server or worker behind; elsewhere only ``stop`` ends it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Proc:
-    """A command run by bash (``exec``: the process is the command itself) in its own process group,
-    output to a log file."""
+    """A command run by bash (``exec``: the process is the command itself, so signals reach it) in its
+    own process group, output to a log file. One simple command; variables go in ``env``, not before it."""
 
     def __init__(self, name, command, env, log_dir):
         self.name = name
@@ -72,7 +84,7 @@ class Proc:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.popen = subprocess.Popen(
             ["bash", "-c", f"exec {command}"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_the_tests,
         )
 
     def output(self):
@@ -287,7 +299,7 @@ def test_documented_command_runs(command, guide_env):
         env["WECOM_WORKER_METRICS_PORT"] = str(free_port())
     proc = Proc(re.sub(r"\W+", "-", command)[:60], command, env, guide_env["tmp"])
     try:
-        wait_for(lambda: READY[mode].search(proc.output()), timeout=90, what=f"{command} to be ready", procs=[proc])
+        wait_for(lambda: READY[mode].search(proc.output()), timeout=60, what=f"{command} to be ready", procs=[proc])
         if mode == "worker":
             scraped = wait_http_ok(f"http://127.0.0.1:{env['WECOM_WORKER_METRICS_PORT']}/metrics", procs=[proc])
             assert "wecom_rate_budget_waits_total" in scraped.text

@@ -12,5 +12,8 @@ class WeComIntegrationConfig(AppConfig):
         # checks: registers the system checks. The tasks modules: one per area; importing them registers
         # them with every worker and host project, whatever autodiscovery finds. bindings: the audit log
         # records membership approvals whether they come from the admin or the API.
-        from . import checks, messaging_tasks, sync_tasks, tasks  # noqa: F401
+        # observability: metrics on the client's listeners, Celery request-id propagation, task metrics.
+        from . import checks, messaging_tasks, observability, sync_tasks, tasks  # noqa: F401
         from .services import bindings  # noqa: F401
+
+        observability.install()

@@ -224,10 +224,16 @@ def receive(
     reply = inbox.passive_reply(endpoint.config, event) if kind == CallbackEvent.Kind.APP else None
     row, created = store_event(tenant_id, kind, event, reply=reply, request_id=request_id)
     observability.record_callback_received(kind, duplicate=not created)
+    observability.log_event(
+        logger,
+        "callback.received",
+        tenant=tenant_id,
+        kind=kind,
+        event_id=row.pk,
+        outcome="accepted" if created else "duplicate",
+        change_type=event.change_type or event.event or event.msg_type or "",
+    )
     if not created:
-        observability.log_event(
-            logger, "callback.duplicate", tenant=tenant_id, kind=kind, event_id=row.pk, status=row.status
-        )
         if row.status == CallbackEvent.Status.RECEIVED:
             # The first delivery's enqueue may have been lost (broker down); handling twice is a no-op.
             transaction.on_commit(partial(enqueue, row.pk))
@@ -376,6 +382,7 @@ def handle_event(event_id: int) -> str:
     its exception is raised again for the Celery task to retry.
     """
     failure = None
+    started = time.monotonic()
     with transaction.atomic():
         locking = CallbackEvent.objects.select_for_update(
             skip_locked=connection.features.has_select_for_update_skip_locked
@@ -412,6 +419,16 @@ def handle_event(event_id: int) -> str:
         observability.record_callback_failed(row.kind)
         raise failure
     observability.record_callback_handled(row.kind, row.received_at)
+    observability.log_event(
+        logger,
+        "callback.handled",
+        tenant=row.tenant_id,
+        kind=row.kind,
+        event_id=row.pk,
+        attempt=row.attempts,
+        outcome="ok",
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+    )
     return HANDLED
 
 

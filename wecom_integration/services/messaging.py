@@ -21,6 +21,7 @@ https://developer.work.weixin.qq.com/document/path/90236
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,10 +34,13 @@ from django.utils.translation import gettext_lazy as _
 
 from tenants.models import Membership
 
+from .. import observability
 from ..client import WeComConfigError, WeComError, WeComRateLimited, client_for
 from ..client.api.message import MAX_NEWS_ARTICLES, MAX_PARTIES, MAX_TAGS, MAX_USERS
 from ..client.base import CONFIG_ERRCODES, RATE_LIMITED
 from ..models import Binding, InboxMessage, MessageLog, WeComConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ALL",
@@ -539,6 +543,15 @@ def _finish(log, stopped):
         log.status = MessageLog.Status.PARTIAL if (invalid or stopped) else MessageLog.Status.SENT
     else:
         log.status = MessageLog.Status.FAILED
+    _record(log)
+
+
+def _record(log):
+    observability.record_message_sent(log.msgtype, log.status)
+    observability.log_event(
+        logger, "message.sent", tenant=log.tenant_id, message=log.pk, msgtype=log.msgtype,
+        outcome=log.status, calls=log.calls, errcode=log.errcode,
+    )
 
 
 def close(log):
@@ -610,11 +623,13 @@ def deliver(log, attachment=None, *, raise_rate_limited=False):
     except NotConfigured as exc:
         log.status, log.errmsg = MessageLog.Status.FAILED, exc.message[:255]
         log.save(update_fields=["status", "errmsg"])
+        _record(log)
         return log
     except WeComError as exc:
         _record_error(log, exc)
         log.status = MessageLog.Status.FAILED
         log.save(update_fields=["status", "errcode", "errmsg"])
+        _record(log)
         return log
 
     stopped = False

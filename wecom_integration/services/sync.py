@@ -48,6 +48,7 @@ from django.utils.translation import gettext as _
 
 from tenants.models import Membership
 
+from .. import observability
 from ..adapter import get_adapter
 from ..client import WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComConfig, WeComUser
@@ -145,8 +146,10 @@ class Progress:
     #: Items between saves while the total is not known yet (e.g. paging through user/list_id).
     UNKNOWN_TOTAL_STEP = 1000
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, kind: str = "contacts"):
         self.run_id = run_id
+        self.kind = kind
+        self._phase_clock = time.monotonic()
         self.phase = ""
         self.done = 0
         self.total = 0
@@ -155,6 +158,14 @@ class Progress:
 
     def start(self, phase: str, total: int = 0) -> None:
         """Enter ``phase`` with ``total`` items to do (0 when unknown yet)."""
+        if self.phase:
+            seconds = time.monotonic() - self._phase_clock
+            observability.record_sync_phase(self.kind, self.phase, seconds)
+            observability.log_event(
+                logger, "sync.phase", run=self.run_id, kind=self.kind, phase=self.phase, done=self.done,
+                total=self.total, duration_ms=round(seconds * 1000, 1),
+            )
+        self._phase_clock = time.monotonic()
         self.phase, self.done, self.total, self._saved = phase, 0, total, 0
         self._step = self._step_for(total)
         self._save()
@@ -199,6 +210,11 @@ def fail_run(run_id: int, exc: BaseException, phase: str = "") -> None:
     run.status = SyncRun.Status.FAILED
     run.finished_at = timezone.now()
     run.save(update_fields=["errors", "status", "finished_at"])
+    observability.record_sync_run(run.kind, "failed", run.duration)
+    observability.log_event(
+        logger, "sync.finished", level=logging.WARNING, tenant=run.tenant_id, kind=run.kind, run=run.pk,
+        outcome="failed", phase=phase or run.phase, error=type(exc).__name__,
+    )
 
 
 def requeue_run(run_id: int, exc: WeComRateLimited) -> None:
@@ -841,7 +857,7 @@ def execute_contact_run(run_id: int, *, client=None, workers: int = DEFAULT_WORK
     SyncRun.objects.filter(pk=run.pk).update(
         status=SyncRun.Status.RUNNING, started_at=run.started_at or started, finished_at=None
     )
-    progress = Progress(run.pk)
+    progress = Progress(run.pk, run.kind)
     since = int(time.time())
     clock = time.monotonic()
     try:
@@ -884,6 +900,13 @@ def execute_contact_run(run_id: int, *, client=None, workers: int = DEFAULT_WORK
                 fallback_mode=snapshot.fallback,
                 finished_at=timezone.now(),
             )
+        outcome = "review" if pending_review else "succeeded"
+        observability.record_sync_run(run.kind, outcome, time.monotonic() - clock)
+        observability.log_event(
+            logger, "sync.finished", tenant=run.tenant_id, kind=run.kind, run=run.pk, outcome=outcome,
+            fallback=snapshot.fallback, users=len(snapshot.users),
+            duration_ms=round((time.monotonic() - clock) * 1000, 1),
+        )
     except WeComRateLimited as exc:
         logger.warning("Contact sync %s rate limited; retry in %ss", run.pk, exc.retry_after)
         requeue_run(run.pk, exc)
