@@ -1,14 +1,10 @@
-import importlib.util
 import os
 
 import pytest
 from django.core.cache import cache
 
-pytest_plugins = (
-    ["wecom_integration.testing.pytest_plugin"]
-    if importlib.util.find_spec("wecom_integration.testing.pytest_plugin")
-    else []
-)
+# The fake WeCom's fixtures, and the check that no secret reached any log line of the whole run.
+pytest_plugins = ["wecom_integration.testing.pytest_plugin", "tests.leakcheck"]
 
 HAS_REDIS = bool(os.environ.get("REDIS_URL"))
 HAS_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")

@@ -179,6 +179,41 @@ class Cluster:
             proc.stop(timeout=15)
 
 
+class Supervisor:
+    """Keeps one Celery worker running, as systemd's ``Restart=always`` or Kubernetes would: a worker that
+    exits is started again, at most ``max_restarts`` times. Call it from one long-lived thread (the main
+    one): Proc ties each process to the thread that started it."""
+
+    def __init__(self, cluster, concurrency=2, max_restarts=3):
+        self.cluster = cluster
+        self.concurrency = concurrency
+        self.max_restarts = max_restarts
+        self.workers = [cluster.start_worker(concurrency=concurrency)]
+        self.killed = []  # return codes of the workers SIGKILLed on purpose
+        self.restarts = []  # why a worker had to be started again
+
+    @property
+    def current(self):
+        return self.workers[-1]
+
+    def kill(self):
+        """SIGKILL the running worker with its pool, mid-task, and start a new one at once."""
+        self.killed.append(Cluster.kill(self.current))
+        self.workers.append(self.cluster.start_worker(concurrency=self.concurrency, wait=False))
+
+    def ensure(self):
+        """True when a worker runs (after starting a new one if the last exited and restarts are left)."""
+        if self.current.running():
+            return True
+        if len(self.restarts) >= self.max_restarts:
+            return False
+        lines = self.current.output().strip().splitlines()
+        self.restarts.append(f"{self.current.name} exited {self.current.popen.returncode}: "
+                             f"{lines[-1][:300] if lines else ''}")
+        self.workers.append(self.cluster.start_worker(concurrency=self.concurrency, wait=False))
+        return True
+
+
 def send_requeue(redis_url, older_than):
     """Send the requeue sweep to the workers through the broker, as celery beat would, on the queue the
     project's CELERY_TASK_ROUTES give it."""
@@ -324,16 +359,15 @@ def _push(fake, op, resender=None):
 def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None, app_callback=None):
     """Push ``ops`` through ``fake`` at ``rate`` per second from a pool of ``threads`` senders, each with
     WeCom's retry policy (fake.callback_timeout, fake.callback_tries). ``actions`` are (fraction of the
-    operations, callable) run on their own thread when the pushing gets there (kill a worker, restart
-    Redis). Messages marked ``twice`` are delivered twice to ``app_callback`` (url, token, aes_key) when
-    given. Waits for every push and action; bounded by ``deadline`` seconds if given."""
+    operations, callable) run, on the calling thread, when the pushing gets there (kill a worker, restart
+    Redis); the senders go on meanwhile. Messages marked ``twice`` are delivered twice to ``app_callback``
+    (url, token, aes_key) when given. Waits for every push; bounded by ``deadline`` seconds if given."""
     resender = _Resender(fake, *app_callback) if app_callback else None
     result = LoadResult()
     lock = threading.Lock()
     # Never more than two pushes per sender waiting: a stalled receiver slows the pacing, nothing piles up.
     slots = threading.BoundedSemaphore(threads * 2)
     pending = sorted(((int(fraction * len(ops)), action) for fraction, action in actions), key=lambda a: a[0])
-    action_threads = []
 
     def push(op):
         began = time.monotonic()
@@ -352,21 +386,21 @@ def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None, app_call
             result.tries[op.seq] = deliveries[0].attempts if deliveries else 0
             result.latencies.append(elapsed)
 
-    def run_action(name, action):
+    def run_action(action):
+        # On this (the calling) thread: the processes an action starts are told to die with the thread
+        # that started them (PR_SET_PDEATHSIG in Proc), so a short-lived thread would take them along.
         at = time.monotonic() - result.started
         action()
+        took = time.monotonic() - result.started - at
         with lock:
-            result.events.append((at, f"{name} (took {time.monotonic() - result.started - at:.2f} s)"))
+            result.events.append((at, f"{getattr(action, '__name__', 'action')} (took {took:.2f} s)"))
 
     result.started = time.monotonic()
     stop_at = None if deadline is None else result.started + deadline
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wecom-push") as pool:
         for index, op in enumerate(ops):
             while pending and pending[0][0] <= index:
-                _at, action = pending.pop(0)
-                thread = threading.Thread(target=run_action, args=(getattr(action, "__name__", "action"), action))
-                thread.start()
-                action_threads.append(thread)
+                run_action(pending.pop(0)[1])
             due = result.started + index / rate
             pause = due - time.monotonic()
             if pause > 0:
@@ -375,8 +409,6 @@ def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None, app_call
                 break
             slots.acquire()
             pool.submit(push, op)
-    for thread in action_threads:
-        thread.join(timeout=120)
     result.finished = time.monotonic()
     return result
 
@@ -384,12 +416,13 @@ def run_load(fake, ops, *, rate, threads=48, actions=(), deadline=None, app_call
 # After the load ----------------------------------------------------------------------------------------
 
 
-def drain(tenant, expected, *, redis_url, worker_running, period=5.0, older_than=15, timeout=300.0):
+def drain(tenant, expected, *, redis_url, supervisor, period=5.0, older_than=15, timeout=300.0):
     """Wait until ``expected`` events of ``tenant`` are handled; returns (seconds waited, sweeps sent).
 
     The requeue sweep goes through the broker as beat sends it, whenever a period passed without progress:
     as beat would with an interval longer than the backlog takes to drain. (The sweep cannot tell a lost
-    task from one still queued, so sweeping during a long queue only queues duplicates.)
+    task from one still queued, so sweeping during a long queue only queues duplicates.) ``supervisor``
+    starts the worker again if it exited.
     """
     from wecom_integration.models import CallbackEvent
 
@@ -400,7 +433,7 @@ def drain(tenant, expected, *, redis_url, worker_running, period=5.0, older_than
         done = handled.count()
         if done >= expected:
             break
-        if done == last and worker_running():
+        if supervisor.ensure() and done == last:
             send_requeue(redis_url, older_than)
             sweeps += 1
         last = done

@@ -208,6 +208,17 @@ def test_older_update_does_not_overwrite_a_newer_one(client, config):
     assert mirror(config, "zhou").position == "Lead"
 
 
+def test_create_handled_after_its_update_still_brings_every_field(client, config):
+    # A redelivered task can run a create_user after the update_user that followed it.
+    contact(client, config, "update_user", {"userid": "qin", "position": "Lead"}, T0 + 5)
+    contact(
+        client, config, "create_user",
+        {"userid": "qin", "name": "Qin", "department": [3], "main_department": 3, "position": "Intern"}, T0,
+    )
+    user = mirror(config, "qin")
+    assert (user.name, user.departments, user.main_department, user.position) == ("Qin", [3], 3, "Lead")
+
+
 def test_delete_before_create_keeps_the_user_removed(client, config):
     contact(client, config, "delete_user", {"userid": "wu"}, T0 + 10)
     contact(client, config, "create_user", {"userid": "wu", "name": "Wu"}, T0)

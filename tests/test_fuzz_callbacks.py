@@ -22,6 +22,9 @@ from wecom_integration.testing.callbacks import (
     build_message_xml,
 )
 
+# A lone surrogate cannot travel in an HTTP request at all: the test client would fail, not the view.
+NO_SURROGATES = st.characters(exclude_categories=("Cs",))
+
 pytestmark = pytest.mark.django_db
 
 FUZZ = settings(
@@ -100,9 +103,9 @@ def value_mutations(original):
         st.just(original),
         st.just(original),
         st.none(),
-        st.text(max_size=60),
-        st.builds(lambda i, c: _replace_at(original, i, c), st.integers(0, 200), st.characters()),
-        st.builds(lambda extra: [original, extra], st.text(max_size=20)),
+        st.text(NO_SURROGATES, max_size=60),
+        st.builds(lambda i, c: _replace_at(original, i, c), st.integers(0, 200), NO_SURROGATES),
+        st.builds(lambda extra: [original, extra], st.text(NO_SURROGATES, max_size=20)),
     )
 
 
@@ -110,7 +113,7 @@ def value_mutations(original):
 def query_strings(draw, params):
     if draw(st.integers(0, 9)) == 0:
         # Whatever bytes a client may put after the "?".
-        return quote(draw(st.text(max_size=200)), safe="=&%+")
+        return quote(draw(st.text(NO_SURROGATES, max_size=200)), safe="=&%+")
     query = []
     for name, value in params.items():
         mutated = draw(value_mutations(value))
@@ -119,7 +122,7 @@ def query_strings(draw, params):
         for item in mutated if isinstance(mutated, list) else [mutated]:
             query.append((name, item))
     for name in draw(st.lists(st.sampled_from(["echostr", "x", "msg_signature", "", "timestamp"]), max_size=2)):
-        query.append((name, draw(st.text(max_size=30))))
+        query.append((name, draw(st.text(NO_SURROGATES, max_size=30))))
     return urlencode(query)
 
 
@@ -141,7 +144,7 @@ def body_mutations(body):
         st.builds(lambda n: body[: n % (len(body) + 1)], st.integers(0, 10_000)),
         st.builds(lambda i, b: body[: i % len(body)] + b + body[i % len(body) :], st.integers(0, 10_000),
                   st.binary(min_size=1, max_size=64)),
-        st.builds(lambda t: _with_encrypt(body, t), st.text(max_size=400)),
+        st.builds(lambda t: _with_encrypt(body, t), st.text(NO_SURROGATES, max_size=400)),
         st.sampled_from(NASTY_BODIES),
     )
 
@@ -150,10 +153,10 @@ def headers():
     return st.fixed_dictionaries(
         {},
         optional={
-            "HTTP_X_REQUEST_ID": st.text(max_size=200),
+            "HTTP_X_REQUEST_ID": st.text(NO_SURROGATES, max_size=200),
             "HTTP_CONTENT_ENCODING": st.sampled_from(["gzip", "deflate", "br", "identity"]),
-            "HTTP_X_FORWARDED_FOR": st.text(max_size=60),
-            "HTTP_USER_AGENT": st.text(max_size=100),
+            "HTTP_X_FORWARDED_FOR": st.text(NO_SURROGATES, max_size=60),
+            "HTTP_USER_AGENT": st.text(NO_SURROGATES, max_size=100),
         },
     )
 
@@ -180,7 +183,7 @@ def test_mutated_posts_never_fail_and_never_store_anything_foreign(client, targe
         tenant_id=tenant_ids(tenant.pk),
         query=query_strings(genuine["params"]),
         body=body_mutations(genuine["body"]),
-        content_type=st.one_of(st.sampled_from(CONTENT_TYPES), st.text(max_size=40)),
+        content_type=st.one_of(st.sampled_from(CONTENT_TYPES), st.text(NO_SURROGATES, max_size=40)),
         extra=headers(),
     )
     def check(tenant_id, query, body, content_type, extra):

@@ -192,6 +192,10 @@ class WeComUser(models.Model):
     # CreateTime of the newest contact-change event applied: an older update arriving late is ignored,
     # so it cannot overwrite newer fields or bring back a deleted member.
     last_event_time = models.BigIntegerField(_("last change event time"), default=0)
+    # CreateTime of the event that last set each field: an older event that arrives late (a redelivered
+    # task) still fills the fields no newer event set — a create_user handled after its update_user keeps
+    # its departments — and never overwrites a newer value.
+    field_times = models.JSONField(default=dict, blank=True)
     # A hash of the synced fields: an unchanged re-sync compares hashes and writes nothing.
     fingerprint = models.CharField(max_length=40, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -28,6 +28,7 @@ from tests.factories import config_from_fake, make_tenant
 from tests.procs import (
     Cluster,
     RedisServer,
+    Supervisor,
     database_url,
     drain,
     mirror_mismatches,
@@ -84,36 +85,36 @@ def test_no_event_lost_or_handled_twice_with_a_killed_worker_and_a_restarted_red
     tenant = make_tenant("load")
     config = config_from_fake(tenant, fake)
     cluster.start_web(workers=2, threads=4)
-    workers = [cluster.start_worker(concurrency=2)]
+    supervisor = Supervisor(cluster, concurrency=2)
     base = f"{cluster.web_url}/wecom/callback/{tenant.pk}"
     fake.register_callback(f"{base}/contacts/", config.contact_token, config.contact_aes_key, "contacts")
     fake.register_callback(f"{base}/app/", config.app_token, config.app_aes_key, "app")
 
     ops = plan_operations(COUNT, rate=RATE, existing=sorted(fake.org.users))
-    killed = []
 
     def kill_worker():
-        killed.append(Cluster.kill(workers[-1]))
-        workers.append(cluster.start_worker(concurrency=2, wait=False))
+        supervisor.kill()
 
     def restart_redis():
         redis_server.restart()
 
     load = run_load(fake, ops, rate=RATE, actions=[(0.35, kill_worker), (0.65, restart_redis)],
                     deadline=COUNT / RATE * 4 + 60, app_callback=(f"{base}/app/", config.app_token, config.app_aes_key))
-    assert killed == [-9], "the worker was not SIGKILLed"
+    assert supervisor.killed == [-9], "the worker was not SIGKILLed"
     assert redis_server.restarts == 1
 
     # Drain: the worker handles the backlog; the sweep queues again what the kill and the restart lost.
+    # A worker that exits meanwhile (Celery's Redis transport can crash on the lost connection) is started
+    # again as the process supervisor of a deployment would.
     events = CallbackEvent.objects.filter(tenant=tenant)
-    drained, sweeps = drain(tenant, len(ops), redis_url=redis_server.url(0), worker_running=workers[-1].running,
+    drained, sweeps = drain(tenant, len(ops), redis_url=redis_server.url(0), supervisor=supervisor,
                             period=SWEEP_EVERY, older_than=SWEEP_OLDER_THAN, timeout=max(120.0, COUNT / 40))
     statuses = Counter(events.values_list("status", flat=True))
     print(
         f"\n{len(ops)} callbacks in {load.seconds:.1f} s = {load.rate:.0f}/s (target {RATE:.0f}/s); "
         f"p50 {load.p50 * 1000:.1f} ms, p99 {load.percentile(0.99) * 1000:.1f} ms; {load.retried} retried by "
         f"the sender; drained {drained:.1f} s after, {sweeps} sweeps; statuses {dict(statuses)}; "
-        f"actions {load.events}"
+        f"actions {load.events}; worker restarts after it exited: {supervisor.restarts}"
     )
 
     # Every callback answered 200 after WeCom's retries.

@@ -12,9 +12,12 @@ Rules (https://developer.work.weixin.qq.com/document/path/90970, 90971, 90972):
 - rows are never deleted: a deleted member or department is marked ``removed``; a system user is
   never deleted either, only their binding (and, if ``DEACTIVATE_MEMBERSHIP_ON_LEAVE``, their tenant
   membership) is deactivated;
-- callbacks can arrive out of order, so each row keeps the CreateTime of the newest event applied
-  (``last_event_time``) and an older event is ignored; an ``update_user`` never brings back a removed
-  member (WeCom sends ``create_user`` when a userid is used again).
+- callbacks can arrive out of order (a task redelivered after a worker died runs late), so each row
+  keeps the CreateTime of the newest event applied (``last_event_time``) and, per field, of the event
+  that set it (``field_times``): a late event only sets the fields no newer event set, so a
+  ``create_user`` handled after its ``update_user`` still brings the departments; nothing older than a
+  delete brings a member back, and an ``update_user`` never does (WeCom sends ``create_user`` when a
+  userid is used again).
 """
 
 from __future__ import annotations
@@ -255,9 +258,21 @@ def _is_stale(row, when: int) -> bool:
     return row is not None and when < row.last_event_time
 
 
+def _newer_fields(user, fields: dict, when: int) -> dict:
+    """The part of ``fields`` that no event newer than ``when`` has set on ``user`` (last writer wins,
+    field by field); the field times are advanced in memory."""
+    times = dict(user.field_times or {})
+    fresh = {name: value for name, value in fields.items() if when >= times.get(name, 0)}
+    for name in fresh:
+        times[name] = when
+    user.field_times = times
+    return fresh
+
+
 def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive: bool) -> ContactChange:
     user = _locked_user(tenant_id, userid)
-    if _is_stale(user, when):
+    if user is not None and user.removed and _is_stale(user, when):
+        # Older than the delete (or a later create): it must not bring the member back.
         logger.info("Stale contact event for %s ignored (tenant %s)", userid, tenant_id)
         return IGNORED
     if user is not None and user.removed and not revive:
@@ -266,17 +281,21 @@ def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive
         return IGNORED
     if user is None:
         user = WeComUser(tenant_id=tenant_id, userid=userid)
-        apply_user_fields(user, fields)
+        apply_user_fields(user, _newer_fields(user, fields, when))
         user.fingerprint = user_fingerprint(user)
         user.last_event_time = when
         user.save(force_insert=True)
     else:
-        changed = apply_user_fields(user, fields)
+        fresh = _newer_fields(user, fields, when)
+        if not fresh and _is_stale(user, when):
+            logger.info("Stale contact event for %s ignored (tenant %s)", userid, tenant_id)
+            return IGNORED
+        changed = apply_user_fields(user, fresh)
         if user.removed:
             user.removed = False
             changed.append("removed")
-        user.last_event_time = when
-        user.save(update_fields=[*changed, "last_event_time", "updated_at"])
+        user.last_event_time = max(user.last_event_time, when)
+        user.save(update_fields=[*changed, "last_event_time", "field_times", "updated_at"])
     if user.status in LEAVING_STATUSES:
         mark_user_left(tenant_id, user, reason=f"status_{user.status}")
     return ContactChange(applied=True, wecom_user=user)
