@@ -82,3 +82,13 @@ def on_exit(server):
     """Remove the temporary metrics directory this config created, if any."""
     if _own_metrics_dir:
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+
+
+def worker_exit(server, worker):
+    """A worker is stopping: send the callback ids it has not published yet (they are stored either way;
+    this spares them the requeue sweep's wait)."""
+    try:
+        from wecom_integration.services.callbacks import publisher
+    except Exception:  # the app never loaded in this worker
+        return
+    publisher.flush()

@@ -37,6 +37,10 @@ DEFAULTS = {
     # Celery: retries and first backoff (seconds) for a failed callback handler.
     "HANDLER_MAX_RETRIES": 5,
     "HANDLER_RETRY_BACKOFF": 5,
+    # A web process sends stored callbacks' ids to the workers in one message per batch: at most this
+    # many ids, sent at the latest this many seconds after the first of them was stored.
+    "CALLBACK_BATCH_SIZE": 100,
+    "CALLBACK_BATCH_LINGER": 0.05,
     # Sync: deactivate a member's tenant membership when their WeCom account quits or is disabled.
     "DEACTIVATE_MEMBERSHIP_ON_LEAVE": True,
     # Public base URL used to build callback and OAuth redirect URLs (e.g. "https://erp.example.com").

@@ -309,6 +309,12 @@ class CallbackEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     received_at = models.DateTimeField(_("received at"), auto_now_add=True, db_index=True)
     handled_at = models.DateTimeField(_("handled at"), null=True, blank=True)
+    # When its handling was last queued by anything but the receipt (the requeue sweep, the admin's retry,
+    # a failed attempt's retry); empty when only the receipt queued it. The sweep goes by this.
+    queued_at = models.DateTimeField(_("queued again at"), null=True, blank=True)
+
+    # Not handled yet, so possibly due to the requeue sweep (a partial index covers exactly these).
+    PENDING_STATUSES = (Status.RECEIVED, Status.FAILED)
 
     class Meta:
         verbose_name = _("callback event")
@@ -316,7 +322,15 @@ class CallbackEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "kind", "dedupe_key"], name="uniq_callback_event"),
         ]
-        indexes = [models.Index(fields=["tenant", "status", "received_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "status", "received_at"]),
+            # The sweep's rows: few, whatever the size of the log.
+            models.Index(
+                fields=["received_at"],
+                name="callback_event_pending",
+                condition=models.Q(status__in=["received", "failed"]),
+            ),
+        ]
         ordering = ["-received_at", "-id"]
 
     def __str__(self):

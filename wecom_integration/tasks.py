@@ -1,14 +1,17 @@
 """Celery tasks: thin wrappers around the services, with the retry policy.
 
-``handle_callback_event`` runs on the "callbacks" queue (settings.CELERY_TASK_ROUTES) so a bulk sync
-never delays it. A failed handling is stored on the event (status "failed", error, attempts) and
-retried with exponential backoff, ``HANDLER_RETRY_BACKOFF`` × 2ⁿ seconds, at most
-``HANDLER_MAX_RETRIES`` times; after 45009/45033 the wait is the limit's ``retry_after`` instead. An
-error only the tenant's admin can fix (a wrong Secret, an untrusted IP) is not retried: the admin
-fixes it and uses the event log's "retry" action.
+``handle_callback_events`` (a batch of stored events, as web processes and the sweep send them) and
+``handle_callback_event`` (one event: its retries and the admin's "retry") run on the "callbacks"
+queue (settings.CELERY_TASK_ROUTES) so a bulk sync never delays them. A failed handling is stored on
+the event (status "failed", error, attempts) and retried with exponential backoff,
+``HANDLER_RETRY_BACKOFF`` × 2ⁿ seconds, at most ``HANDLER_MAX_RETRIES`` times; after 45009/45033 the
+wait is the limit's ``retry_after`` instead. An error only the tenant's admin can fix (a wrong Secret,
+an untrusted IP) is not retried by Celery: the admin fixes it and uses the event log's "retry" action
+(the requeue sweep also tries such an event again, at most that many times, every ``older_than``).
 """
 
 import logging
+from collections import Counter
 
 from celery import shared_task
 
@@ -17,6 +20,18 @@ from .conf import wecom_settings
 from .services import callbacks
 
 logger = logging.getLogger("wecom_integration.tasks")
+
+
+def _retry_countdown(exc, retries):
+    """Seconds before the next attempt after ``exc`` on attempt ``retries`` + 1, or None: not retried."""
+    if isinstance(exc, WeComConfigError):
+        # Retrying cannot help until the admin changes the configuration; the event shows the error.
+        return None
+    if retries >= wecom_settings.HANDLER_MAX_RETRIES:
+        return None
+    if isinstance(exc, WeComRateLimited):
+        return exc.retry_after
+    return wecom_settings.HANDLER_RETRY_BACKOFF * (2**retries)
 
 
 @shared_task(
@@ -31,21 +46,46 @@ def handle_callback_event(self, event_id):
     """Handle one stored callback event (idempotent: an event already handled is left alone)."""
     try:
         return callbacks.handle_event(event_id)
-    except WeComConfigError:
-        # Retrying cannot help until the admin changes the configuration; the event shows the error.
-        return "failed"
-    except WeComRateLimited as exc:
-        countdown = exc.retry_after
-        failure = exc
     except Exception as exc:
-        countdown = wecom_settings.HANDLER_RETRY_BACKOFF * (2**self.request.retries)
-        failure = exc
-    if self.request.retries >= wecom_settings.HANDLER_MAX_RETRIES:
-        logger.error(
-            "WeCom callback event %s failed after %s retries; left failed", event_id, self.request.retries
-        )
-        return "failed"
-    raise self.retry(exc=failure, countdown=countdown)
+        countdown = _retry_countdown(exc, self.request.retries)
+        if countdown is None:
+            if not isinstance(exc, WeComConfigError):
+                logger.error(
+                    "WeCom callback event %s failed after %s retries; left failed", event_id, self.request.retries
+                )
+            return "failed"
+        raise self.retry(exc=exc, countdown=countdown) from None
+
+
+@shared_task(
+    name="wecom_integration.tasks.handle_callback_events",
+    acks_late=True,
+    ignore_result=True,
+)
+def handle_callback_events(event_ids):
+    """Handle stored callback events in the order given, each in its own transaction; what web
+    processes send (one message per batch, see services/publisher.py) and what the sweep sends.
+
+    A failed event is retried on its own, as ``handle_callback_event`` with the usual backoff, so one
+    bad event never holds back or repeats the others. If the worker dies half-way, the message is
+    delivered again and the events already handled are skipped.
+    """
+    outcomes = Counter()
+    for event_id in event_ids:
+        try:
+            outcomes[callbacks.handle_event(event_id)] += 1
+        except Exception as exc:
+            countdown = _retry_countdown(exc, 0)
+            if countdown is None:
+                outcomes["failed"] += 1
+                continue
+            try:
+                handle_callback_event.apply_async((event_id,), countdown=countdown, retries=1)
+            except Exception:
+                # The event is stored as failed with retries left: the requeue sweep queues it again.
+                logger.exception("Could not queue the retry of WeCom callback event %s", event_id)
+            outcomes["retrying"] += 1
+    return dict(outcomes)
 
 
 @shared_task(name="wecom_integration.tasks.requeue_stale_callback_events")

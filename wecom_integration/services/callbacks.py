@@ -22,7 +22,8 @@ from datetime import timedelta
 from functools import lru_cache, partial
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -32,6 +33,7 @@ from ..crypto import WeComCrypto, WeComCryptoError, parse_envelope
 from ..events import AppEvent, Event, EventParseError, Message, parse_event
 from ..models import CallbackEvent, WeComConfig
 from . import customers, directory, inbox, twostep
+from .publisher import BatchPublisher
 
 logger = logging.getLogger("wecom_integration.callbacks")
 
@@ -292,20 +294,60 @@ def _insert_unless_stored(row: CallbackEvent) -> int | None:
     from (PostgreSQL and SQLite ≥ 3.35 both have ON CONFLICT DO NOTHING … RETURNING). Values go
     through each field's own preparation, exactly as ``save()`` would send them.
     """
+    fields, sql = _insert_statement(connection.vendor)
+    values = [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
+    try:
+        return _execute_insert(sql, values)
+    except (OperationalError, InterfaceError):
+        # A connection the database dropped (a restart, an idle timeout) fails its next statement. Outside
+        # a transaction nothing else is lost, and the INSERT may run twice (ON CONFLICT keeps one row), so
+        # try once more on a new connection rather than refuse WeCom's delivery.
+        if connection.in_atomic_block or connection.is_usable():
+            raise
+        logger.warning("Database connection lost; storing the callback on a new connection")
+        connection.close()
+        return _execute_insert(sql, values)
+
+
+def _execute_insert(sql: str, values: list) -> int | None:
+    with _binding_cursor() as cursor:
+        cursor.execute(sql, values)
+        found = cursor.fetchone()
+    return found[0] if found else None
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(vendor: str) -> tuple[list, str]:
     opts = CallbackEvent._meta
     quote = connection.ops.quote_name
     fields = [field for field in opts.concrete_fields if not field.primary_key]
-    values = [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
     conflict = ", ".join(quote(opts.get_field(name).column) for name in ("tenant", "kind", "dedupe_key"))
     sql = (
         f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
         f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {quote(opts.pk.column)}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        found = cursor.fetchone()
-    return found[0] if found else None
+    return fields, sql
+
+
+def _binding_cursor():
+    """A cursor for the callback's INSERT. On PostgreSQL with psycopg 3 it binds parameters on the
+    server (Django's default cursor quotes all 18 values into the SQL text in Python, which costs more
+    than the rest of the INSERT); it is wrapped like any Django cursor, so errors become Django's, and
+    queries are logged and counted as usual. PostgreSQL also prepares the statement when the
+    database's OPTIONS set ``prepare_threshold``. Elsewhere, Django's own cursor."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:
+        return connection.cursor()
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
 
 
 def _fit(text: str, size: int) -> str:
@@ -319,14 +361,36 @@ def _fit(text: str, size: int) -> str:
 
 
 def enqueue(event_id: int) -> None:
-    """Queue the handling of a stored event; a broker failure is logged, the event stays "received"
-    and :func:`requeue_stale_events` (or WeCom's next retry of it) queues it again."""
+    """Queue the handling of a stored event.
+
+    With a broker, the id goes to this process's :data:`publisher`, which sends the ids gathered in the
+    next few milliseconds as one ``handle_callback_events`` message; with eager Celery (no broker) the
+    event is handled right here. A broker failure is logged and the event stays "received":
+    :func:`requeue_stale_events` (or WeCom's next retry of it) queues it again.
+    """
     from ..tasks import handle_callback_event
 
-    try:
-        handle_callback_event.delay(event_id)
-    except Exception:
-        logger.exception("Could not queue WeCom callback event %s; it stays received", event_id)
+    if handle_callback_event.app.conf.task_always_eager:
+        try:
+            handle_callback_event.delay(event_id)
+        except Exception:
+            logger.exception("Could not queue WeCom callback event %s; it stays received", event_id)
+        return
+    publisher.submit(event_id)
+
+
+def _publish_batch(event_ids: list[int]) -> None:
+    from ..tasks import handle_callback_events
+
+    handle_callback_events.delay(event_ids)
+
+
+publisher = BatchPublisher(
+    _publish_batch,
+    max_batch=lambda: wecom_settings.CALLBACK_BATCH_SIZE,
+    linger=lambda: wecom_settings.CALLBACK_BATCH_LINGER,
+    name="callback-publisher",
+)
 
 
 def retry_event(event_id: int) -> bool:
@@ -337,11 +401,21 @@ def retry_event(event_id: int) -> bool:
     updated = (
         CallbackEvent.objects.filter(pk=event_id)
         .exclude(status=CallbackEvent.Status.HANDLED)
-        .update(status=CallbackEvent.Status.RECEIVED)
+        .update(status=CallbackEvent.Status.RECEIVED, queued_at=timezone.now())
     )
     if updated:
-        transaction.on_commit(partial(enqueue, event_id))
+        transaction.on_commit(partial(_enqueue_now, event_id))
     return bool(updated)
+
+
+def _enqueue_now(event_id: int) -> None:
+    """One event's own message, sent now (the admin waits for it; retries are rare)."""
+    from ..tasks import handle_callback_event
+
+    try:
+        handle_callback_event.delay(event_id)
+    except Exception:
+        logger.exception("Could not queue WeCom callback event %s; it stays received", event_id)
 
 
 def retry_events(queryset) -> tuple[int, int]:
@@ -351,18 +425,46 @@ def retry_events(queryset) -> tuple[int, int]:
     return queued, len(ids) - queued
 
 
-def requeue_stale_events(older_than: float = 600, limit: int = 1000) -> int:
-    """Queue again events still "received" ``older_than`` seconds after they arrived (their first
-    enqueue was lost); at most ``limit`` per call. Meant for a periodic task."""
+def stale_events(older_than: float = 600):
+    """Events whose handling should have happened by now: "received", or "failed" with retries left,
+    and not queued (by the receipt, this sweep, a retry or the admin) in the last ``older_than`` s.
+
+    The queued time is the row's ``queued_at``, or its ``received_at`` when only the receipt queued it.
+    A task still waiting in a long queue looks the same as a lost one; queueing it again is harmless
+    (handling is idempotent) and happens at most once per ``older_than``.
+    """
     cutoff = timezone.now() - timedelta(seconds=older_than)
-    ids = list(
-        CallbackEvent.objects.filter(status=CallbackEvent.Status.RECEIVED, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+    pending = CallbackEvent.objects.filter(status__in=CallbackEvent.PENDING_STATUSES).filter(
+        Q(status=CallbackEvent.Status.RECEIVED)
+        | Q(status=CallbackEvent.Status.FAILED, attempts__lte=wecom_settings.HANDLER_MAX_RETRIES)
     )
-    for event_id in ids:
-        enqueue(event_id)
-    return len(ids)
+    return pending.filter(
+        Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True, received_at__lt=cutoff)
+    )
+
+
+def requeue_stale_events(older_than: float = 600, limit: int = 20_000) -> int:
+    """Queue again the :func:`stale_events` (their task was lost, e.g. with a broker that restarted
+    without persistence, or their process died before publishing); at most ``limit`` per call, oldest
+    first, in messages of ``CALLBACK_BATCH_SIZE`` events. Meant for a periodic task (celery beat)."""
+    from ..tasks import handle_callback_events
+
+    ids = list(stale_events(older_than).order_by("received_at", "id").values_list("pk", flat=True)[:limit])
+    size = max(1, int(wecom_settings.CALLBACK_BATCH_SIZE))
+    queued = 0
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        # Marked first: if the publish fails, the next sweep after ``older_than`` tries again.
+        CallbackEvent.objects.filter(pk__in=chunk).update(queued_at=timezone.now())
+        try:
+            handle_callback_events.delay(chunk)
+        except Exception:
+            logger.exception("Could not queue %s stale WeCom callback event(s)", len(chunk))
+            break
+        queued += len(chunk)
+    if ids:
+        observability.log_event(logger, "callback.requeued", count=queued, found=len(ids))
+    return queued
 
 
 # Handling ------------------------------------------------------------------------------------------
@@ -400,6 +502,8 @@ def handle_event(event_id: int) -> str:
             failure = exc
             row.status = CallbackEvent.Status.FAILED
             row.error = _describe(exc)
+            # Its retry is queued now (or never, past the limit): the sweep's clock starts here.
+            row.queued_at = timezone.now()
             observability.log_event(
                 logger,
                 "callback.failed",
@@ -414,7 +518,7 @@ def handle_event(event_id: int) -> str:
             row.status = CallbackEvent.Status.HANDLED
             row.error = ""
             row.handled_at = timezone.now()
-        row.save(update_fields=["status", "error", "attempts", "handled_at"])
+        row.save(update_fields=["status", "error", "attempts", "handled_at", "queued_at"])
     if failure is not None:
         observability.record_callback_failed(row.kind)
         raise failure
