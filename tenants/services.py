@@ -11,7 +11,7 @@ decision_hooks = []
 def decide_memberships(queryset, status, actor=None):
     """Approve or reject the pending memberships of ``queryset``; returns (changed, skipped)."""
     with transaction.atomic():
-        selected = list(queryset.select_for_update().select_related("user", "tenant"))
+        selected = list(queryset.select_for_update(of=("self",)).select_related("user", "tenant"))
         pending = [m for m in selected if m.status == Membership.Status.PENDING]
         for membership in pending:
             membership.status = status

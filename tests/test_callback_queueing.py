@@ -204,6 +204,30 @@ def test_a_failing_event_is_retried_on_its_own_and_the_rest_of_its_batch_is_hand
     assert set(WeComUser.objects.values_list("userid", flat=True)) == {"good", "after"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_in_one_handler_rolls_back_only_that_event(config, settings, monkeypatch):
+    """What a deadlock or a constraint violation in one event does to its batch (one transaction)."""
+    settings.WECOM = {"HANDLER_MAX_RETRIES": 0}
+    monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)  # autocommit: stored, not handled
+    rows = [stored(config, userid) for userid in ("first", "bad", "last")]
+    real = callbacks.directory.apply_contact_change
+
+    def apply(tenant_id, event):
+        change = real(tenant_id, event)  # its writes happen, then the database refuses a statement
+        if event.subject == "bad":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table")
+        return change
+
+    monkeypatch.setattr(callbacks.directory, "apply_contact_change", apply)
+    outcomes = callbacks.handle_events([row.pk for row in rows])
+    assert outcomes[rows[0].pk] == outcomes[rows[2].pk] == callbacks.HANDLED
+    assert "no_such_table" in str(outcomes[rows[1].pk])
+    assert set(WeComUser.objects.values_list("userid", flat=True)) == {"first", "last"}
+    statuses = dict(CallbackEvent.objects.values_list("subject", "status"))
+    assert statuses == {"first": "handled", "bad": "failed", "last": "handled"}
+
+
 @pytest.mark.django_db
 def test_enqueue_with_a_broker_hands_the_id_to_the_publisher(config, monkeypatch):
     from config.celery import app
@@ -300,6 +324,51 @@ def test_the_admins_retry_restarts_the_sweeps_clock(config, monkeypatch):
     assert row.status == CallbackEvent.Status.RECEIVED
     assert timezone.now() - row.queued_at < timedelta(seconds=60)
     assert not callbacks.stale_events(older_than=600).filter(pk=row.pk).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks of PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch):
+    """While a worker holds its batch's locks, the web stores the tenant's next callbacks at once: the
+    handlers lock their own rows, never the tenant's (an INSERT referencing it takes FOR KEY SHARE)."""
+    from django.db import connections
+    from django.db.utils import load_backend
+
+    monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)
+    rows = [stored(config, "held"), stored(config, "held", T0 + 1, "update_user")]
+    callbacks.handle_event(rows[0].pk)
+    entered, release = threading.Event(), threading.Event()
+    real = callbacks.directory.apply_contact_change
+
+    def slow_apply(tenant_id, event):
+        change = real(tenant_id, event)
+        entered.set()
+        release.wait(10)
+        return change
+
+    monkeypatch.setattr(callbacks.directory, "apply_contact_change", slow_apply)
+    worker = threading.Thread(target=lambda: (callbacks.handle_events([rows[1].pk]), connection.close()))
+    worker.start()
+    try:
+        assert entered.wait(10)
+        # Another connection, as the web process has, that gives up after a second instead of waiting.
+        settings_dict = connections["default"].settings_dict
+        web = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias="web-test")
+        try:
+            with web.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '1s'")
+            original = callbacks.connection
+            monkeypatch.setattr(callbacks, "connection", web)
+            xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": "newcomer"}, T0)
+            row, created = callbacks.store_event(config.tenant_id, "contacts", parse_event(xml))
+            monkeypatch.setattr(callbacks, "connection", original)
+            assert created
+        finally:
+            web.close()
+    finally:
+        release.set()
+        worker.join(10)
+    assert CallbackEvent.objects.get(pk=rows[1].pk).status == CallbackEvent.Status.HANDLED
 
 
 # A dropped database connection ------------------------------------------------------------------------

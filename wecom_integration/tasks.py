@@ -58,34 +58,47 @@ def handle_callback_event(self, event_id):
 
 
 @shared_task(
+    bind=True,
     name="wecom_integration.tasks.handle_callback_events",
     acks_late=True,
+    max_retries=None,
     ignore_result=True,
 )
-def handle_callback_events(event_ids):
-    """Handle stored callback events in the order given, each in its own transaction; what web
-    processes send (one message per batch, see services/publisher.py) and what the sweep sends.
+def handle_callback_events(self, event_ids):
+    """Handle stored callback events in the order given, in one transaction with a savepoint each
+    (services.callbacks.handle_events); what web processes send (one message per batch, see
+    services/publisher.py) and what the sweep sends.
 
     A failed event is retried on its own, as ``handle_callback_event`` with the usual backoff, so one
-    bad event never holds back or repeats the others. If the worker dies half-way, the message is
-    delivered again and the events already handled are skipped.
+    bad event never holds back or repeats the others. If the worker dies half-way, nothing of the batch
+    is kept and the message is delivered again; if the database fails the batch as a whole, the batch
+    is retried with the same backoff.
     """
-    outcomes = Counter()
-    for event_id in event_ids:
+    try:
+        outcomes = callbacks.handle_events(event_ids)
+    except Exception as exc:
+        countdown = _retry_countdown(exc, self.request.retries)
+        if countdown is None:
+            # Still "received": the requeue sweep queues these events again later.
+            logger.exception("A batch of %s WeCom callback events failed; left to the sweep", len(event_ids))
+            return {"failed": len(event_ids)}
+        raise self.retry(exc=exc, countdown=countdown) from None
+    summary = Counter()
+    for event_id, outcome in outcomes.items():
+        if not isinstance(outcome, Exception):
+            summary[outcome] += 1
+            continue
+        countdown = _retry_countdown(outcome, 0)
+        if countdown is None:
+            summary["failed"] += 1
+            continue
         try:
-            outcomes[callbacks.handle_event(event_id)] += 1
-        except Exception as exc:
-            countdown = _retry_countdown(exc, 0)
-            if countdown is None:
-                outcomes["failed"] += 1
-                continue
-            try:
-                handle_callback_event.apply_async((event_id,), countdown=countdown, retries=1)
-            except Exception:
-                # The event is stored as failed with retries left: the requeue sweep queues it again.
-                logger.exception("Could not queue the retry of WeCom callback event %s", event_id)
-            outcomes["retrying"] += 1
-    return dict(outcomes)
+            handle_callback_event.apply_async((event_id,), countdown=countdown, retries=1)
+        except Exception:
+            # The event is stored as failed with retries left: the requeue sweep queues it again.
+            logger.exception("Could not queue the retry of WeCom callback event %s", event_id)
+        summary["retrying"] += 1
+    return dict(summary)
 
 
 @shared_task(name="wecom_integration.tasks.requeue_stale_callback_events")

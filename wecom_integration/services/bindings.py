@@ -103,7 +103,7 @@ def ensure_membership(user, tenant, *, actor=None, source="manual", **detail) ->
     An active or pending member stays as they are. A user with no membership, or a rejected or
     deactivated one, becomes pending (审核中): only a tenant admin lets them back in.
     """
-    membership = Membership.objects.select_for_update().filter(user=user, tenant=tenant).first()
+    membership = Membership.objects.select_for_update(of=("self",)).filter(user=user, tenant=tenant).order_by().first()
     if membership is not None and membership.status in (Membership.Status.ACTIVE, Membership.Status.PENDING):
         return membership.status
     if membership is None:

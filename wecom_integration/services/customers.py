@@ -133,8 +133,9 @@ def upsert_contact(
         raise ValueError("external_contact has no external_userid")
     fields = contact_fields_from_api(external_contact)
     contact = (
-        ExternalContact.objects.select_for_update()
+        ExternalContact.objects.select_for_update(of=("self",))
         .filter(tenant_id=tenant_id, external_userid=external_userid)
+        .order_by()
         .first()
     )
     if contact is None:
@@ -146,7 +147,7 @@ def upsert_contact(
             setattr(contact, name, value)
         contact.fingerprint = contact_fingerprint({name: getattr(contact, name) for name in CONTACT_FIELDS})
 
-    existing = {follow.userid: follow for follow in contact.follow_users.select_for_update()}
+    existing = {follow.userid: follow for follow in contact.follow_users.select_for_update(of=("self",)).order_by()}
     seen = set()
     new, changed = [], []
     for entry in follow_users:
@@ -261,8 +262,9 @@ def _refresh(tenant_id: int, event: ExternalContactEvent, external_userid: str) 
 def _remove_follow(tenant_id: int, event: ExternalContactEvent, external_userid: str) -> CustomerChange:
     when = _as_datetime(event.create_time)
     contact = (
-        ExternalContact.objects.select_for_update()
+        ExternalContact.objects.select_for_update(of=("self",))
         .filter(tenant_id=tenant_id, external_userid=external_userid)
+        .order_by()
         .first()
     )
     if contact is None:
@@ -273,7 +275,7 @@ def _remove_follow(tenant_id: int, event: ExternalContactEvent, external_userid:
     userid = _cut(FollowUser, "userid", event.user_id)
     follow = None
     if userid:
-        follow = contact.follow_users.select_for_update().filter(userid=userid).first()
+        follow = contact.follow_users.select_for_update(of=("self",)).filter(userid=userid).order_by().first()
         if (
             follow is not None
             and follow.add_time

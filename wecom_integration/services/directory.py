@@ -229,7 +229,14 @@ def apply_contact_change(tenant_id: int, event) -> ContactChange:
 
 
 def _locked_user(tenant_id: int, userid: str) -> WeComUser | None:
-    return WeComUser.objects.select_for_update().filter(tenant_id=tenant_id, userid=userid).first()
+    # of=self and no ordering: the model orders by tenant, and ordering through the foreign key would join
+    # and lock the tenant's row too, which blocks every INSERT that references the tenant (FOR KEY SHARE).
+    return (
+        WeComUser.objects.select_for_update(of=("self",))
+        .filter(tenant_id=tenant_id, userid=userid)
+        .order_by()
+        .first()
+    )
 
 
 def apply_user_change(tenant_id: int, event: ContactUserEvent) -> ContactChange:
@@ -365,7 +372,9 @@ def mark_user_left(tenant_id: int, wecom_user: WeComUser, *, reason: str = "left
     """
     now = timezone.now()
     bindings = list(
-        Binding.objects.select_for_update().filter(tenant_id=tenant_id, wecom_user=wecom_user, is_active=True)
+        Binding.objects.select_for_update(of=("self",))
+        .filter(tenant_id=tenant_id, wecom_user=wecom_user, is_active=True)
+        .order_by()
     )
     if not bindings:
         return 0, 0
@@ -412,7 +421,12 @@ def apply_party_change(tenant_id: int, event: ContactPartyEvent) -> ContactChang
         logger.warning("Department event without Id ignored (tenant %s)", tenant_id)
         return IGNORED
     when = event.create_time
-    department = Department.objects.select_for_update().filter(tenant_id=tenant_id, dept_id=event.id).first()
+    department = (
+        Department.objects.select_for_update(of=("self",))
+        .filter(tenant_id=tenant_id, dept_id=event.id)
+        .order_by()
+        .first()
+    )
     if _is_stale(department, when):
         logger.info("Stale department event for %s ignored (tenant %s)", event.id, tenant_id)
         return IGNORED

@@ -969,7 +969,7 @@ def confirm_run(
     ConfirmError, with one entry per bad decision, and changes nothing, when any decision is invalid.
     """
     with transaction.atomic():
-        run = SyncRun.objects.select_for_update().select_related("tenant").get(pk=run.pk)
+        run = SyncRun.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=run.pk)
         if run.kind != SyncRun.Kind.CONTACTS or run.status != SyncRun.Status.REVIEW:
             raise ConfirmError(
                 [{"wecom_userid": "", "username": "", "code": "not_in_review",
