@@ -103,6 +103,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
     # Behind pgbouncer in transaction mode, server-side cursors must be off.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False)
+    # Prepare a statement once a connection has run it this many times (psycopg's prepare_threshold;
+    # it applies to the statements bound on the server, such as the callback INSERT). Unset: never, which
+    # is what pgbouncer in transaction mode before 1.21 needs.
+    if os.environ.get("DB_PREPARE_THRESHOLD", "").strip():
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = int(os.environ["DB_PREPARE_THRESHOLD"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -40,7 +40,7 @@ DEFAULTS = {
     # A web process sends stored callbacks' ids to the workers in one message per batch: at most this
     # many ids, sent at the latest this many seconds after the first of them was stored.
     "CALLBACK_BATCH_SIZE": 100,
-    "CALLBACK_BATCH_LINGER": 0.05,
+    "CALLBACK_BATCH_LINGER": 0.1,
     # Sync: deactivate a member's tenant membership when their WeCom account quits or is disabled.
     "DEACTIVATE_MEMBERSHIP_ON_LEAVE": True,
     # Public base URL used to build callback and OAuth redirect URLs (e.g. "https://erp.example.com").

@@ -378,7 +378,7 @@ class _Sent:
                 "content": self.content, "time": self.time, "safe": self.safe}
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Registration:
     url: str
     token: str
@@ -435,6 +435,9 @@ class FakeWeCom:
         self._dup_cache: dict[str, tuple[float, dict]] = {}
         self._member_sends: dict[str, deque] = {}
         self._callbacks: dict[str, _Registration] = {}
+        # Each pushing thread keeps one sender (one HTTP keep-alive connection) per registration, as any
+        # HTTP/1.1 client with a connection pool does; a new registration gets new senders.
+        self._thread_senders = threading.local()
         self._faults: _Faults | None = None
         self._limiter = _RateLimiter()
         self._limiter.enabled = rate_limits
@@ -656,12 +659,15 @@ class FakeWeCom:
             registration = self._callbacks.get(kind)
         if registration is None:
             return []
-        sender = self._sender(registration.url, registration.token, registration.encoding_aes_key)
-        try:
-            result = sender.post(xml, agent_id=None if kind == "contacts" else self.agent_id)
-        finally:
-            if sender.session is not None:
-                sender.session.close()
+        senders = getattr(self._thread_senders, "by_registration", None)
+        if senders is None:
+            senders = self._thread_senders.by_registration = {}
+        sender = senders.get(registration)
+        if sender is None:
+            sender = senders[registration] = self._sender(
+                registration.url, registration.token, registration.encoding_aes_key
+            )
+        result = sender.post(xml, agent_id=None if kind == "contacts" else self.agent_id)
         with self._lock:
             self.callback_log.append((kind, xml, result))
         return [result]
