@@ -14,13 +14,12 @@ Prints:
     errors, and lost events (sent and answered 200 - rows stored), then, once the worker has drained,
     how many were handled.
 
-The POST endpoint is measured twice. First with the worker at the lowest CPU priority (nice 19, and
-its autogroup's nice too, since Linux shares the CPU between sessions before it looks at nice): the
-worker then only takes the CPU that gunicorn, PostgreSQL, Redis and the clients leave, as it would on
-its own host, so the figure is the endpoint's, as the target asks. Then again with the worker at the
-same priority as everything else, handling while the callbacks arrive, on the same cores: what one
-small box does with everything on it. Both are printed; the worker drains in between. The machine is
-shared and noisy, so the bare view and the deferred callback alternate for --rounds rounds and the
+The POST endpoint is measured twice. First with the worker paused (SIGSTOP) for the phase and let
+go after it to drain what was stored: the endpoint's own throughput, with gunicorn, PostgreSQL, Redis and
+the clients on these cores, as the target asks, and as a deployment runs it (the workers on their own
+hosts). Then with the worker running, handling while the callbacks arrive, on the same two cores:
+what one small box does with everything on it. Both are printed. The machine is shared and noisy, so
+the bare view and the paused-worker callback alternate for --rounds rounds and the
 target is judged on the median of each round's ratio.
 
 Every callback is a distinct create_user event (unique UserID), encrypted and signed beforehand by
@@ -109,6 +108,7 @@ def stop(process):
         return
     if process.poll() is None:
         try:
+            os.killpg(process.pid, signal.SIGCONT)  # a paused worker must run to hear the SIGTERM
             os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
@@ -155,31 +155,6 @@ def group_cpu_seconds(pgid):
         if int(fields[2]) == pgid:
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def set_group_nice(pid, nice):
-    """Give every process of ``pid``'s process group the nice level ``nice``, and its session's autogroup
-    too (with CONFIG_SCHED_AUTOGROUP, CPU is first shared between sessions, so a process's own nice only
-    ranks it within its session). False if not permitted (raising priority needs CAP_SYS_NICE)."""
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as autogroup:
-            autogroup.write(str(nice))
-    except FileNotFoundError:
-        pass  # no autogroups on this kernel: nice alone decides
-    except OSError:
-        return False
-    pgid = os.getpgid(pid)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) == pgid:
-                os.setpriority(os.PRIO_PROCESS, int(entry), nice)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            return False
-    return True
 
 
 def named_cpu_seconds(prefix):
@@ -372,12 +347,6 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--celery-concurrency", type=int, default=2)
-    parser.add_argument(
-        "--worker-nice",
-        type=int,
-        default=19,
-        help="the worker's nice level in the first callback phase (the second runs it at 0)",
-    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -492,16 +461,14 @@ def main():
         phases = []
         for round_number in range(1, args.rounds + 1):
             phases += [
-                ("bare", f'[{round_number}] bare view ("success")', "bare", None),
-                ("deferred", f"[{round_number}] POST callback, worker nice {args.worker_nice}", "callback",
-                 args.worker_nice),
+                ("bare", f'[{round_number}] bare view ("success")', "bare", False),
+                ("deferred", f"[{round_number}] POST callback, worker paused", "callback", True),
             ]
-        phases.append(("shared", "POST callback, worker nice 0", "callback", 0))
+        phases.append(("shared", "POST callback, worker running", "callback", False))
         rates, ratios, seen = {}, {"deferred": [], "shared": []}, 0
-        for name, label, target, nice in phases:
-            if nice is not None and not set_group_nice(worker.pid, nice):
-                print(f"{label:<40} skipped: cannot set the worker's priority to {nice}")
-                continue
+        for name, label, target, paused in phases:
+            if paused:
+                os.killpg(worker.pid, signal.SIGSTOP)
             before = {group: group_cpu_seconds(pgid) for group, pgid in groups.items()}
             before.update({service: named_cpu_seconds(service) for service in SERVICES})
             figures = run_phase(spec, target, args, f"{name}{secrets.token_hex(3)}")
@@ -525,7 +492,8 @@ def main():
             sent = figures["ok"] + figures["ok_warmup"]
             stored = CallbackEvent.objects.filter(tenant=tenant).count() - seen
             print(f"{'  answered 200 / rows stored':<40} {sent:9d} / {stored}   lost {sent - stored}")
-            set_group_nice(worker.pid, 0)
+            if paused:
+                os.killpg(worker.pid, signal.SIGCONT)
             began = time.monotonic()
             handled = 0
             while time.monotonic() - began < DRAIN_TIMEOUT:
@@ -543,12 +511,12 @@ def main():
             seen += stored
         if ratios["deferred"]:
             print(
-                f"{'median ratio, worker deferred':<40} {statistics.median(ratios['deferred']):9.2f}   "
+                f"{'median ratio, worker paused':<40} {statistics.median(ratios['deferred']):9.2f}   "
                 f"(target >= 0.5; rounds: {', '.join(f'{r:.2f}' for r in ratios['deferred'])})"
             )
         if ratios["shared"]:
             shared = ratios["shared"][0]
-            print(f"{'ratio, worker at the same priority':<40} {shared:9.2f}   (everything on these cores)")
+            print(f"{'ratio, worker running':<40} {shared:9.2f}   (everything on these cores)")
     finally:
         stop(gunicorn)
         stop(worker)
