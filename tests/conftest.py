@@ -46,8 +46,3 @@ def _clean_cache_and_eager_celery():
     yield
     app.conf.task_always_eager = eager
     cache.clear()
-    # The callback writer thread (group commit) holds its own database connection: closed after each
-    # test, so the test database can be flushed and dropped.
-    from wecom_integration.services.callbacks import inserter
-
-    inserter.close()

@@ -328,13 +328,11 @@ def test_the_admins_retry_restarts_the_sweeps_clock(config, monkeypatch):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks of PostgreSQL")
 @pytest.mark.django_db(transaction=True)
-def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch, settings):
+def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch):
     """While a worker holds its batch's locks, the web stores the tenant's next callbacks at once: the
     handlers lock their own rows, never the tenant's (an INSERT referencing it takes FOR KEY SHARE)."""
     from django.db import connections
     from django.db.utils import load_backend
-
-    settings.WECOM = {"CALLBACK_GROUP_COMMIT": False}  # the INSERT on the connection swapped in below
 
     monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)
     rows = [stored(config, "held"), stored(config, "held", T0 + 1, "update_user")]
@@ -378,10 +376,8 @@ def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch, 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
 @pytest.mark.django_db(transaction=True)
-def test_a_callback_on_a_connection_the_database_dropped_is_stored_on_a_new_one(client, config, settings):
+def test_a_callback_on_a_connection_the_database_dropped_is_stored_on_a_new_one(client, config):
     import psycopg
-
-    settings.WECOM = {"CALLBACK_GROUP_COMMIT": False}  # the request's own connection stores it
 
     def create(userid):
         return deliver(client, config, "contacts", build_contact_user_xml(config.corp_id, "create_user",
@@ -399,124 +395,3 @@ def test_a_callback_on_a_connection_the_database_dropped_is_stored_on_a_new_one(
     assert set(CallbackEvent.objects.values_list("subject", flat=True)) == {"one", "two"}
     assert WeComUser.objects.filter(userid="two").exists()
 
-
-# Group commit -----------------------------------------------------------------------------------------
-
-
-def test_rows_waiting_while_the_writer_is_busy_go_in_one_group():
-    from wecom_integration.services.group_insert import GroupInserter
-
-    groups, gate, busy = [], threading.Event(), threading.Event()
-
-    def write(items):
-        busy.set()
-        gate.wait(5)
-        groups.append(list(items))
-        return [f"id-{item}" for item in items]
-
-    inserter = GroupInserter(write, max_batch=50)
-    results = {}
-
-    def store(item):
-        results[item] = inserter.submit(item, timeout=10)
-
-    first = threading.Thread(target=store, args=(0,))
-    first.start()
-    assert busy.wait(5)
-    others = [threading.Thread(target=store, args=(item,)) for item in range(1, 8)]
-    for thread in others:
-        thread.start()
-    assert wait_until(lambda: len(inserter._pending) == 7)
-    gate.set()
-    for thread in (first, *others):
-        thread.join(5)
-    assert groups[0] == [0] and sorted(groups[1]) == list(range(1, 8)) and len(groups) == 2
-    assert results == {item: f"id-{item}" for item in range(8)}
-    inserter.close()
-
-
-def test_a_failed_group_fails_each_of_its_requests_and_one_bad_item_only_its_own():
-    from wecom_integration.services.group_insert import GroupInserter
-
-    def write(items):
-        if "all" in items:
-            raise ConnectionError("database unreachable")
-        return [ValueError(f"refused {item}") if item == "bad" else item.upper() for item in items]
-
-    inserter = GroupInserter(write)
-    with pytest.raises(ConnectionError):
-        inserter.submit("all", timeout=5)
-    with pytest.raises(ValueError, match="refused bad"):
-        inserter.submit("bad", timeout=5)
-    assert inserter.submit("good", timeout=5) == "GOOD"
-    inserter.close()
-    assert inserter._thread is None
-
-
-def _values(config, userid, dedupe_key=None):
-    xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": userid}, T0)
-    event = parse_event(xml)
-    row = CallbackEvent(tenant_id=config.tenant_id, kind="contacts", dedupe_key=dedupe_key or event.dedupe_key,
-                        subject=userid, xml=xml)
-    fields, _ = callbacks._insert_statement(connection.vendor)
-    return [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
-
-
-postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="group commit is PostgreSQL's")
-
-
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_one_group_stores_each_key_once_and_refuses_only_the_bad_row(config):
-    stored_before = _values(config, "before")
-    [first_id] = callbacks._write_rows([stored_before])
-    rows = [
-        _values(config, "a"),
-        _values(config, "a"),  # the same delivery twice in one group
-        stored_before,  # stored by an earlier group
-        _values(config, "nul", dedupe_key="bad\x00key"),  # PostgreSQL text cannot hold NUL
-        _values(config, "b"),
-    ]
-    results = callbacks._write_rows(rows)
-    assert isinstance(results[0], int) and results[1] is None and results[2] is None
-    assert isinstance(results[3], Exception)
-    assert isinstance(results[4], int)
-    assert first_id not in results
-    assert sorted(CallbackEvent.objects.values_list("subject", flat=True)) == ["a", "b", "before"]
-
-
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_callbacks_posted_outside_a_transaction_go_through_the_writer(client, config):
-    before = callbacks.inserter.items
-    for userid in ("w1", "w2", "w3"):
-        xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": userid}, T0)
-        assert deliver(client, config, "contacts", xml).status_code == 200
-        assert deliver(client, config, "contacts", xml).status_code == 200  # WeCom's retry
-    assert callbacks.inserter.items - before == 6
-    assert sorted(CallbackEvent.objects.values_list("subject", flat=True)) == ["w1", "w2", "w3"]
-    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"handled"}
-    assert WeComUser.objects.filter(userid__in=["w1", "w2", "w3"]).count() == 3
-
-
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_the_writer_reconnects_when_the_database_dropped_its_connection(client, config):
-    import psycopg
-
-    def create(userid):
-        xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": userid}, T0)
-        return deliver(client, config, "contacts", xml)
-
-    assert create("early").status_code == 200
-    params = connection.get_connection_params()
-    dsn = {key: params[key] for key in ("dbname", "user", "password", "host", "port") if params.get(key)}
-    with psycopg.connect(**dsn, autocommit=True) as other:
-        killed = other.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid NOT IN (pg_backend_pid(), %s)",
-            (connection.connection.info.backend_pid,),
-        ).fetchone()[0]
-    assert killed >= 1  # the writer's connection
-    assert create("late").status_code == 200
-    assert set(CallbackEvent.objects.values_list("subject", flat=True)) == {"early", "late"}

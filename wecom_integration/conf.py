@@ -41,9 +41,6 @@ DEFAULTS = {
     # many ids, sent at the latest this many seconds after the first of them was stored.
     "CALLBACK_BATCH_SIZE": 100,
     "CALLBACK_BATCH_LINGER": 0.1,
-    # PostgreSQL: the callbacks a web process stores at the same moment go in one INSERT and one commit
-    # (services/group_insert.py), each request still answered only once its row is committed.
-    "CALLBACK_GROUP_COMMIT": True,
     # Sync: deactivate a member's tenant membership when their WeCom account quits or is disabled.
     "DEACTIVATE_MEMBERSHIP_ON_LEAVE": True,
     # Public base URL used to build callback and OAuth redirect URLs (e.g. "https://erp.example.com").

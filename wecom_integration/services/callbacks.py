@@ -22,7 +22,7 @@ from datetime import timedelta
 from functools import lru_cache, partial
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -33,7 +33,6 @@ from ..crypto import WeComCrypto, WeComCryptoError, parse_envelope
 from ..events import AppEvent, Event, EventParseError, Message, parse_event
 from ..models import CallbackEvent, WeComConfig
 from . import customers, directory, inbox, twostep
-from .group_insert import GroupInserter
 from .publisher import BatchPublisher
 
 logger = logging.getLogger("wecom_integration.callbacks")
@@ -297,12 +296,6 @@ def _insert_unless_stored(row: CallbackEvent) -> int | None:
     """
     fields, sql = _insert_statement(connection.vendor)
     values = [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
-    if _group_commit_applies():
-        try:
-            return inserter.submit(values, timeout=GROUP_COMMIT_TIMEOUT)
-        except TimeoutError:
-            # Not known to be stored: WeCom's retry will tell (a duplicate if it was).
-            raise OperationalError("the callback's INSERT did not complete in time") from None
     try:
         return _execute_insert(sql, values)
     except (OperationalError, InterfaceError):
@@ -314,70 +307,6 @@ def _insert_unless_stored(row: CallbackEvent) -> int | None:
         logger.warning("Database connection lost; storing the callback on a new connection")
         connection.close()
         return _execute_insert(sql, values)
-
-
-def _group_commit_applies() -> bool:
-    """Group commit (services/group_insert.py) stores the row on the writer thread's own connection, so
-    only where that changes nothing for the caller: PostgreSQL, outside any transaction of the caller's
-    (whose rows must commit with it), and unless WECOM["CALLBACK_GROUP_COMMIT"] is off."""
-    return (
-        wecom_settings.CALLBACK_GROUP_COMMIT
-        and connection.vendor == "postgresql"
-        and not connection.in_atomic_block
-        and connection.settings_dict.get("AUTOCOMMIT", True)
-    )
-
-
-# How long a request waits for the writer thread before answering 503 (WeCom waits 5 s in all).
-GROUP_COMMIT_TIMEOUT = 4.0
-
-
-def _write_rows(rows: list[list]) -> list:
-    """The writer thread's ``write``: INSERT ``rows`` (values as :func:`_insert_statement` orders them)
-    in one statement; per row its new id, None when its dedupe key is stored already (or earlier in the
-    same group), or the exception that refused it alone."""
-    connection.close_if_unusable_or_obsolete()  # CONN_MAX_AGE, and a connection an error left broken
-    try:
-        return _insert_rows(rows)
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block or connection.is_usable():
-            raise
-        logger.warning("Database connection lost; storing %s callback(s) on a new connection", len(rows))
-        connection.close()
-        return _insert_rows(rows)
-    except DatabaseError:
-        if len(rows) == 1:
-            raise
-        # One row the database refuses must not refuse the others: each on its own.
-        results = []
-        for values in rows:
-            try:
-                results.extend(_insert_rows([values]))
-            except DatabaseError as exc:
-                results.append(exc)
-        return results
-
-
-def _insert_rows(rows: list[list]) -> list[int | None]:
-    fields, single = _insert_statement(connection.vendor)
-    head, _, tail = single.partition(" VALUES ")
-    placeholders, _, conflict = tail.partition(" ON CONFLICT ")
-    quote = connection.ops.quote_name
-    key_columns = [quote(CallbackEvent._meta.get_field(name).column) for name in ("tenant", "kind", "dedupe_key")]
-    sql = f"{head} VALUES {', '.join([placeholders] * len(rows))} ON CONFLICT {conflict}, {', '.join(key_columns)}"
-    key_at = [fields.index(CallbackEvent._meta.get_field(name)) for name in ("tenant", "kind", "dedupe_key")]
-    with _binding_cursor() as cursor:
-        cursor.execute(sql, [value for values in rows for value in values])
-        stored = {(tenant, kind, key): pk for pk, tenant, kind, key in cursor.fetchall()}
-    results = []
-    for values in rows:
-        key = tuple(values[index] for index in key_at)
-        # The first row of a key gets its id; a second one in the same group is a duplicate.
-        results.append(stored.pop(key, None))
-    return results
-
-
-inserter = GroupInserter(_write_rows, name="callback-writer", finish=lambda: connection.close())
 
 
 def _execute_insert(sql: str, values: list) -> int | None:
