@@ -23,7 +23,8 @@ the bare view and the paused-worker callback alternate for --rounds rounds and t
 target is judged on the median of each round's ratio.
 
 Every callback is a distinct create_user event (unique UserID), encrypted and signed beforehand by
-each client process, so the client's own crypto is outside the timed loop. Clients are several
+each client process, so the client's own crypto is outside the timed loop; the bare view is sent the
+same kind of requests (query string and encrypted body), so only the view's work differs. Clients are several
 processes of threads, each thread with its own requests.Session. Both phases run for the same
 --seconds after a short warm-up, one after the other. gunicorn and the worker are stopped at the end,
 whatever happens. Prints figures only; asserts nothing.
@@ -56,8 +57,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 START_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 180.0
 REQUEST_TIMEOUT = 10.0
-# Services whose CPU per request is printed too (by process name; all of the machine's, so run alone).
-SERVICES = ("postgres", "redis-server")
+# Services whose CPU per request is printed too: process name -> what its command line must contain (the
+# database's name for PostgreSQL's backends, filled in by main(); a backend that exits loses its count).
+SERVICES = {"postgres": "", "redis-server": ""}
 
 
 def in_process_median_us(calls=2000, repeats=7):
@@ -157,9 +159,10 @@ def group_cpu_seconds(pgid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def named_cpu_seconds(prefix):
-    """CPU seconds used so far by every live process whose command name starts with ``prefix``
-    (PostgreSQL's backends, redis-server): what the services cost per request, next to our processes."""
+def named_cpu_seconds(prefix, argument=""):
+    """CPU seconds used so far by every live process whose command name starts with ``prefix`` and whose
+    command line contains ``argument`` (PostgreSQL's backends of one database, redis-server): what the
+    services cost per request, next to our processes."""
     ticks = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -170,6 +173,13 @@ def named_cpu_seconds(prefix):
         except OSError:
             continue
         comm = data[data.index("(") + 1 : data.rindex(")")]
+        if argument:
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    if argument.encode() not in cmdline.read():
+                        continue
+            except OSError:
+                continue
         if comm.startswith(prefix):
             fields = data[data.rindex(")") + 2 :].split()
             ticks += int(fields[11]) + int(fields[12])
@@ -197,12 +207,9 @@ def client_process(spec, target, threads, seconds, warmup, prefix, per_thread, r
     import requests
 
     base = spec["callback_url"] if target == "callback" else spec["bare_url"]
-    pools = (
-        [_envelopes(spec, per_thread, f"{prefix}t{i}_") for i in range(threads)]
-        if target == "callback"
-        else None
-    )
-    bare_body = b"<xml><Encrypt>" + b"A" * 600 + b"</Encrypt></xml>"
+    # The bare view gets the very same requests (query string and encrypted body), so that the two
+    # phases differ only in what the view does with them.
+    pools = [_envelopes(spec, per_thread, f"{prefix}t{i}_") for i in range(threads)]
     # Every process has prepared its envelopes before any starts posting.
     barrier.wait(timeout=300)
     start_at = time.monotonic() + 0.2
@@ -221,15 +228,12 @@ def client_process(spec, target, threads, seconds, warmup, prefix, per_thread, r
             now = time.monotonic()
             if now >= end_at:
                 break
-            if target == "callback":
-                if n >= len(pools[i]):
-                    with lock:
-                        out["exhausted"] += 1
-                    break
-                query, body = pools[i][n]
-                url = f"{base}?{query}"
-            else:
-                url, body = base, bare_body
+            if n >= len(pools[i]):
+                with lock:
+                    out["exhausted"] += 1
+                break
+            query, body = pools[i][n]
+            url = f"{base}?{query}"
             n += 1
             started = time.monotonic()
             began = time.perf_counter()
@@ -364,12 +368,15 @@ def main():
         "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
         "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        # Connections kept for the whole run, so PostgreSQL's CPU per request is read off live backends.
+        "DB_CONN_MAX_AGE": "3600",
         "DEBUG": "0",
     }
     os.environ.update(
         {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")}
     )
     ensure_database(database_url)
+    SERVICES["postgres"] = " " + urlparse(database_url).path.lstrip("/") + " "
     subprocess.run(
         [str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
@@ -470,10 +477,12 @@ def main():
             if paused:
                 os.killpg(worker.pid, signal.SIGSTOP)
             before = {group: group_cpu_seconds(pgid) for group, pgid in groups.items()}
-            before.update({service: named_cpu_seconds(service) for service in SERVICES})
+            before.update({service: named_cpu_seconds(service, SERVICES[service]) for service in SERVICES})
             figures = run_phase(spec, target, args, f"{name}{secrets.token_hex(3)}")
             cpu = {group: group_cpu_seconds(pgid) - before[group] for group, pgid in groups.items()}
-            cpu.update({service: named_cpu_seconds(service) - before[service] for service in SERVICES})
+            cpu.update(
+                {service: named_cpu_seconds(service, SERVICES[service]) - before[service] for service in SERVICES}
+            )
             cpu["clients"] = figures["cpu"]
             requests_made = max(1, figures["ok"] + figures["ok_warmup"] + figures["errors"])
             rates[name] = summary(label, figures, args.seconds)
