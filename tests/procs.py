@@ -222,7 +222,8 @@ def send_requeue(redis_url, older_than):
 
     route = getattr(settings, "CELERY_TASK_ROUTES", {}).get(REQUEUE_TASK, {})
     queue = route.get("queue") or getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
-    sender = Celery("rel-beat", broker=redis_url)
+    # Not the current app: the test process's shared tasks must stay bound to the project's (eager) app.
+    sender = Celery("rel-beat", broker=redis_url, set_as_current=False)
     sender.conf.broker_connection_timeout = 2
     try:
         sender.send_task(REQUEUE_TASK, kwargs={"older_than": older_than}, queue=queue,

@@ -229,6 +229,28 @@ def test_a_database_error_in_one_handler_rolls_back_only_that_event(config, sett
 
 
 @pytest.mark.django_db
+def test_each_event_of_a_batch_is_handled_under_the_request_id_that_stored_it(config):
+    from wecom_integration import observability, signals
+
+    seen = []
+
+    def receiver(sender, callback_event, **kwargs):
+        seen.append((callback_event.subject, observability.get_request_id()))
+
+    rows = []
+    for userid, request_id in (("anna", "req-anna"), ("ben", "req-ben"), ("cleo", "")):
+        xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": userid}, T0)
+        rows.append(callbacks.store_event(config.tenant_id, "contacts", parse_event(xml), request_id=request_id)[0])
+    signals.contact_changed.connect(receiver)
+    try:
+        with observability.request_id_context("the-task"), TestCase.captureOnCommitCallbacks(execute=True):
+            callbacks.handle_events([row.pk for row in rows])
+    finally:
+        signals.contact_changed.disconnect(receiver)
+    assert seen == [("anna", "req-anna"), ("ben", "req-ben"), ("cleo", "the-task")]
+
+
+@pytest.mark.django_db
 def test_enqueue_with_a_broker_hands_the_id_to_the_publisher(config, monkeypatch):
     from config.celery import app
 

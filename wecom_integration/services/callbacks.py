@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache, partial
@@ -519,7 +520,7 @@ def handle_events(event_ids) -> dict[int, str | Exception]:
                 continue
             row.attempts += 1
             try:
-                with transaction.atomic():
+                with _in_request_of(row), transaction.atomic():
                     _dispatch(row)
             except Exception as exc:
                 outcomes[event_id] = exc
@@ -549,31 +550,48 @@ def handle_events(event_ids) -> dict[int, str | Exception]:
             )
     for row in failed:
         observability.record_callback_failed(row.kind)
-        observability.log_event(
+        with _in_request_of(row):
+            observability.log_event(
             logger,
             "callback.failed",
-            level=logging.WARNING,
-            tenant=row.tenant_id,
-            kind=row.kind,
-            event_id=row.pk,
-            attempt=row.attempts,
-            error=row.error.splitlines()[0],
-        )
+                level=logging.WARNING,
+                tenant=row.tenant_id,
+                kind=row.kind,
+                event_id=row.pk,
+                attempt=row.attempts,
+                error=row.error.splitlines()[0],
+            )
     duration_ms = round((time.monotonic() - started) * 1000, 1)
     for row in handled:
         observability.record_callback_handled(row.kind, row.received_at)
-        observability.log_event(
-            logger,
-            "callback.handled",
-            tenant=row.tenant_id,
-            kind=row.kind,
-            event_id=row.pk,
-            attempt=row.attempts,
-            outcome="ok",
-            batch=len(ids),
-            duration_ms=duration_ms,
-        )
+        with _in_request_of(row):
+            observability.log_event(
+                logger,
+                "callback.handled",
+                tenant=row.tenant_id,
+                kind=row.kind,
+                event_id=row.pk,
+                attempt=row.attempts,
+                outcome="ok",
+                batch=len(ids),
+                duration_ms=duration_ms,
+            )
     return outcomes
+
+
+@contextmanager
+def _in_request_of(row: CallbackEvent):
+    """The request id of the web request that stored ``row`` as the current one (a batch's task carries
+    none of its own events'), so the event's log lines, here and in its handlers, share that id."""
+    request_id = observability.clean_request_id(row.request_id)
+    if not request_id:
+        yield
+        return
+    token = observability.set_request_id(request_id)
+    try:
+        yield
+    finally:
+        observability.reset_request_id(token)
 
 
 def _describe(exc: Exception) -> str:
@@ -596,9 +614,10 @@ def _dispatch(row: CallbackEvent) -> None:
 
 
 def _send(signal, row: CallbackEvent, event: Event, arguments: dict) -> None:
-    responses = signal.send_robust(
-        sender=type(event), tenant_id=row.tenant_id, event=event, callback_event=row, **arguments
-    )
+    with _in_request_of(row):
+        responses = signal.send_robust(
+            sender=type(event), tenant_id=row.tenant_id, event=event, callback_event=row, **arguments
+        )
     for receiver, response in responses:
         if isinstance(response, Exception):
             logger.error(
