@@ -84,7 +84,7 @@ def test_no_event_lost_or_handled_twice_with_a_killed_worker_and_a_restarted_red
 
     tenant = make_tenant("load")
     config = config_from_fake(tenant, fake)
-    cluster.start_web(workers=2, threads=4)
+    cluster.start_web(workers=2, threads=8)
     supervisor = Supervisor(cluster, concurrency=2)
     base = f"{cluster.web_url}/wecom/callback/{tenant.pk}"
     fake.register_callback(f"{base}/contacts/", config.contact_token, config.contact_aes_key, "contacts")
