@@ -55,7 +55,7 @@ def parse_args():
     parser.add_argument("--restart-redis", action="store_true", help="kill and restart Redis 65%% of the way")
     parser.add_argument("--threads", type=int, default=48, help="concurrent senders (default 48)")
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--web-threads", type=int, default=8)
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the backlog")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
