@@ -364,9 +364,9 @@ def _fit(text: str, size: int) -> str:
 def enqueue(event_id: int) -> None:
     """Queue the handling of a stored event.
 
-    With a broker, the id goes to this process's :data:`publisher`, which sends the ids gathered in the
-    next few milliseconds as one ``handle_callback_events`` message; with eager Celery (no broker) the
-    event is handled right here. A broker failure is logged and the event stays "received":
+    With a broker, the id goes to this process's :data:`publisher`, which sends the ids gathered within
+    ``CALLBACK_BATCH_LINGER`` (0.1 s) as one ``handle_callback_events`` message; with eager Celery (no
+    broker) the event is handled right here. A broker failure is logged and the event stays "received":
     :func:`requeue_stale_events` (or WeCom's next retry of it) queues it again.
     """
     from ..tasks import handle_callback_event
