@@ -169,6 +169,45 @@ def stored(config, userid, when=T0, change_type="create_user"):
 
 
 @pytest.mark.django_db
+def test_the_insert_sends_what_each_fields_own_preparation_would(config):
+    """The callback INSERT reads most values straight off the row: for each of those, the field's own
+    get_db_prep_save() must give back the very same value, so skipping it changes nothing stored."""
+    plan, _ = callbacks._insert_statement(connection.vendor)
+    passing = {field.name for field, passes in plan if passes}
+    # The plain text columns pass; the numbers, the timestamps, the JSON and the fields with choices
+    # (whose values may be enum members) are still prepared by their field.
+    assert passing == {
+        "dedupe_key",
+        "msg_type",
+        "event",
+        "change_type",
+        "subject",
+        "from_user",
+        "xml",
+        "error",
+        "request_id",
+    }
+    row = CallbackEvent(
+        tenant_id=config.tenant_id,
+        kind="app",
+        dedupe_key="k" * 255,
+        msg_type="text",
+        event="",
+        change_type="",
+        subject="张三",
+        from_user="zhangsan",
+        create_time=2**62,
+        xml="<xml>文</xml>",
+        reply={"type": "text", "content": "好"},
+        request_id="r" * 64,
+    )
+    for field, passes in plan:
+        if passes:
+            prepared = field.get_db_prep_save(field.pre_save(row, add=True), connection)
+            assert (getattr(row, field.attname), type(getattr(row, field.attname))) == (prepared, type(prepared))
+
+
+@pytest.mark.django_db
 def test_a_batch_is_handled_in_order_and_skips_what_is_handled_already(config):
     first, second = stored(config, "alice"), stored(config, "alice", T0 + 1, "update_user")
     third = stored(config, "bob")
@@ -181,9 +220,7 @@ def test_a_batch_is_handled_in_order_and_skips_what_is_handled_already(config):
 
 
 @pytest.mark.django_db
-def test_a_failing_event_is_retried_on_its_own_and_the_rest_of_its_batch_is_handled(
-    config, settings, monkeypatch
-):
+def test_a_failing_event_is_retried_on_its_own_and_the_rest_of_its_batch_is_handled(config, settings, monkeypatch):
     settings.WECOM = {"HANDLER_MAX_RETRIES": 2, "HANDLER_RETRY_BACKOFF": 0}
     good, bad, after = stored(config, "good"), stored(config, "bad"), stored(config, "after")
     real = callbacks.directory.apply_contact_change
@@ -279,8 +316,7 @@ def test_the_sweep_picks_events_whose_handling_is_overdue(config, settings):
     requeued_lately = stored(config, "requeued")
     age(requeued_lately, 900, queued_at=timezone.now() - timedelta(seconds=30))
     failed_with_retries_left = stored(config, "failing")
-    age(failed_with_retries_left, 900, status="failed", attempts=2,
-        queued_at=timezone.now() - timedelta(seconds=700))
+    age(failed_with_retries_left, 900, status="failed", attempts=2, queued_at=timezone.now() - timedelta(seconds=700))
     failed_for_good = stored(config, "given-up")
     age(failed_for_good, 900, status="failed", attempts=3)
     handled = stored(config, "done")
@@ -402,8 +438,9 @@ def test_a_callback_on_a_connection_the_database_dropped_is_stored_on_a_new_one(
     import psycopg
 
     def create(userid):
-        return deliver(client, config, "contacts", build_contact_user_xml(config.corp_id, "create_user",
-                                                                         {"userid": userid}, T0))
+        return deliver(
+            client, config, "contacts", build_contact_user_xml(config.corp_id, "create_user", {"userid": userid}, T0)
+        )
 
     assert create("one").status_code == 200
     backend = connection.connection.info.backend_pid
@@ -416,4 +453,3 @@ def test_a_callback_on_a_connection_the_database_dropped_is_stored_on_a_new_one(
     assert connection.connection.info.backend_pid != backend
     assert set(CallbackEvent.objects.values_list("subject", flat=True)) == {"one", "two"}
     assert WeComUser.objects.filter(userid="two").exists()
-
