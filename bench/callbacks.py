@@ -1,12 +1,13 @@
 """Callback throughput and latency: in-process, and over gunicorn with PostgreSQL, Redis and a Celery worker.
 
-    .venv/bin/python bench/callbacks.py [--seconds 8] [--rounds 3] [--concurrency 16] [--processes 4]
+    .venv/bin/python bench/callbacks.py [--seconds 6] [--rounds 5] [--concurrency 16] [--processes 4]
 
 Prints:
 
 (a) the median µs to verify + decrypt + parse one callback in-process (bench/callbacks_inprocess.py);
-(b) against ``gunicorn config.wsgi -w 2 --threads 4`` on loopback, with PostgreSQL (DATABASE_URL,
-    default postgres://postgres@127.0.0.1:5432/wecom_bench, created and migrated here) and Redis
+(b) against gunicorn on loopback as deployed (``gunicorn.conf.py``: 2 x CPUs + 1 sync workers unless
+    --workers / --threads say otherwise), with PostgreSQL (DATABASE_URL,
+    default postgres://postgres@127.0.0.1:5432/wecom_bench, dropped, created and migrated here) and Redis
     (REDIS_URL, default redis://127.0.0.1:6379/14, flushed here: keep that index for the bench) and a
     real worker (``celery -A config worker -Q callbacks,default -c 2``): sustained callbacks/s and
     p50/p99 latency of POST /wecom/callback/<tenant>/contacts/ next to a bare Django view that only
@@ -35,6 +36,8 @@ import base64
 import multiprocessing
 import os
 import queue
+import resource
+import runpy
 import secrets
 import signal
 import socket
@@ -77,16 +80,20 @@ def in_process_median_us(calls=2000, repeats=7):
 # Services ----------------------------------------------------------------------------------------------
 
 
-def ensure_database(database_url):
+def fresh_database(database_url):
+    """Drop and create the bench's database. Every run starts from empty tables: rows and dead tuples
+    left by an earlier run (PostgreSQL's autovacuum may be off, as it is on CI's machine) would slow the
+    INSERTs down run after run. Only a database whose name says it is a bench's is ever dropped."""
     import psycopg
 
     parsed = urlparse(database_url)
     name = parsed.path.lstrip("/")
+    if "bench" not in name:
+        sys.exit(f"the bench drops and recreates its database; {name!r} does not look like a bench's (no 'bench')")
     admin_url = parsed._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def free_port():
@@ -159,6 +166,27 @@ def group_cpu_seconds(pgid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def group_switches(pgid):
+    """Context switches (voluntary + involuntary) so far of every thread of the live processes of the
+    process group ``pgid``: each wait for a socket, a lock or the GIL costs one, and on a virtual machine
+    they cost more than most of the Python a request runs."""
+    switches = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                data = stat.read()
+            if int(data[data.rindex(")") + 2 :].split()[2]) != pgid:
+                continue
+            for task in os.listdir(f"/proc/{entry}/task"):
+                with open(f"/proc/{entry}/task/{task}/status") as status:
+                    switches += sum(int(line.split()[-1]) for line in status if "ctxt_switches:" in line)
+        except (OSError, ValueError):
+            continue
+    return switches
+
+
 def named_cpu_seconds(prefix, argument=""):
     """CPU seconds used so far by every live process whose command name starts with ``prefix`` and whose
     command line contains ``argument`` (PostgreSQL's backends of one database, redis-server): what the
@@ -215,7 +243,7 @@ def client_process(spec, target, threads, seconds, warmup, prefix, per_thread, r
     start_at = time.monotonic() + 0.2
     measure_from = start_at + warmup
     end_at = measure_from + seconds
-    out = {"latencies": [], "errors": 0, "ok": 0, "ok_warmup": 0, "exhausted": 0, "cpu": 0.0}
+    out = {"latencies": [], "errors": 0, "ok": 0, "ok_warmup": 0, "exhausted": 0, "cpu": 0.0, "switches": 0}
     lock = threading.Lock()
 
     def run(i):
@@ -261,11 +289,14 @@ def client_process(spec, target, threads, seconds, warmup, prefix, per_thread, r
 
     workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     cpu_before = time.process_time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     out["cpu"] = time.process_time() - cpu_before
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    out["switches"] = after.ru_nvcsw + after.ru_nivcsw - usage.ru_nvcsw - usage.ru_nivcsw
     results.put(out)
 
 
@@ -297,7 +328,7 @@ def run_phase(spec, target, args, run_id):
     ]
     for process in processes:
         process.start()
-    merged = {"latencies": [], "errors": 0, "ok": 0, "ok_warmup": 0, "exhausted": 0, "cpu": 0.0}
+    merged = {"latencies": [], "errors": 0, "ok": 0, "ok_warmup": 0, "exhausted": 0, "cpu": 0.0, "switches": 0}
     deadline = time.monotonic() + args.seconds + args.warmup + 600
     received = 0
     while received < len(processes) and time.monotonic() < deadline:
@@ -309,7 +340,7 @@ def run_phase(spec, target, args, run_id):
             continue
         received += 1
         merged["latencies"].extend(part["latencies"])
-        for key in ("errors", "ok", "ok_warmup", "exhausted", "cpu"):
+        for key in ("errors", "ok", "ok_warmup", "exhausted", "cpu", "switches"):
             merged[key] += part[key]
     for process in processes:
         process.join(timeout=30)
@@ -340,16 +371,18 @@ def _exit_on_sigterm(signum, frame):
 def main():
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per phase")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of bare view then deferred callback")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per phase")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of bare view then deferred callback")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase")
     parser.add_argument("--concurrency", type=int, default=16, help="client threads in all")
     parser.add_argument("--processes", type=int, default=4, help="client processes sharing those threads")
     parser.add_argument(
         "--max-rate-per-thread", type=int, default=400, help="envelopes prepared per thread-second"
     )
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn worker processes (default: gunicorn.conf.py's, 2 x CPUs + 1)"
+    )
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker (default: gunicorn.conf.py's, 1)")
     parser.add_argument("--celery-concurrency", type=int, default=2)
     args = parser.parse_args()
 
@@ -375,7 +408,7 @@ def main():
     os.environ.update(
         {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")}
     )
-    ensure_database(database_url)
+    fresh_database(database_url)
     SERVICES["postgres"] = " " + urlparse(database_url).path.lstrip("/") + " "
     subprocess.run(
         [str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -395,7 +428,6 @@ def main():
     from tenants.models import Tenant
     from wecom_integration.models import CallbackEvent, WeComConfig
 
-    Tenant.objects.filter(code="bench-callbacks").delete()
     tenant = Tenant.objects.create(code="bench-callbacks", name="Bench callbacks")
     aes_key = base64.b64encode(secrets.token_bytes(32)).decode()[:-1]
     config = WeComConfig(
@@ -409,6 +441,10 @@ def main():
     config.save()
     connection.close()
 
+    # gunicorn as deployed: gunicorn.conf.py, with its worker count and threads unless given here.
+    deployed = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    workers = args.workers or deployed["workers"]
+    threads = args.threads or deployed["threads"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     spec = {
@@ -426,10 +462,12 @@ def main():
             [
                 str(VENV_BIN / "gunicorn"),
                 "config.wsgi",
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
                 "-w",
-                str(args.workers),
+                str(workers),
                 "--threads",
-                str(args.threads),
+                str(threads),
                 "-b",
                 f"127.0.0.1:{port}",
                 "--log-level",
@@ -458,7 +496,8 @@ def main():
         )
         wait_until_up(spec["bare_url"], gunicorn)
         print(
-            f"(b) gunicorn -w {args.workers} --threads {args.threads}, PostgreSQL, Redis, celery -c "
+            f"(b) gunicorn -c gunicorn.conf.py -w {workers} --threads {threads} "
+            f"({'gthread' if threads > 1 else 'sync'} workers), PostgreSQL, Redis, celery -c "
             f"{args.celery_concurrency}; {args.concurrency} client threads in {args.processes} processes; "
             f"{args.seconds:g} s per phase after {args.warmup:g} s warm-up"
         )
@@ -476,6 +515,7 @@ def main():
         for name, label, target, paused in phases:
             if paused:
                 os.killpg(worker.pid, signal.SIGSTOP)
+            switches_before = group_switches(gunicorn.pid)
             before = {group: group_cpu_seconds(pgid) for group, pgid in groups.items()}
             before.update({service: named_cpu_seconds(service, SERVICES[service]) for service in SERVICES})
             figures = run_phase(spec, target, args, f"{name}{secrets.token_hex(3)}")
@@ -483,6 +523,7 @@ def main():
             cpu.update(
                 {service: named_cpu_seconds(service, SERVICES[service]) - before[service] for service in SERVICES}
             )
+            switches = group_switches(gunicorn.pid) - switches_before
             cpu["clients"] = figures["cpu"]
             requests_made = max(1, figures["ok"] + figures["ok_warmup"] + figures["errors"])
             rates[name] = summary(label, figures, args.seconds)
@@ -492,6 +533,10 @@ def main():
                 f"clients {cpu['clients'] / requests_made * 1000:.2f} ms   "
                 f"postgres {cpu['postgres'] / requests_made * 1000:.2f} ms   "
                 f"redis {cpu['redis-server'] / requests_made * 1000:.2f} ms"
+            )
+            print(
+                f"{'  context switches per request':<40} gunicorn {switches / requests_made:.1f}   "
+                f"clients {figures['switches'] / requests_made:.1f}"
             )
             if target != "callback":
                 continue
