@@ -80,22 +80,6 @@ def in_process_median_us(calls=2000, repeats=7):
 # Services ----------------------------------------------------------------------------------------------
 
 
-def fresh_database(database_url):
-    """Drop and create the bench's database. Every run starts from empty tables: rows and dead tuples
-    left by an earlier run (PostgreSQL's autovacuum may be off, as it is on CI's machine) would slow the
-    INSERTs down run after run. Only a database whose name says it is a bench's is ever dropped."""
-    import psycopg
-
-    parsed = urlparse(database_url)
-    name = parsed.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"the bench drops and recreates its database; {name!r} does not look like a bench's (no 'bench')")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -408,6 +392,8 @@ def main():
     os.environ.update(
         {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")}
     )
+    from bench.benchdb import fresh_database
+
     fresh_database(database_url)
     SERVICES["postgres"] = " " + urlparse(database_url).path.lstrip("/") + " "
     subprocess.run(

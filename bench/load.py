@@ -5,7 +5,7 @@ rate and size you choose.
 
 Starts a private redis-server (no persistence) on a free loopback port, gunicorn (the Procfile's web,
 --web-workers processes of --web-threads threads) and one Celery worker (-c --worker-concurrency) on
-PostgreSQL (--database-url, default postgres://postgres@127.0.0.1:5432/wecom_bench_load, created and
+PostgreSQL (--database-url, default postgres://postgres@127.0.0.1:5432/wecom_bench_load, dropped, created and
 migrated here), and a fake WeCom that pushes --count encrypted contact changes and app messages at --rate
 per second with WeCom's policy (5 s, 3 tries). With --kill-worker the worker is SIGKILLed (with its pool)
 35% of the way and started again; with --restart-redis, Redis is killed and started empty at 65%. Then
@@ -26,25 +26,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wecom_bench_load"
-
-
-def ensure_database(url):
-    """Create the database of ``url`` if it does not exist (PostgreSQL only)."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 5432,
-                         user=parts.username or "postgres", password=parts.password, dbname="postgres",
-                         autocommit=True, connect_timeout=10) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            admin.execute(f'CREATE DATABASE "{name}"')
 
 
 def parse_args():
@@ -64,7 +50,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    ensure_database(args.database_url)
+    from bench.benchdb import fresh_database
+
+    fresh_database(args.database_url)
     log_dir = Path(tempfile.mkdtemp(prefix="wecom-bench-load-"))
 
     from tests.procs import RedisServer, redis_server_binary
