@@ -1,4 +1,5 @@
-# make demo: the main job on the embedded default (SQLite, eager Celery, a fake WeCom on loopback).
+# make demo: the main job on the embedded default (SQLite, eager Celery, a fake WeCom on loopback), DEBUG off,
+#   static files collected into STATIC_ROOT and served by WhiteNoise as in production.
 # make test: ruff, migrations check and the whole suite (SQLite by default; .ci/run adds PostgreSQL + Redis).
 PYTHON ?= python3
 VENV := .venv
@@ -17,6 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	WECOM_API_BASE=http://127.0.0.1:8890 $(PY) manage.py wecom_demo --fake-port 8890 --addr 127.0.0.1:8000
 
 lint: $(STAMP)

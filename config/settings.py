@@ -3,7 +3,7 @@
 DATABASE_URL  default: an SQLite file under ./db/
 REDIS_URL     when set: Celery broker + result backend and Django's cache on Redis;
               when unset: Celery runs tasks eagerly and the cache is local memory.
-SECRET_KEY, WECOM_FIELD_KEYS, WECOM_API_BASE, ALLOWED_HOSTS, DEBUG, and the production switches below.
+SECRET_KEY, WECOM_FIELD_KEYS, WECOM_API_BASE, ALLOWED_HOSTS, DEBUG, STATIC_ROOT, and the production switches below.
 """
 
 import os
@@ -52,6 +52,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "wecom_integration.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JS) from STATIC_ROOT, compressed and cached forever under their
+    # hashed names: no separate static server, with DEBUG off as in production.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -131,7 +134,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "static"
+# Where `manage.py collectstatic` gathers the apps' and the admin's files (`make demo` runs it first).
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (base.3f1a….css) listed in a manifest, plus .gz and .br copies WhiteNoise serves.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:

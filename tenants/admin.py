@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .admin_scoping import TenantScopedAdminMixin
+from .admin_scoping import TenantScopedAdminMixin, UserChoiceAdminMixin, user_search_fields
 from .models import Membership, Tenant
 from .scoping import admin_tenant_ids
 
@@ -285,21 +285,21 @@ class TenantListFilter(admin.SimpleListFilter):
             return queryset.none()
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(UserChoiceAdminMixin, admin.TabularInline):
     model = Membership
     extra = 0
     fields = ("user", "role", "status", "created_at")
     readonly_fields = ("created_at",)
-    autocomplete_fields = ("user",)
+    raw_id_fields = ("user",)
 
 
 @admin.register(Membership)
-class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class MembershipAdmin(UserChoiceAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = ("user", "tenant", "role", "status", "created_at")
     list_filter = ("status", "role", TenantListFilter)
-    search_fields = ("user__username", "user__first_name", "user__last_name", "tenant__name", "tenant__code")
+    search_fields = (*user_search_fields("user"), "tenant__name", "tenant__code")
     list_select_related = ("user", "tenant")
-    autocomplete_fields = ("user",)
+    raw_id_fields = ("user",)
     actions = ("approve", "reject")
     tenant_admin_can_delete = True
 

@@ -3,10 +3,13 @@
 A superuser sees everything. A tenant admin (staff, active membership with the admin role) sees and
 changes only rows whose tenant they administer; another tenant's object answers 403 and is absent from
 every list and every choice of a foreign key.
+
+It also holds what the admin of both apps needs to know about the host's user model, which may be a
+custom one with no admin registered (``UserChoiceAdminMixin``, ``user_search_fields``).
 """
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.http import Http404
 
 from .models import Tenant
@@ -112,3 +115,45 @@ class TenantScopedAdminMixin:
         if not check(request, obj):
             raise PermissionDenied
         return obj
+
+
+def user_search_fields(*relations):
+    """Search lookups for a user foreign key: the user model's ``USERNAME_FIELD`` and its ``first_name`` /
+    ``last_name`` where it has them (a host's custom user model may have neither), under each relation.
+    ``user_search_fields("user")`` -> ``("user__username", "user__first_name", "user__last_name")``."""
+    user_model = get_user_model()
+    names = [user_model.USERNAME_FIELD]
+    for name in ("first_name", "last_name"):
+        try:
+            user_model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        names.append(name)
+    return tuple(f"{relation}__{name}" for relation in relations for name in names)
+
+
+class UserChoiceAdminMixin:
+    """User foreign keys (``user_choice_fields``, also named in ``raw_id_fields``) are picked by search
+    when this admin site's admin of the user model can search it and the request's user may view it
+    (autocomplete), else by id (raw id).
+
+    Declaring ``autocomplete_fields`` on a user foreign key fails Django's admin checks (admin.E039 /
+    E040) in a host that registers no admin, or one without ``search_fields``, for its user model; a raw
+    id needs neither, so it is the declared choice and autocomplete is added per request where it works.
+    """
+
+    user_choice_fields = ("user",)
+
+    def users_searchable(self, request):
+        user_admin = self.admin_site._registry.get(get_user_model())
+        return (
+            user_admin is not None
+            and bool(user_admin.get_search_fields(request))
+            and user_admin.has_view_permission(request)
+        )
+
+    def get_autocomplete_fields(self, request):
+        fields = tuple(super().get_autocomplete_fields(request))
+        if self.users_searchable(request):
+            fields += tuple(name for name in self.user_choice_fields if name not in fields)
+        return fields

@@ -46,3 +46,20 @@ def _clean_cache_and_eager_celery():
     yield
     app.conf.task_always_eager = eager
     cache.clear()
+
+
+PLAIN_STATIC_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_without_collectstatic(tmp_path_factory):
+    """The project names static files by their hash, from the manifest that collectstatic writes; tests
+    render pages without running collectstatic, so they use Django's plain storage and an empty STATIC_ROOT.
+    tests/test_static_files.py and tests/e2e/test_demo_server.py run collectstatic and the manifest."""
+    from django.test.utils import override_settings
+
+    with override_settings(STORAGES=PLAIN_STATIC_STORAGES, STATIC_ROOT=str(tmp_path_factory.mktemp("static"))):
+        yield

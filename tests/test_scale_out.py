@@ -261,6 +261,7 @@ def guide_env(tmp_path_factory):
         "BULK_CONCURRENCY": 1,
         "CELERY_BEAT_SCHEDULE": tmp / "celerybeat-schedule",
         "WECOM_WORKER_METRICS_ADDR": "127.0.0.1",
+        "STATIC_ROOT": tmp / "static",
     })
     migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from tenants.admin_scoping import TenantScopedAdminMixin
+from tenants.admin_scoping import TenantScopedAdminMixin, user_search_fields
 from tenants.models import Tenant
 from tenants.scoping import admin_tenant_ids
 
@@ -261,13 +261,7 @@ class BindingAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = ("username", "full_name", "wecom_userid", "wecom_name", "is_active", "tenant", "created_at")
     list_display_links = ("username",)
     list_filter = (TenantFilter, "is_active")
-    search_fields = (
-        "user__username",
-        "user__first_name",
-        "user__last_name",
-        "wecom_user__userid",
-        "wecom_user__name",
-    )
+    search_fields = (*user_search_fields("user"), "wecom_user__userid", "wecom_user__name")
     list_select_related = ("user", "wecom_user", "tenant")
     autocomplete_fields = ("wecom_user",)
     actions = ("remove_bindings",)
@@ -343,7 +337,7 @@ class BindingAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 class AuditLogAdmin(MirrorAdmin):
     list_display = ("created_at", "action", "actor", "target_user", "wecom_userid", "detail", "tenant")
     list_filter = (TenantFilter, "action", "created_at")
-    search_fields = ("wecom_userid", "target_user__username", "actor__username")
+    search_fields = ("wecom_userid", *user_search_fields("target_user", "actor"))
     list_select_related = ("tenant", "actor", "target_user")
     date_hierarchy = "created_at"
 

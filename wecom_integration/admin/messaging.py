@@ -21,7 +21,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from tenants.admin_scoping import TenantScopedAdminMixin
+from tenants.admin_scoping import TenantScopedAdminMixin, user_search_fields
 
 from ..client import WeComConfigError, WeComError
 from ..models import InboxMessage, MessageLog, WeComConfig, WeComUser
@@ -165,7 +165,7 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "source",
     )
     list_filter = ("status", "msgtype", "source")
-    search_fields = ("touser", "toparty", "totag", "errmsg", "sender__username")
+    search_fields = ("touser", "toparty", "totag", "errmsg", *user_search_fields("sender"))
     list_select_related = ("tenant", "sender")
     date_hierarchy = "created_at"
     tenant_admin_can_add = False

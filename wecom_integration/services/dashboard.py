@@ -2,7 +2,7 @@
 last day, and what went wrong and still needs someone.
 
 Everything is counted in the database (a fixed number of queries whatever the tenant's size); the admin
-renders it (``tenants/admin.py`` and ``templates/admin/tenants/tenant/_dashboard.html``).
+renders it (``tenants/admin.py`` and ``tenants/templates/admin/tenants/tenant/_dashboard.html``).
 """
 
 from dataclasses import dataclass, field
