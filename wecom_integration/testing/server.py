@@ -67,6 +67,7 @@ MAX_BODY = 25 * 1024 * 1024
 TOKEN_LENGTH = 214  # what real tokens measure; WeCom asks callers to keep 512 bytes for them
 OAUTH_CODE_TTL = 300
 USER_TICKET_TTL = 1800
+OAUTH_SCOPES = ("snsapi_base", "snsapi_privateinfo")
 MESSAGE_TYPES = frozenset(
     ("text", "markdown", "textcard", "news", "mpnews", "image", "file", "voice", "video", "template_card")
 )
@@ -619,16 +620,21 @@ class FakeWeCom:
             self.sent_messages.clear()
             self._dup_cache.clear()
 
-    def issue_oauth_code(self, userid: str | None = None, openid: str | None = None) -> str:
-        """The ``code`` WeCom appends to the OAuth redirect: single use, valid 5 minutes.
+    def issue_oauth_code(self, userid: str | None = None, openid: str | None = None,
+                         scope: str = "snsapi_base") -> str:
+        """The ``code`` WeCom appends to the OAuth redirect: single use, valid 5 minutes. ``scope`` is
+        the authorize URL's: with ``snsapi_privateinfo`` (the member consented on WeCom's page) the
+        code's getuserinfo also answers a ``user_ticket``; with ``snsapi_base`` (and the QR login) not.
         https://developer.work.weixin.qq.com/document/path/91023"""
         if (userid is None) == (openid is None):
             raise ValueError("give exactly one of userid (a member) or openid (a non-member)")
+        if scope not in OAUTH_SCOPES:
+            raise ValueError(f"scope must be one of {OAUTH_SCOPES}")
         if userid is not None and userid not in self.org.users:
             raise FakeWeComError(60111)
         code = secrets.token_urlsafe(32)
         with self._lock:
-            self._codes[code] = (userid, openid, self.now() + OAUTH_CODE_TTL)
+            self._codes[code] = (userid, openid, self.now() + OAUTH_CODE_TTL, scope)
         return code
 
     def register_callback(self, url: str, token: str, encoding_aes_key: str, kind: str = "contacts",
@@ -1283,16 +1289,20 @@ class FakeWeCom:
             entry = self._codes.pop(code, None)  # single use: gone even when expired
             if entry is None or entry[2] <= now:
                 raise _ApiError(40029)
-            userid, openid, _ = entry
+            userid, openid, _, scope = entry
             if userid is None:
                 return {"openid": openid}
+            if scope != "snsapi_privateinfo":
+                return {"userid": userid}
             ticket = secrets.token_urlsafe(48)
             self._tickets[ticket] = (userid, now + USER_TICKET_TTL)
         return {"userid": userid, "user_ticket": ticket}
 
     def _api_auth_getuserdetail(self, request: _Request) -> dict:
-        """Sensitive fields stay available here under the 2022 restrictions (the member consented).
-        https://developer.work.weixin.qq.com/document/path/95833"""
+        """The consenting member's sensitive fields (userid, gender, avatar, qr_code, mobile, email,
+        biz_mail, address), available under the 2022 restrictions too. The ticket lives 1800 s (84014
+        after), an unknown one answers 84015.
+        https://developer.work.weixin.qq.com/document/path/95833 (doc 91122 for the old name)"""
         ticket = request.json().get("user_ticket")
         with self._lock:
             entry = self._tickets.get(ticket) if isinstance(ticket, str) else None
@@ -1500,7 +1510,8 @@ class FakeWeCom:
                 self.rate_limits = bool(data["rate_limits"])
             return {}
         if route == ("POST", "oauth_code", 1):
-            return {"code": self.issue_oauth_code(userid=data.get("userid"), openid=data.get("openid"))}
+            return {"code": self.issue_oauth_code(userid=data.get("userid"), openid=data.get("openid"),
+                                                  scope=data.get("scope") or "snsapi_base")}
         if route == ("POST", "invalidate_tokens", 1):
             self.invalidate_tokens(data.get("kind"))
             return {}
