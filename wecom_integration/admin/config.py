@@ -39,8 +39,17 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Sign-in and sync"),
-            {"fields": ("allow_signup", "two_step_verification", "periodic_sync", "sync_interval_minutes")},
+            {
+                "fields": (
+                    "allow_signup",
+                    "two_step_verification",
+                    "private_info_scope",
+                    "periodic_sync",
+                    "sync_interval_minutes",
+                )
+            },
         ),
+        (_("Network"), {"fields": ("proxy_url",), "classes": ("collapse",)}),
     )
 
     def get_readonly_fields(self, request, obj=None):

@@ -9,6 +9,8 @@ the handler's docstring:
 * which secret may call what. A token of the wrong kind gets 48002 ("api forbidden"), except
   user/list_id, which answers 48009 because WeCom reserves it for the contact-sync secret and
   reports it with the contact-assistant code (see wecom-facts.md);
+* trusted IPs (``trusted_ips``): a call from any other address answers 60020 "not allow to access from
+  your ip, …, from ip: <caller>" (doc 90313; gettoken is not checked);
 * the 2022 restrictions (``restricted``): user/list and department/list answer 48009, user/get and
   contact callbacks withhold mobile, email, avatar and the like;
 * rate limits per corp per API (45009 with the minute/hour blocks), an optional concurrency limit
@@ -141,6 +143,7 @@ ERRMSG = {
     60102: "userid existed",
     60111: "userid not found",
     60112: "invalid username",
+    60020: "not allow to access from your ip",
     81002: "department level too deep",
     81013: "user & party & tag all invalid",
     82002: "invalid partyid list size",
@@ -399,7 +402,7 @@ class FakeWeCom:
 
     def __init__(self, users: int = 200, departments: int = 20, seed: int = 1, token_ttl: int = 7200,
                  restricted: bool = False, rate_limits: bool = False, corp_id: str | None = None,
-                 agent_id: int = 1000002, org: Org | None = None):
+                 agent_id: int = 1000002, org: Org | None = None, trusted_ips: Iterable[str] | None = None):
         self.org = org if org is not None else Org.generate(users=users, departments=departments, seed=seed)
         self.corp_id = corp_id or "ww" + secrets.token_hex(8)
         self.agent_id = int(agent_id)
@@ -408,6 +411,9 @@ class FakeWeCom:
         self.customer_secret = secrets.token_urlsafe(32)
         self.token_ttl = token_ttl
         self.restricted = restricted
+        # The app's trusted IPs (企业可信IP): when set, every call with an access_token from another IP
+        # answers 60020, its errmsg naming the caller's IP as WeCom does. gettoken is not checked.
+        self.trusted_ips: set[str] | None = set(trusted_ips) if trusted_ips is not None else None
         # WeCom's callback patience; lower it in tests that simulate a hung receiver.
         self.callback_timeout = 5.0
         self.callback_tries = 3
@@ -971,6 +977,9 @@ class FakeWeCom:
             if route.method == "POST" and request.method != "POST":
                 raise _ApiError(43002)
             if route.kinds is not None:
+                trusted = self.trusted_ips
+                if trusted is not None and request.client_ip not in trusted:
+                    raise _ApiError(60020)
                 request.kind = self._check_token(request)
                 if request.kind not in route.kinds:
                     raise _ApiError(route.forbidden)
