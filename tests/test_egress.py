@@ -118,12 +118,12 @@ def test_proxy_url_is_encrypted_at_rest_and_validated(fake):
 @pytest.mark.parametrize("language, label", [("en", "Outbound proxy for WeCom calls"), ("zh-hans", "企业微信调用的出站代理")])
 def test_proxy_url_is_write_only_in_the_admin(fake, language, label):
     tenant = make_tenant("acme")
-    config = config_from_fake(tenant, fake, proxy_url="http://ops:pr0xy-passw0rd@10.0.0.5:3128")
+    config = config_from_fake(tenant, fake, proxy_url="http://ops:pr0xy-passw0rd@10.9.8.7:3128")
     browser = Client(headers={"accept-language": language})
     browser.force_login(make_tenant_admin("boss", tenant))
     page = browser.get(reverse("admin:wecom_integration_wecomconfig_change", args=[config.pk])).content.decode()
     assert label in page
-    assert "pr0xy-passw0rd" not in page and "10.0.0.5" not in page
+    assert "pr0xy-passw0rd" not in page and "10.9.8.7" not in page
 
 
 @requires_second_loopback
