@@ -10,6 +10,7 @@ from tenants.admin_scoping import TenantScopedAdminMixin
 
 from ..forms import WeComConfigForm
 from ..models import DOMAIN_FILE_MAX_BYTES, DomainVerificationFile, WeComConfig, validate_domain_file_name
+from ..services import callback_attempts
 from ..services.configuration import callback_urls
 from ..services.login import homepage_urls
 
@@ -72,6 +73,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "callback_urls": callback_urls(config.tenant_id, request),
+            "callback_attempts": callback_attempts.summary(config.tenant_id),
             "test_connection_url": reverse(
                 "admin:wecom_integration_wecomconfig_test_connection", args=[config.pk]
             ),
