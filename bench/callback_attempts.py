@@ -108,7 +108,9 @@ def main():
     )
     print(f"database: {connection.vendor}; cache: {type(counting.wrapped).__name__}")
     print(f"callbacks/s with the attempt note:    median {statistics.median(on):8.0f}  rounds {[round(x) for x in on]}")
-    print(f"callbacks/s without it:               median {statistics.median(off):8.0f}  rounds {[round(x) for x in off]}")
+    print(
+        f"callbacks/s without it:               median {statistics.median(off):8.0f}  rounds {[round(x) for x in off]}"
+    )
     print(f"ratio with/without: {statistics.median(on) / statistics.median(off):.3f}")
     print(
         f"over {args.calls} successful deliveries: {counting.ops} cache operation(s) "

@@ -67,17 +67,30 @@ def fields(config, kind):
 
 
 def test_each_refusal_names_its_field(client, config):
-    assert post(client, config, "contacts", sender(config, "contacts", token="WrongToken1"), contact_xml(config)).status_code == 400
+    assert (
+        post(
+            client, config, "contacts", sender(config, "contacts", token="WrongToken1"), contact_xml(config)
+        ).status_code
+        == 400
+    )
     assert fields(config, "contacts") == ["token"]
 
     assert post(client, config, "app", sender(config, "app", key=aes_key()), contact_xml(config)).status_code == 400
     assert fields(config, "app") == ["aes_key"]
 
-    assert post(client, config, "customers", sender(config, "customers", corp_id="wwsomeoneelse0001"), contact_xml(config)).status_code == 400
+    assert (
+        post(
+            client, config, "customers", sender(config, "customers", corp_id="wwsomeoneelse0001"), contact_xml(config)
+        ).status_code
+        == 400
+    )
     assert fields(config, "customers") == ["corp_id"]
 
     stale = int(time.time()) - 3600
-    assert post(client, config, "contacts", sender(config, "contacts"), contact_xml(config), timestamp=stale).status_code == 400
+    assert (
+        post(client, config, "contacts", sender(config, "contacts"), contact_xml(config), timestamp=stale).status_code
+        == 400
+    )
     assert fields(config, "contacts") == ["clock", "token"]
 
     html = page(config)
@@ -163,7 +176,7 @@ def test_the_successful_path_costs_at_most_one_cache_operation_and_no_extra_writ
 @pytest.mark.parametrize(
     "language, texts",
     [
-        ("en", ["What WeCom&#x27;s requests met", "the Token entered here", "WeCom never reached this URL"]),
+        ("en", ["What WeCom's requests met", "the Token entered here", "WeCom never reached this URL"]),
         ("zh-hans", ["企业微信请求的结果", "此处填写的 Token", "企业微信从未访问过此 URL"]),
     ],
 )

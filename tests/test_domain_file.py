@@ -52,7 +52,13 @@ def test_uploaded_in_the_admin_and_served_byte_for_byte(tenant):
 
 @pytest.mark.parametrize(
     "name",
-    ["verify.txt", "WW_verify_.txt", "WW_verify_abc.txt", "WW_verify_Ab12Cd34Ef56Gh78.html", "WW_verify_Ab12-Cd34Ef56.txt"],
+    [
+        "verify.txt",
+        "WW_verify_.txt",
+        "WW_verify_abc.txt",
+        "WW_verify_Ab12Cd34Ef56Gh78.html",
+        "WW_verify_Ab12-Cd34Ef56.txt",
+    ],
 )
 def test_bad_names_are_refused(tenant, name):
     response = upload(admin_client(tenant), tenant, name, CONTENT)

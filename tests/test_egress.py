@@ -115,7 +115,9 @@ def test_proxy_url_is_encrypted_at_rest_and_validated(fake):
         assert "proxy_url" in caught.value.message_dict
 
 
-@pytest.mark.parametrize("language, label", [("en", "Outbound proxy for WeCom calls"), ("zh-hans", "企业微信调用的出站代理")])
+@pytest.mark.parametrize(
+    "language, label", [("en", "Outbound proxy for WeCom calls"), ("zh-hans", "企业微信调用的出站代理")]
+)
 def test_proxy_url_is_write_only_in_the_admin(fake, language, label):
     tenant = make_tenant("acme")
     config = config_from_fake(tenant, fake, proxy_url="http://ops:pr0xy-passw0rd@10.9.8.7:3128")

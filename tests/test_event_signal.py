@@ -82,7 +82,10 @@ def _every_kind(config, fake):
             build_contact_user_xml(corp, "create_user", {"userid": "newbie", "name": "新人", "department": [1]}, now),
         ),
         ("contacts", build_contact_party_xml(corp, "create_party", {"id": 77, "name": "新部门", "parentid": 1}, now)),
-        ("customers", build_external_contact_xml(corp, "add_external_contact", member, external_userid, create_time=now)),
+        (
+            "customers",
+            build_external_contact_xml(corp, "add_external_contact", member, external_userid, create_time=now),
+        ),
         (
             "app",
             build_event_xml(corp, "sys", agent, "kf_msg_or_event", create_time=now, Token="kf-token", OpenKfId="wk1"),

@@ -46,9 +46,7 @@ def sign_in(fake, tenant):
 
 def raw_row(userid):
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT mobile, email, avatar FROM wecom_integration_wecomuser WHERE userid = %s", [userid]
-        )
+        cursor.execute("SELECT mobile, email, avatar FROM wecom_integration_wecomuser WHERE userid = %s", [userid])
         return cursor.fetchone()
 
 

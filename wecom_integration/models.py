@@ -50,7 +50,8 @@ def validate_proxy_url(value):
         port = parts.port
     except ValueError:
         parts, port = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port or parts.path not in ("", "/"):
+    well_formed = parts is not None and parts.scheme in ("http", "https") and parts.hostname and port
+    if not well_formed or parts.path not in ("", "/"):
         raise ValidationError(
             _("Enter the proxy as http://host:port or https://host:port (user:password@ before the host if needed)."),
             code="invalid_proxy_url",

@@ -119,7 +119,9 @@ class DomainVerificationFileForm(forms.ModelForm):
 
     upload = forms.FileField(
         label=_("file from WeCom"),
-        help_text=_("The WW_verify_….txt file WeCom offers under 可信域名 → 申请校验域名. It is served at /<its name>."),
+        help_text=_(
+            "The WW_verify_….txt file WeCom offers under 可信域名 → 申请校验域名. It is served at /<its name>."
+        ),
     )
 
     class Meta:

@@ -4,8 +4,8 @@ and for a refused one which field to fix, in the admin's words.
 The callback views call :func:`record` for every answered request. What is kept is bounded, so a flood
 of forged requests cannot grow the database, and the successful path stays cheap:
 
-* a request is written only when its outcome (the URL, verification or delivery, accepted or the reason
-  of the refusal) was not written in the last :data:`THROTTLE_SECONDS`: a per-process memo answers
+* a request is written only when its outcome (the URL, verification or delivery, accepted or the field
+  a refusal names) was not written in the last :data:`THROTTLE_SECONDS`: a per-process memo answers
   most requests with no I/O at all, and the first request after the memo expires asks the cache
   (``cache.add``, one operation, shared by every process) before writing; so a successful callback
   costs at most one cache operation and, all processes together, one row per outcome per window;
@@ -112,18 +112,21 @@ def record(tenant_id: int, kind: str, method: str, reason: str = "", code: int |
     the module says. Never raises: the callback's answer must not depend on it."""
     if reason in _UNRECORDED:
         return
-    key = (tenant_id, kind, method, reason)
+    # Throttled by what the page shows (the field to fix), not by the exact reason: the many ways a
+    # wrong key garbles a message are one outcome.
+    outcome = problem_of(reason, code) if reason else ""
+    key = (tenant_id, kind, method, outcome)
     now = time.monotonic()
     if _memo.get(key, 0.0) > now:
         return
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
     _memo[key] = now + THROTTLE_SECONDS
-    shared = f"{_CACHE_PREFIX}{tenant_id}:{kind}:{method}:{reason or 'ok'}"
+    shared = f"{_CACHE_PREFIX}{tenant_id}:{kind}:{method}:{outcome or 'ok'}"
     try:
         if not cache.add(shared, 1, timeout=THROTTLE_SECONDS):
             return
-        if reason:
+        if outcome:
             # After a refusal, the next success is news: let it through at once.
             ok_key = (tenant_id, kind, method, "")
             _memo.pop(ok_key, None)

@@ -126,9 +126,7 @@ class _Handler(StreamRequestHandler):
             return
         proxy._record(method, target)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = [
-            line for line in header_lines if line and not line.lower().startswith((b"connection:", b"proxy-"))
-        ]
+        headers = [line for line in header_lines if line and not line.lower().startswith((b"connection:", b"proxy-"))]
         length = 0
         for line in headers:
             if line.lower().startswith(b"content-length:"):
