@@ -125,3 +125,41 @@ def test_admin_shows_who_consented(fake, language, column):
     assert "zhangsan" in consented and "lisi" not in consented
     refused = browser.get(url, {"consented": "no"}).content.decode()
     assert "lisi" in refused and ">zhangsan<" not in refused
+
+
+def test_plaintext_written_before_0006_is_readable_then_encrypted_by_the_migration(fake):
+    import importlib
+    from types import SimpleNamespace
+
+    tenant = make_tenant("acme")
+    member = WeComUser.objects.create(tenant=tenant, userid="old", name="旧")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE wecom_integration_wecomuser SET mobile = %s, email = %s WHERE id = %s",
+            ["13900000009", "old@example.com", member.pk],
+        )
+    member.refresh_from_db()
+    assert (member.mobile, member.email) == ("13900000009", "old@example.com")  # a rolling upgrade reads it
+
+    migration = importlib.import_module("wecom_integration.migrations.0006_setup22_setup")
+    migration.encrypt_personal_data(None, SimpleNamespace(connection=connection))
+
+    stored = raw_row("old")
+    assert stored[0].startswith("enc1:") and "13900000009" not in stored[0]
+    assert stored[2] == ""  # empty stays empty
+    member.refresh_from_db()
+    assert (member.mobile, member.email) == ("13900000009", "old@example.com")
+
+
+def test_key_rotation_re_encrypts_members_personal_data(settings, fake):
+    from django.core.management import call_command
+
+    tenant = make_tenant("acme")
+    settings.WECOM_FIELD_KEYS = ["old-key"]
+    WeComUser.objects.create(tenant=tenant, userid="m1", name="一", mobile="13700000001")
+    before = raw_row("m1")[0]
+    settings.WECOM_FIELD_KEYS = ["new-key", "old-key"]
+    call_command("wecom_rotate_keys", stdout=open("/dev/null", "w"))
+    settings.WECOM_FIELD_KEYS = ["new-key"]
+    assert raw_row("m1")[0] != before
+    assert WeComUser.objects.get(userid="m1").mobile == "13700000001"

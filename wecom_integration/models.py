@@ -220,11 +220,12 @@ class WeComUser(models.Model):
     main_department = models.BigIntegerField(_("main department"), null=True, blank=True)
     is_leader_in_dept = models.JSONField(default=list, blank=True)
     position = models.CharField(_("position"), max_length=128, blank=True)
-    # Personal data: encrypted at rest (fields.py). Old corps' syncs fill them; for apps created after
+    # Personal data: encrypted at rest (fields.py; values stored in clear before 0006 stay readable and
+    # 0006 encrypts them). Old corps' syncs fill them; for apps created after
     # 2022-06-20 only the member's consent at sign-in does (private_info_at).
-    mobile = EncryptedTextField(_("mobile"), blank=True)
-    email = EncryptedTextField(_("email"), blank=True)
-    avatar = EncryptedTextField(_("avatar"), blank=True)
+    mobile = EncryptedTextField(_("mobile"), blank=True, allow_plaintext=True)
+    email = EncryptedTextField(_("email"), blank=True, allow_plaintext=True)
+    avatar = EncryptedTextField(_("avatar"), blank=True, allow_plaintext=True)
     gender = models.CharField(_("gender"), max_length=4, blank=True)
     private_info_at = models.DateTimeField(
         _("consented to share private information at"),

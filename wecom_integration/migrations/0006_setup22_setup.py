@@ -67,17 +67,17 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='wecomuser',
             name='avatar',
-            field=wecom_integration.fields.EncryptedTextField(blank=True, verbose_name='avatar'),
+            field=wecom_integration.fields.EncryptedTextField(allow_plaintext=True, blank=True, verbose_name='avatar'),
         ),
         migrations.AlterField(
             model_name='wecomuser',
             name='email',
-            field=wecom_integration.fields.EncryptedTextField(blank=True, verbose_name='email'),
+            field=wecom_integration.fields.EncryptedTextField(allow_plaintext=True, blank=True, verbose_name='email'),
         ),
         migrations.AlterField(
             model_name='wecomuser',
             name='mobile',
-            field=wecom_integration.fields.EncryptedTextField(blank=True, verbose_name='mobile'),
+            field=wecom_integration.fields.EncryptedTextField(allow_plaintext=True, blank=True, verbose_name='mobile'),
         ),
         migrations.CreateModel(
             name='DomainVerificationFile',
