@@ -51,7 +51,7 @@ from ..client import (
 )
 from ..conf import wecom_settings
 from ..models import WeComConfig
-from . import twostep
+from . import directory, twostep
 from .configuration import absolute_url
 
 logger = logging.getLogger(__name__)
@@ -479,11 +479,12 @@ def fill_private_info(config, wecom_user, user_ticket):
     if str(detail.get("userid") or "") != wecom_user.userid:
         logger.warning("WeCom sign-in: tenant %s: user_ticket of another member ignored", config.tenant_id)
         return False
-    updates = {field: str(detail[key]) for key, field in PRIVATE_INFO_FIELDS.items() if detail.get(key)}
-    updates["private_info_at"] = timezone.now()
-    for field, value in updates.items():
-        setattr(wecom_user, field, value)
-    wecom_user.save(update_fields=[*updates, "updated_at"])
+    values = {field: str(detail[key]) for key, field in PRIVATE_INFO_FIELDS.items() if detail.get(key)}
+    # Through the directory's one setter, so the fingerprint follows and the next sync finds the row
+    # unchanged (the 2022 sync keeps the stored values of fields WeCom withholds from it).
+    changed = directory.apply_user_fields(wecom_user, values)
+    wecom_user.private_info_at = timezone.now()
+    wecom_user.save(update_fields=[*changed, "private_info_at", "updated_at"])
     return True
 
 
