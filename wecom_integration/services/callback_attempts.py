@@ -30,6 +30,7 @@ from django.db.models.signals import post_save
 from django.utils.translation import gettext_lazy as _
 
 from ..models import CallbackAttempt, CallbackEvent, WeComConfig
+from . import callbacks
 
 logger = logging.getLogger("wecom_integration.callbacks")
 
@@ -110,7 +111,7 @@ def problem_of(reason: str, code: int | None = None) -> str:
 def record(tenant_id: int, kind: str, method: str, reason: str = "", code: int | None = None) -> None:
     """Note one answered callback request (``reason`` empty when accepted), throttled and bounded as
     the module says. Never raises: the callback's answer must not depend on it."""
-    if reason in _UNRECORDED:
+    if reason in _UNRECORDED or (reason and not callbacks.endpoint_known(tenant_id, kind)):
         return
     # Throttled by what the page shows (the field to fix), not by the exact reason: the many ways a
     # wrong key garbles a message are one outcome.

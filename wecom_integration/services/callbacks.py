@@ -136,6 +136,22 @@ def load_endpoint(tenant_id: int, kind: str) -> Endpoint:
     return endpoint
 
 
+# Refusals of a tenant that exists: what the configuration page can tell its admin about.
+_TENANT_REFUSALS = frozenset({"disabled", "not_configured", "bad_stored_credentials"})
+
+
+def endpoint_known(tenant_id: int, kind: str) -> bool:
+    """True when this process loaded the tenant's endpoint of ``kind`` (or refused it for a reason
+    that means the tenant exists): the tenant is real, so a note about its URL can be kept. A request
+    refused before its endpoint was looked up (a bad query, a body too large) or for an unknown tenant
+    is not."""
+    cached = _endpoints.get((tenant_id, kind))
+    if cached is None:
+        return False
+    endpoint = cached[1]
+    return not isinstance(endpoint, CallbackRefused) or endpoint.reason in _TENANT_REFUSALS
+
+
 def _load_endpoint(tenant_id: int, kind: str) -> Endpoint:
     token_field, key_field = WeComConfig.CALLBACK_KINDS[kind]
     try:
