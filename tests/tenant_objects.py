@@ -28,6 +28,9 @@ def make_tenant_objects(tenant, prefix):
     run = m.SyncRun.objects.create(tenant=tenant, status="review")
     proposal = m.SyncProposal.objects.create(run=run, wecom_user=wuser, user=user, action="bind")
     message = m.MessageLog.objects.create(tenant=tenant, msgtype="text", content={"content": prefix})
+    domain_file = m.DomainVerificationFile.objects.create(
+        tenant=tenant, name=f"WW_verify_{prefix}0000000.txt".replace("-", ""), content=prefix.encode()
+    )
     return {
         Tenant: tenant,
         Membership: membership,
@@ -44,4 +47,5 @@ def make_tenant_objects(tenant, prefix):
         m.SyncRun: run,
         m.SyncProposal: proposal,
         m.MessageLog: message,
+        m.DomainVerificationFile: domain_file,
     }

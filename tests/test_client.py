@@ -674,8 +674,14 @@ def test_client_for_picks_the_secret_of_each_kind(fake):
 
 def test_test_connection_reports_each_secret(fake):
     checks = test_connection(config_for(fake, customer_secret=""))
-    assert [(c.kind, c.ok) for c in checks] == [("app", True), ("contacts", True), ("customers", True)]
+    assert [(c.kind, c.ok) for c in checks] == [
+        ("app", True),
+        ("contacts", True),
+        ("customers", True),
+        ("egress", True),
+    ]
     assert "app Secret" in checks[2].message
+    assert "WeCom sees 127.0.0.1: calls go out directly" in checks[3].message
 
     checks = test_connection(config_for(fake, contact_secret="B" * 43, secret=""))
     by_kind = {c.kind: c for c in checks}

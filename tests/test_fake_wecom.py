@@ -290,7 +290,8 @@ def test_restricted_mode(fake_wecom):
     assert not set(SENSITIVE_USER_FIELDS) & set(detail)
     assert "mobile" not in app.get("user/get", userid=user.userid)
     # OAuth detail is the sanctioned way to the sensitive fields.
-    info = app.get("auth/getuserinfo", code=fake_wecom.issue_oauth_code(userid=user.userid))
+    code = fake_wecom.issue_oauth_code(userid=user.userid, scope="snsapi_privateinfo")
+    info = app.get("auth/getuserinfo", code=code)
     sensitive = app.post("auth/getuserdetail", {"user_ticket": info["user_ticket"]})
     assert sensitive["mobile"] == user.mobile and sensitive["email"] == user.email
 
@@ -411,7 +412,7 @@ def test_template_card_interaction_gets_a_response_code(fake_wecom):
 def test_oauth_code_is_single_use(fake_wecom):
     api = Api(fake_wecom, "app")
     user = active_userids(fake_wecom, 1)[0]
-    code = fake_wecom.issue_oauth_code(userid=user)
+    code = fake_wecom.issue_oauth_code(userid=user, scope="snsapi_privateinfo")
     info = api.get("auth/getuserinfo", code=code)
     assert info["errcode"] == 0 and info["userid"] == user and info["user_ticket"]
     assert api.get("auth/getuserinfo", code=code)["errcode"] == 40029
@@ -419,16 +420,29 @@ def test_oauth_code_is_single_use(fake_wecom):
     assert api.get("auth/getuserinfo")["errcode"] == 41008
     detail = api.post("auth/getuserdetail", {"user_ticket": info["user_ticket"]})
     assert detail["userid"] == user and detail["mobile"] == fake_wecom.org.users[user].mobile
+    assert set(detail) >= {"gender", "avatar", "qr_code", "mobile", "email", "biz_mail", "address"}
     assert api.post("auth/getuserdetail", {"user_ticket": "nope"})["errcode"] == 84015
     assert user in fake_wecom.org.users
     assert Api(fake_wecom).get("auth/getuserinfo", code="x")["errcode"] == 48002
+
+
+def test_user_ticket_only_for_the_privateinfo_scope(fake_wecom):
+    """WeCom adds user_ticket only when the authorize URL asked for snsapi_privateinfo (doc 91023)."""
+    api = Api(fake_wecom, "app")
+    user = active_userids(fake_wecom, 1)[0]
+    base = api.get("auth/getuserinfo", code=fake_wecom.issue_oauth_code(userid=user))
+    assert base["errcode"] == 0 and base["userid"] == user and "user_ticket" not in base
+    private = api.get("auth/getuserinfo", code=fake_wecom.issue_oauth_code(userid=user, scope="snsapi_privateinfo"))
+    assert private["userid"] == user and private["user_ticket"]
+    with pytest.raises(ValueError):
+        fake_wecom.issue_oauth_code(userid=user, scope="snsapi_userinfo")
 
 
 def test_oauth_code_and_ticket_expire(fake_wecom):
     api = Api(fake_wecom, "app")
     user = active_userids(fake_wecom, 1)[0]
     stale = fake_wecom.issue_oauth_code(userid=user)
-    fresh = fake_wecom.issue_oauth_code(userid=user)
+    fresh = fake_wecom.issue_oauth_code(userid=user, scope="snsapi_privateinfo")
     info = api.get("auth/getuserinfo", code=fresh)
     fake_wecom.advance_time(301)
     assert api.get("auth/getuserinfo", code=stale)["errcode"] == 40029

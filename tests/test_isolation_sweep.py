@@ -51,6 +51,7 @@ PUBLIC = {
     "wecom_integration:verify": "the two-step verification page WeCom sends members to",
     "wecom_integration:api-schema": "the OpenAPI schema",
     "wecom_integration:api-docs": "the API docs page",
+    "wecom-domain-file": "the trusted-domain file WeCom fetches from the site's root (its content is public)",
     "set_language": "Django's language switch",
     "healthz": "liveness probe",
     "readyz": "readiness probe",

@@ -63,10 +63,28 @@ def rotate_value(stored: str) -> str:
 
 
 class EncryptedTextField(models.TextField):
-    """A text field stored encrypted; the empty string is stored as is ("not configured")."""
+    """A text field stored encrypted; the empty string is stored as is ("not configured").
+
+    ``allow_plaintext=True`` (personal data that used to be stored in clear, such as a member's mobile)
+    reads a value without the prefix as it is, so rows written before the field was encrypted, or by
+    the previous release during a rolling upgrade, stay readable; every write encrypts. Secrets never
+    allow it: a secret that is not ours is an error.
+    """
+
+    def __init__(self, *args, allow_plaintext=False, **kwargs):
+        self.allow_plaintext = allow_plaintext
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        if self.allow_plaintext:
+            kwargs["allow_plaintext"] = True
+        return name, path, args, kwargs
 
     def from_db_value(self, value, expression, connection):
         if not value:
+            return value
+        if self.allow_plaintext and not value.startswith(PREFIX):
             return value
         return decrypt_value(value)
 

@@ -35,6 +35,8 @@ class WeComConfigForm(forms.ModelForm):
             "auto_reply",
             "allow_signup",
             "two_step_verification",
+            "private_info_scope",
+            "proxy_url",
             "periodic_sync",
             "sync_interval_minutes",
         ]

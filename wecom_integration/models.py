@@ -39,6 +39,25 @@ def validate_aes_key(value):
         )
 
 
+def validate_proxy_url(value):
+    """An outbound proxy: ``http://`` or ``https://`` host and port, optionally with user:password."""
+    if not value:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    well_formed = parts is not None and parts.scheme in ("http", "https") and parts.hostname and port
+    if not well_formed or parts.path not in ("", "/"):
+        raise ValidationError(
+            _("Enter the proxy as http://host:port or https://host:port (user:password@ before the host if needed)."),
+            code="invalid_proxy_url",
+        )
+
+
 def validate_corp_id(value):
     if not CORP_ID_RE.match(value or ""):
         raise ValidationError(_("CorpID must be letters and digits, like ww1234567890abcdef."), code="invalid_corp_id")
@@ -61,6 +80,7 @@ class WeComConfig(models.Model):
         "app_aes_key",
         "archive_secret",
         "archive_private_key",
+        "proxy_url",
     )
     CALLBACK_KINDS = {
         # kind in the URL -> (token field, AES key field)
@@ -113,6 +133,23 @@ class WeComConfig(models.Model):
         help_text=_("A WeCom user with no account in this tenant gets one when signing in, as the sync would."),
     )
     two_step_verification = models.BooleanField(_("two-step verification"), default=False)
+    private_info_scope = models.BooleanField(
+        _("ask members for their private information at sign-in (snsapi_privateinfo)"),
+        default=False,
+        help_text=_(
+            "Apps created after 2022-06-20 get no mobile, email or avatar from the contact API. With this on, "
+            "sign-in inside WeCom asks each member's consent (手动授权) and fills them from it."
+        ),
+    )
+    proxy_url = EncryptedTextField(
+        _("outbound proxy for WeCom calls (固定出口IP)"),
+        blank=True,
+        validators=[validate_proxy_url],
+        help_text=_(
+            "Optional. Every call to WeCom for this tenant goes through this HTTPS proxy, so WeCom sees one "
+            "fixed IP to add to the app's trusted IPs (企业可信IP). Example: http://10.0.0.5:3128"
+        ),
+    )
     periodic_sync = models.BooleanField(_("periodic sync"), default=False)
     sync_interval_minutes = models.PositiveIntegerField(_("sync interval (minutes)"), default=1440)
     menu = models.JSONField(_("app menu"), default=dict, blank=True)
@@ -183,10 +220,19 @@ class WeComUser(models.Model):
     main_department = models.BigIntegerField(_("main department"), null=True, blank=True)
     is_leader_in_dept = models.JSONField(default=list, blank=True)
     position = models.CharField(_("position"), max_length=128, blank=True)
-    mobile = models.CharField(_("mobile"), max_length=32, blank=True)
-    email = models.CharField(_("email"), max_length=128, blank=True)
-    avatar = models.CharField(_("avatar"), max_length=512, blank=True)
+    # Personal data: encrypted at rest (fields.py; values stored in clear before 0006 stay readable and
+    # 0006 encrypts them). Old corps' syncs fill them; for apps created after
+    # 2022-06-20 only the member's consent at sign-in does (private_info_at).
+    mobile = EncryptedTextField(_("mobile"), blank=True, allow_plaintext=True)
+    email = EncryptedTextField(_("email"), blank=True, allow_plaintext=True)
+    avatar = EncryptedTextField(_("avatar"), blank=True, allow_plaintext=True)
     gender = models.CharField(_("gender"), max_length=4, blank=True)
+    private_info_at = models.DateTimeField(
+        _("consented to share private information at"),
+        null=True,
+        blank=True,
+        help_text=_("When the member last allowed the app to read their mobile, email and avatar at sign-in."),
+    )
     status = models.PositiveSmallIntegerField(_("status"), choices=Status.choices, default=Status.ACTIVE)
     removed = models.BooleanField(_("removed from WeCom"), default=False)
     # CreateTime of the newest contact-change event applied: an older update arriving late is ignored,
@@ -531,3 +577,64 @@ class MessageLog(models.Model):
 
     def __str__(self):
         return f"{self.msgtype} #{self.pk} ({self.status})"
+
+
+class CallbackAttempt(models.Model):
+    """A recent verification or delivery on one of a tenant's callback URLs, and how it ended: what the
+    configuration page shows so an admin knows which field to fix. Bounded: a few rows per URL, written
+    at most once per outcome per minute (see services/callback_attempts.py)."""
+
+    class Method(models.TextChoices):
+        VERIFY = "verify", _("URL verification")
+        DELIVER = "deliver", _("Delivery")
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_callback_attempts")
+    kind = models.CharField(_("callback URL"), max_length=16, choices=CallbackEvent.Kind.choices)
+    method = models.CharField(_("request"), max_length=8, choices=Method.choices)
+    reason = models.CharField(_("outcome"), max_length=64, blank=True, help_text=_("Empty when accepted."))
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("callback attempt")
+        verbose_name_plural = _("callback attempts")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["tenant", "kind", "at"])]
+
+    def __str__(self):
+        return f"{self.kind} {self.method} {self.reason or 'ok'}"
+
+    @property
+    def ok(self):
+        return not self.reason
+
+
+DOMAIN_FILE_RE = re.compile(r"^WW_verify_[A-Za-z0-9]{8,64}\.txt$")
+DOMAIN_FILE_MAX_BYTES = 1024
+
+
+def validate_domain_file_name(value):
+    if not DOMAIN_FILE_RE.match(value or ""):
+        raise ValidationError(
+            _("The file must be the one WeCom gives you, named like WW_verify_AbCd1234EfGh5678.txt."),
+            code="invalid_domain_file_name",
+        )
+
+
+class DomainVerificationFile(models.Model):
+    """The ``WW_verify_<code>.txt`` file WeCom asks to find at the root of an app's trusted domain
+    (应用管理 → 网页授权及JS-SDK → 可信域名 → 申请校验域名), served byte for byte by ``urls_root``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_domain_files")
+    name = models.CharField(
+        _("file name"), max_length=80, unique=True, validators=[validate_domain_file_name]
+    )
+    content = models.BinaryField(_("content"), max_length=DOMAIN_FILE_MAX_BYTES)
+    uploaded_at = models.DateTimeField(_("uploaded at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("domain verification file")
+        verbose_name_plural = _("domain verification files")
+        ordering = ["-uploaded_at"]
+
+    def __str__(self):
+        return self.name

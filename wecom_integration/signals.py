@@ -18,7 +18,9 @@ does not undo the handling or stop the other receivers. Receivers run in the Cel
 handled the event (inline, in the web process, when Celery runs eagerly): keep them short, or hand
 slow work to a task of your own.
 
-Receivers must accept ``**kwargs``: arguments may be added in later versions.
+Receivers must accept ``**kwargs``: arguments may be added in later versions. Every signal carries
+``replay`` (bool): True when an admin dispatched a stored event again ("Dispatch again" in the event
+log), so a receiver with side effects of its own can keep them to the first time.
 """
 
 from django.dispatch import Signal
@@ -77,3 +79,19 @@ contact_changed = Signal()
 #: - ``follow_user`` (:class:`~wecom_integration.models.FollowUser` or None): the member's relation
 #:   to the customer that the event is about (the event's UserID), when there is one.
 customer_changed = Signal()
+
+#: Any callback was handled, whatever its type: messages, app events, contact and customer changes,
+#: approvals (``sys_approval_change``), template-card and customer-service events, and types this
+#: version does not know (:class:`~wecom_integration.events.UnknownEvent`). Sent once per handled
+#: callback, after the specific signal above if there is one (those stay: listen to the one you need).
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int).
+#: - ``event`` (:class:`~wecom_integration.events.Event` subclass): the typed event; ``sender`` is its
+#:   class, ``event.kind`` says "message", "event", "contact", "customer" or "unknown", and
+#:   ``event.fields`` holds everything WeCom sent.
+#: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`): the stored callback.
+#: - ``kind`` (str): the callback URL it came to: "app", "contacts" or "customers".
+#: - ``replay`` (bool): True when an admin dispatched the stored event again.
+event_handled = Signal()

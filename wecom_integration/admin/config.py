@@ -1,5 +1,6 @@
 """The tenant's WeCom configuration: write-only secrets, the callback URLs to paste, Test connection."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -8,7 +9,8 @@ from django.utils.translation import gettext_lazy as _
 from tenants.admin_scoping import TenantScopedAdminMixin
 
 from ..forms import WeComConfigForm
-from ..models import WeComConfig
+from ..models import DOMAIN_FILE_MAX_BYTES, DomainVerificationFile, WeComConfig, validate_domain_file_name
+from ..services import callback_attempts
 from ..services.configuration import callback_urls
 from ..services.login import homepage_urls
 
@@ -38,8 +40,17 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Sign-in and sync"),
-            {"fields": ("allow_signup", "two_step_verification", "periodic_sync", "sync_interval_minutes")},
+            {
+                "fields": (
+                    "allow_signup",
+                    "two_step_verification",
+                    "private_info_scope",
+                    "periodic_sync",
+                    "sync_interval_minutes",
+                )
+            },
         ),
+        (_("Network"), {"fields": ("proxy_url",), "classes": ("collapse",)}),
     )
 
     def get_readonly_fields(self, request, obj=None):
@@ -62,6 +73,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "callback_urls": callback_urls(config.tenant_id, request),
+            "callback_attempts": callback_attempts.summary(config.tenant_id),
             "test_connection_url": reverse(
                 "admin:wecom_integration_wecomconfig_test_connection", args=[config.pk]
             ),
@@ -100,3 +112,55 @@ def config_links(config):
         (_("Send a test message"), reverse("admin:wecom_integration_messagelog_send_test", args=[config.pk])),
         (_("App menu"), reverse("admin:wecom_integration_messagelog_menu", args=[config.pk])),
     ]
+
+
+class DomainVerificationFileForm(forms.ModelForm):
+    """The upload: the file's own name and bytes become the row; both are checked before saving."""
+
+    upload = forms.FileField(
+        label=_("file from WeCom"),
+        help_text=_(
+            "The WW_verify_….txt file WeCom offers under 可信域名 → 申请校验域名. It is served at /<its name>."
+        ),
+    )
+
+    class Meta:
+        model = DomainVerificationFile
+        fields = ("tenant",)
+
+    def clean_upload(self):
+        upload = self.cleaned_data["upload"]
+        validate_domain_file_name(upload.name)
+        if upload.size > DOMAIN_FILE_MAX_BYTES:
+            raise forms.ValidationError(
+                _("This file is larger than %(limit)s bytes: WeCom's verification files are a few bytes."),
+                code="too_large",
+                params={"limit": DOMAIN_FILE_MAX_BYTES},
+            )
+        return upload
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("upload")
+        if upload is not None:
+            self.instance.name = upload.name
+            self.instance.content = upload.read(DOMAIN_FILE_MAX_BYTES + 1)
+            existing = DomainVerificationFile.objects.filter(name=upload.name).exclude(pk=self.instance.pk)
+            if existing.exists():
+                raise forms.ValidationError(_("A file with this name is already uploaded."), code="duplicate")
+        return cleaned
+
+
+@admin.register(DomainVerificationFile)
+class DomainVerificationFileAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = DomainVerificationFileForm
+    list_display = ("name", "tenant", "served_at", "uploaded_at")
+    list_select_related = ("tenant",)
+    search_fields = ("name",)
+
+    @admin.display(description=_("served at"))
+    def served_at(self, obj):
+        from django.utils.html import format_html
+
+        url = reverse("wecom-domain-file", kwargs={"name": obj.name})
+        return format_html('<a href="{}">{}</a>', url, url)

@@ -209,13 +209,45 @@ class BoundFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ConsentFilter(admin.SimpleListFilter):
+    """Members who allowed the app to read their mobile, email and avatar (snsapi_privateinfo sign-in)."""
+
+    title = _("shared private information")
+    parameter_name = "consented"
+
+    def lookups(self, request, model_admin):
+        return (("yes", _("Yes")), ("no", _("No")))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(private_info_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(private_info_at__isnull=True)
+        return queryset
+
+
 @admin.register(WeComUser)
 class WeComUserAdmin(MirrorAdmin):
-    list_display = ("userid", "name", "position", "main_department", "status", "removed", "bound_to", "tenant")
-    list_filter = (TenantFilter, "status", "removed", BoundFilter)
-    search_fields = ("userid", "name", "mobile", "email")
+    list_display = (
+        "userid",
+        "name",
+        "position",
+        "main_department",
+        "status",
+        "removed",
+        "consented",
+        "bound_to",
+        "tenant",
+    )
+    list_filter = (TenantFilter, "status", "removed", BoundFilter, ConsentFilter)
+    # Not mobile or email: they are encrypted at rest, so the database cannot search them.
+    search_fields = ("userid", "name")
     list_select_related = ("tenant",)
-    readonly_fields = ("fingerprint", "last_event_time", "updated_at")
+    readonly_fields = ("fingerprint", "last_event_time", "private_info_at", "updated_at")
+
+    @admin.display(description=_("shared private information"), boolean=True, ordering="private_info_at")
+    def consented(self, obj):
+        return obj.private_info_at is not None
 
     def get_queryset(self, request):
         User = get_user_model()

@@ -66,7 +66,7 @@ class CallbackEventAdmin(ReadOnlyTenantAdmin):
     search_fields = ("subject", "from_user", "dedupe_key")
     list_select_related = ("tenant",)
     date_hierarchy = "received_at"
-    actions = ["retry_selected"]
+    actions = ["retry_selected", "dispatch_again"]
     change_form_template = "admin/wecom_integration/callbackevent/change_form.html"
     fieldsets = (
         (None, {"fields": ("tenant", "kind", "status", "attempts", "received_at", "handled_at")}),
@@ -163,6 +163,34 @@ class CallbackEventAdmin(ReadOnlyTenantAdmin):
                 )
                 % {"count": skipped},
                 messages.WARNING,
+            )
+
+    @admin.action(description=_("Dispatch the selected events again"), permissions=["retry"])
+    def dispatch_again(self, request, queryset):
+        """Run the built-in handlers and send the signals once more, handled events included (the
+        handlers are idempotent; receivers get ``replay=True``)."""
+        dispatched, failed = callbacks.redispatch_events(queryset)
+        if dispatched:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d event was dispatched again.",
+                    "%(count)d events were dispatched again.",
+                    dispatched,
+                )
+                % {"count": dispatched},
+                messages.SUCCESS,
+            )
+        if failed:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d event failed again; its error is on its page.",
+                    "%(count)d events failed again; their errors are on their pages.",
+                    failed,
+                )
+                % {"count": failed},
+                messages.ERROR,
             )
 
     def get_urls(self):

@@ -79,11 +79,13 @@ def secret_for(config, kind):
 
 def client_for(config, kind="app", **kwargs):
     """A client for a tenant's WeCom configuration (anything with ``corp_id``, ``agent_id``,
-    ``secret``, ``contact_secret``, ``customer_secret``). Raises WeComNotConfigured when the CorpID
+    ``secret``, ``contact_secret``, ``customer_secret``; its ``proxy_url``, if any, carries every
+    call). Raises WeComNotConfigured when the CorpID
     or the secret for ``kind`` is empty."""
     if not config.corp_id:
         raise WeComNotConfigured(kind, "corp_id")
     secret = secret_for(config, kind)
     if not secret:
         raise WeComNotConfigured(kind, "secret")
+    kwargs.setdefault("proxy", getattr(config, "proxy_url", "") or None)
     return WeComClient(config.corp_id, secret, kind, agent_id=config.agent_id, **kwargs)

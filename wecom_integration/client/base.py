@@ -22,13 +22,14 @@ BUSY_RETRIES + 2 requests. Nothing recurses.
 import json
 import re
 import time
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from ..conf import wecom_settings
 from .counters import stats
-from .errors import WeComConfigError, WeComError, WeComNetworkError, WeComRateLimited
+from .errors import IP_IN_ERRMSG, WeComConfigError, WeComError, WeComNetworkError, WeComRateLimited
 from .ratelimit import RateBudget
 from .session import get_session
 from .tokens import AccessTokens, CacheTokenStore, token_key
@@ -74,6 +75,7 @@ class BaseWeComClient:
         *,
         token_store=None,
         rate_budget=None,
+        proxy=None,
     ):
         if kind not in SECRET_KINDS:
             raise ValueError(f"kind must be one of {SECRET_KINDS}, not {kind!r}")
@@ -85,6 +87,11 @@ class BaseWeComClient:
         self.agent_id = int(agent_id) if agent_id not in (None, "") else None
         self._api_base = api_base.rstrip("/") if api_base else None
         self._timeout = timeout
+        # The tenant's fixed egress (an HTTP CONNECT proxy): every call of this client, gettoken
+        # included, goes through it. Its password, if any, is scrubbed from error texts like a secret.
+        self.proxy = proxy or None
+        self._proxies = {"http": proxy, "https": proxy} if proxy else None
+        self._proxy_password = urlsplit(proxy).password if proxy else None
         self.token_store = token_store or CacheTokenStore()
         self.rate_budget = rate_budget or RateBudget(corp_id)
         self.tokens = AccessTokens(
@@ -128,6 +135,17 @@ class BaseWeComClient:
         return data["access_token"], data.get("expires_in", 7200)
 
     # Calls ----------------------------------------------------------------------------------------
+
+    def egress_ip(self):
+        """The IP address WeCom sees this client's calls come from (through its proxy, if any), or None.
+
+        WeCom names the caller's IP in every error's errmsg ("…, from ip: 1.2.3.4, more info at …"), so a
+        gettoken without a secret (41004, nothing spent, no credential sent) reveals it. One request,
+        no retry. https://developer.work.weixin.qq.com/document/path/91039
+        """
+        data = self._send("GET", "gettoken", {"corpid": self.corp_id}, None, None, None, True)
+        match = IP_IN_ERRMSG.search(str(data.get("errmsg", "")))
+        return match.group(1) if match else None
 
     def get(self, path, params=None, **kwargs):
         return self._call("GET", path, params=params, **kwargs)
@@ -193,6 +211,8 @@ class BaseWeComClient:
         if token:
             query["access_token"] = token
         kwargs = {"params": query, "timeout": self.timeout}
+        if self._proxies:
+            kwargs["proxies"] = self._proxies
         if json_body is not None:
             # WeCom wants UTF-8 text, not \u escapes.
             kwargs["data"] = json.dumps(json_body, ensure_ascii=False).encode()
@@ -204,7 +224,7 @@ class BaseWeComClient:
             response = get_session().request(method, url, **kwargs)
         except requests.RequestException as exc:
             retryable = idempotent or _request_not_sent(exc)
-            failure = (f"{type(exc).__name__}: {scrub(exc, self._secret, token)}", retryable)
+            failure = (f"{type(exc).__name__}: {scrub(exc, self._secret, token, self._proxy_password)}", retryable)
         # Raised outside the except block so the requests exception (its text holds the URL with the
         # token) is not chained as __context__ and never reaches a log or an error tracker.
         if failure:

@@ -1,6 +1,8 @@
-"""The admin's "Test connection": is every secret entered accepted by WeCom, and if not, why?"""
+"""The admin's "Test connection": is every secret entered accepted by WeCom, and if not, why? And which
+IP does WeCom see (through the tenant's proxy, if one is set)?"""
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.utils.translation import gettext
 
@@ -39,7 +41,40 @@ def test_connection(config):
             checks.append(SecretCheck(kind, label, False, gettext("Not configured.")))
             continue
         checks.append(_check(config, kind, label))
+    if config.corp_id and any(check.ok for check in checks):
+        checks.append(check_egress(config))
     return checks
+
+
+def check_egress(config):
+    """Which IP WeCom sees this tenant's calls come from, and whether they went through the tenant's
+    proxy: the IP to add to the app's trusted IPs (企业可信IP). See ``BaseWeComClient.egress_ip``."""
+    label = gettext("Outbound IP (出口IP)")
+    proxy = getattr(config, "proxy_url", "") or ""
+    try:
+        ip = client_for(config, next(kind for kind in SECRET_KINDS if secret_for(config, kind))).egress_ip()
+    except WeComNetworkError as exc:
+        if proxy:
+            message = gettext("Could not reach WeCom through the proxy %(proxy)s: %(error)s")
+            return SecretCheck("egress", label, False, message % {"proxy": proxy_label(proxy), "error": exc.errmsg})
+        return SecretCheck("egress", label, False, gettext("Could not reach WeCom: %(error)s") % {"error": exc.errmsg})
+    shown = ip or gettext("unknown")
+    if proxy:
+        message = gettext("WeCom sees %(ip)s: calls go through the proxy %(proxy)s.") % {
+            "ip": shown,
+            "proxy": proxy_label(proxy),
+        }
+    else:
+        message = gettext("WeCom sees %(ip)s: calls go out directly, without a proxy.") % {"ip": shown}
+    if ip:
+        message += " " + gettext("This is the IP to add to the app's trusted IPs (企业可信IP).")
+    return SecretCheck("egress", label, ip is not None, message)
+
+
+def proxy_label(proxy_url):
+    """The proxy's scheme, host and port, never its user name or password."""
+    parts = urlsplit(proxy_url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port}"
 
 
 def _check(config, kind, label):

@@ -23,7 +23,7 @@ SECRET_KIND_LABELS = {
     "customers": _("customer Secret (客户联系Secret)"),
 }
 
-_IP_IN_ERRMSG = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+[0-9A-Fa-f])")
+IP_IN_ERRMSG = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+[0-9A-Fa-f])")
 
 
 def kind_label(kind):
@@ -84,7 +84,7 @@ class WeComConfigError(WeComError):
     @property
     def ip(self):
         """The caller's IP WeCom reported in a 60020 errmsg ("... from ip: 1.2.3.4, ..."), or None."""
-        match = _IP_IN_ERRMSG.search(self.errmsg)
+        match = IP_IN_ERRMSG.search(self.errmsg)
         return match.group(1) if match else None
 
     @property

@@ -136,6 +136,22 @@ def load_endpoint(tenant_id: int, kind: str) -> Endpoint:
     return endpoint
 
 
+# Refusals of a tenant that exists: what the configuration page can tell its admin about.
+_TENANT_REFUSALS = frozenset({"disabled", "not_configured", "bad_stored_credentials"})
+
+
+def endpoint_known(tenant_id: int, kind: str) -> bool:
+    """True when this process loaded the tenant's endpoint of ``kind`` (or refused it for a reason
+    that means the tenant exists): the tenant is real, so a note about its URL can be kept. A request
+    refused before its endpoint was looked up (a bad query, a body too large) or for an unknown tenant
+    is not."""
+    cached = _endpoints.get((tenant_id, kind))
+    if cached is None:
+        return False
+    endpoint = cached[1]
+    return not isinstance(endpoint, CallbackRefused) or endpoint.reason in _TENANT_REFUSALS
+
+
 def _load_endpoint(tenant_id: int, kind: str) -> Endpoint:
     token_field, key_field = WeComConfig.CALLBACK_KINDS[kind]
     try:
@@ -605,17 +621,48 @@ def _describe(exc: Exception) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
-def _dispatch(row: CallbackEvent) -> None:
+def _dispatch(row: CallbackEvent, *, replay: bool = False) -> None:
     event = parse_event(row.xml)
     handler, signal = _HANDLERS.get(event.kind, (None, None))
-    if handler is None:
-        # Unknown types are kept as stored; nothing in the mirror depends on them.
-        return
-    result = handler(row, event)
-    if result is None or signal is None:
-        return
+    # Unknown types have no handler: they are kept as stored, and only reach host code through
+    # ``event_handled``.
+    result = handler(row, event) if handler is not None else None
     # Registered inside the handler's savepoint: dropped if it rolls back, sent after the commit.
-    transaction.on_commit(partial(_send, signal, row, event, result), robust=True)
+    if result is not None and signal is not None:
+        transaction.on_commit(partial(_send, signal, row, event, {**result, "replay": replay}), robust=True)
+    transaction.on_commit(
+        partial(_send, signals.event_handled, row, event, {"kind": row.kind, "replay": replay}), robust=True
+    )
+
+
+def redispatch_events(queryset, limit: int = 500) -> tuple[int, int]:
+    """Handle stored events again, whatever their status (the admin's "Dispatch again"): each runs its
+    built-in handler once more, in its own savepoint, and the signals are sent again with
+    ``replay=True`` on ``event_handled``. The handlers are idempotent (an event already applied
+    changes nothing in the mirror, the inbox keeps one row per event, passive replies are never sent
+    again), so this is safe on handled events. At most ``limit`` events, oldest first; returns
+    (dispatched, failed)."""
+    dispatched = failed = 0
+    with transaction.atomic():
+        rows = list(queryset.select_for_update(of=("self",)).order_by("pk")[:limit])
+        handled = []
+        for row in rows:
+            try:
+                with _in_request_of(row), transaction.atomic():
+                    _dispatch(row, replay=True)
+            except Exception as exc:
+                failed += 1
+                row.error = _describe(exc)
+                row.save(update_fields=["error"])
+                logger.warning("Dispatching WeCom event %s again failed: %s", row.pk, row.error.splitlines()[0])
+            else:
+                dispatched += 1
+                handled.append(row.pk)
+        if handled:
+            CallbackEvent.objects.filter(pk__in=handled).update(
+                status=CallbackEvent.Status.HANDLED, error="", handled_at=timezone.now()
+            )
+    return dispatched, failed
 
 
 def _send(signal, row: CallbackEvent, event: Event, arguments: dict) -> None:

@@ -140,7 +140,9 @@ def upsert_contact(
     )
     if contact is None:
         contact = ExternalContact(tenant_id=tenant_id, external_userid=external_userid, **fields)
-        contact.fingerprint = contact_fingerprint(fields)
+        # From the row as saved (defaults included), as an update computes it: a replayed event must
+        # find the same fingerprint.
+        contact.fingerprint = contact_fingerprint({name: getattr(contact, name) for name in CONTACT_FIELDS})
         contact.save(force_insert=True)
     else:
         for name, value in fields.items():

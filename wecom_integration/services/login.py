@@ -34,6 +34,7 @@ from django.core import signing
 from django.core.cache import cache
 from django.shortcuts import resolve_url
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext
@@ -50,7 +51,7 @@ from ..client import (
 )
 from ..conf import wecom_settings
 from ..models import WeComConfig
-from . import twostep
+from . import directory, twostep
 from .configuration import absolute_url
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 FLOW_OAUTH = "oauth"
 FLOW_QR = "qr"
 FLOWS = (FLOW_OAUTH, FLOW_QR)
+
+SCOPE_BASE = "snsapi_base"
+SCOPE_PRIVATE_INFO = "snsapi_privateinfo"
 
 STATE_SALT = "wecom_integration.login.state"
 STATE_MAX_AGE = 600
@@ -260,6 +264,13 @@ def get_config(tenant_id):
     return config
 
 
+def oauth_scope(config):
+    """``snsapi_privateinfo`` when the tenant asks members for their private information at sign-in
+    (WeCom then shows a consent page and ``auth/getuserinfo`` adds a ``user_ticket``), else
+    ``snsapi_base``. https://developer.work.weixin.qq.com/document/path/91022"""
+    return SCOPE_PRIVATE_INFO if config.private_info_scope else SCOPE_BASE
+
+
 def callback_url(request=None):
     """Where WeCom sends the browser back, absolute (the app's trusted domain must be its host)."""
     return absolute_url(reverse("wecom_integration:oauth-callback"), request)
@@ -286,7 +297,9 @@ def homepage_urls(config, request=None):
     """
     return {
         "homepage": homepage_url(config, request),
-        "authorize": authorize_url(config.corp_id, callback_url(request), "STATE", config.agent_id),
+        "authorize": authorize_url(
+            config.corp_id, callback_url(request), "STATE", config.agent_id, oauth_scope(config)
+        ),
     }
 
 
@@ -367,7 +380,7 @@ def start(request, tenant_id, flow, next_url=None):
     state = issue_state(request, config.tenant_id, flow, safe_next(request, next_url or ""))
     redirect_uri = callback_url(request)
     if flow == FLOW_OAUTH:
-        return authorize_url(config.corp_id, redirect_uri, state, config.agent_id)
+        return authorize_url(config.corp_id, redirect_uri, state, config.agent_id, oauth_scope(config))
     return qr_login_url(config.corp_id, redirect_uri, state, config.agent_id)
 
 
@@ -398,7 +411,7 @@ def authenticate_code(request, config, code):
     https://developer.work.weixin.qq.com/document/path/91023
     """
     adapter = get_adapter(request)
-    userid = exchange_code(config, code)
+    userid, user_ticket = _exchange(config, code)
     binding = adapter.get_binding(config.tenant, userid)
     created = False
     if binding is None:
@@ -409,6 +422,8 @@ def authenticate_code(request, config, code):
         if binding is None:
             raise NotBound(tenant=config.tenant, detail=userid)
     adapter.check_can_login(request, config.tenant, binding)
+    if user_ticket:
+        fill_private_info(config, binding.wecom_user, user_ticket)
     return Identity(config, userid, binding, created)
 
 
@@ -418,6 +433,12 @@ def exchange_code(config, code):
 
     https://developer.work.weixin.qq.com/document/path/91023
     """
+    return _exchange(config, code)[0]
+
+
+def _exchange(config, code):
+    """(userid, user_ticket or "") for a sign-in code; see :func:`exchange_code`. WeCom adds the ticket
+    only to codes of a ``snsapi_privateinfo`` sign-in the member consented to."""
     digest = hashlib.sha256(f"{config.corp_id}\0{code}".encode()).hexdigest()
     if not cache.add(_CODE_CACHE_PREFIX + digest, 1, timeout=CODE_MEMORY_SECONDS):
         raise CodeReplayed(tenant=config.tenant)
@@ -435,7 +456,36 @@ def exchange_code(config, code):
     if not userid:
         # A non-member (an outside WeChat user) gets an openid only.
         raise NotMember(tenant=config.tenant, detail=info.get("openid") or info.get("OpenId") or "")
-    return userid
+    return userid, info.get("user_ticket") or ""
+
+
+# What getuserdetail answers -> the WeComUser field it fills (doc 95833). Gender, biz_mail and address
+# are not kept: the product has no use for them, so it does not store them.
+PRIVATE_INFO_FIELDS = {"mobile": "mobile", "email": "email", "avatar": "avatar"}
+
+
+def fill_private_info(config, wecom_user, user_ticket):
+    """Fill the member's mobile, email and avatar from the ``user_ticket`` of a consented
+    ``snsapi_privateinfo`` sign-in (``auth/getuserdetail``) and record the consent's time. The fields
+    are encrypted at rest. A failure is logged and does not stop the sign-in; returns True when filled.
+
+    https://developer.work.weixin.qq.com/document/path/95833
+    """
+    try:
+        detail = client_for(config, "app").oauth.getuserdetail(user_ticket)
+    except WeComError as exc:
+        logger.warning("WeCom sign-in: tenant %s: private information not read: %r", config.tenant_id, exc)
+        return False
+    if str(detail.get("userid") or "") != wecom_user.userid:
+        logger.warning("WeCom sign-in: tenant %s: user_ticket of another member ignored", config.tenant_id)
+        return False
+    values = {field: str(detail[key]) for key, field in PRIVATE_INFO_FIELDS.items() if detail.get(key)}
+    # Through the directory's one setter, so the fingerprint follows and the next sync finds the row
+    # unchanged (the 2022 sync keeps the stored values of fields WeCom withholds from it).
+    changed = directory.apply_user_fields(wecom_user, values)
+    wecom_user.private_info_at = timezone.now()
+    wecom_user.save(update_fields=[*changed, "private_info_at", "updated_at"])
+    return True
 
 
 def _admin_message(exc):

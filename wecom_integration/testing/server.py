@@ -9,6 +9,8 @@ the handler's docstring:
 * which secret may call what. A token of the wrong kind gets 48002 ("api forbidden"), except
   user/list_id, which answers 48009 because WeCom reserves it for the contact-sync secret and
   reports it with the contact-assistant code (see wecom-facts.md);
+* trusted IPs (``trusted_ips``): a call from any other address answers 60020 "not allow to access from
+  your ip, …, from ip: <caller>" (doc 90313; gettoken is not checked);
 * the 2022 restrictions (``restricted``): user/list and department/list answer 48009, user/get and
   contact callbacks withhold mobile, email, avatar and the like;
 * rate limits per corp per API (45009 with the minute/hour blocks), an optional concurrency limit
@@ -67,6 +69,7 @@ MAX_BODY = 25 * 1024 * 1024
 TOKEN_LENGTH = 214  # what real tokens measure; WeCom asks callers to keep 512 bytes for them
 OAUTH_CODE_TTL = 300
 USER_TICKET_TTL = 1800
+OAUTH_SCOPES = ("snsapi_base", "snsapi_privateinfo")
 MESSAGE_TYPES = frozenset(
     ("text", "markdown", "textcard", "news", "mpnews", "image", "file", "voice", "video", "template_card")
 )
@@ -140,6 +143,7 @@ ERRMSG = {
     60102: "userid existed",
     60111: "userid not found",
     60112: "invalid username",
+    60020: "not allow to access from your ip",
     81002: "department level too deep",
     81013: "user & party & tag all invalid",
     82002: "invalid partyid list size",
@@ -398,7 +402,7 @@ class FakeWeCom:
 
     def __init__(self, users: int = 200, departments: int = 20, seed: int = 1, token_ttl: int = 7200,
                  restricted: bool = False, rate_limits: bool = False, corp_id: str | None = None,
-                 agent_id: int = 1000002, org: Org | None = None):
+                 agent_id: int = 1000002, org: Org | None = None, trusted_ips: Iterable[str] | None = None):
         self.org = org if org is not None else Org.generate(users=users, departments=departments, seed=seed)
         self.corp_id = corp_id or "ww" + secrets.token_hex(8)
         self.agent_id = int(agent_id)
@@ -407,6 +411,9 @@ class FakeWeCom:
         self.customer_secret = secrets.token_urlsafe(32)
         self.token_ttl = token_ttl
         self.restricted = restricted
+        # The app's trusted IPs (企业可信IP): when set, every call with an access_token from another IP
+        # answers 60020, its errmsg naming the caller's IP as WeCom does. gettoken is not checked.
+        self.trusted_ips: set[str] | None = set(trusted_ips) if trusted_ips is not None else None
         # WeCom's callback patience; lower it in tests that simulate a hung receiver.
         self.callback_timeout = 5.0
         self.callback_tries = 3
@@ -619,16 +626,21 @@ class FakeWeCom:
             self.sent_messages.clear()
             self._dup_cache.clear()
 
-    def issue_oauth_code(self, userid: str | None = None, openid: str | None = None) -> str:
-        """The ``code`` WeCom appends to the OAuth redirect: single use, valid 5 minutes.
+    def issue_oauth_code(self, userid: str | None = None, openid: str | None = None,
+                         scope: str = "snsapi_base") -> str:
+        """The ``code`` WeCom appends to the OAuth redirect: single use, valid 5 minutes. ``scope`` is
+        the authorize URL's: with ``snsapi_privateinfo`` (the member consented on WeCom's page) the
+        code's getuserinfo also answers a ``user_ticket``; with ``snsapi_base`` (and the QR login) not.
         https://developer.work.weixin.qq.com/document/path/91023"""
         if (userid is None) == (openid is None):
             raise ValueError("give exactly one of userid (a member) or openid (a non-member)")
+        if scope not in OAUTH_SCOPES:
+            raise ValueError(f"scope must be one of {OAUTH_SCOPES}")
         if userid is not None and userid not in self.org.users:
             raise FakeWeComError(60111)
         code = secrets.token_urlsafe(32)
         with self._lock:
-            self._codes[code] = (userid, openid, self.now() + OAUTH_CODE_TTL)
+            self._codes[code] = (userid, openid, self.now() + OAUTH_CODE_TTL, scope)
         return code
 
     def register_callback(self, url: str, token: str, encoding_aes_key: str, kind: str = "contacts",
@@ -965,6 +977,9 @@ class FakeWeCom:
             if route.method == "POST" and request.method != "POST":
                 raise _ApiError(43002)
             if route.kinds is not None:
+                trusted = self.trusted_ips
+                if trusted is not None and request.client_ip not in trusted:
+                    raise _ApiError(60020)
                 request.kind = self._check_token(request)
                 if request.kind not in route.kinds:
                     raise _ApiError(route.forbidden)
@@ -1283,16 +1298,20 @@ class FakeWeCom:
             entry = self._codes.pop(code, None)  # single use: gone even when expired
             if entry is None or entry[2] <= now:
                 raise _ApiError(40029)
-            userid, openid, _ = entry
+            userid, openid, _, scope = entry
             if userid is None:
                 return {"openid": openid}
+            if scope != "snsapi_privateinfo":
+                return {"userid": userid}
             ticket = secrets.token_urlsafe(48)
             self._tickets[ticket] = (userid, now + USER_TICKET_TTL)
         return {"userid": userid, "user_ticket": ticket}
 
     def _api_auth_getuserdetail(self, request: _Request) -> dict:
-        """Sensitive fields stay available here under the 2022 restrictions (the member consented).
-        https://developer.work.weixin.qq.com/document/path/95833"""
+        """The consenting member's sensitive fields (userid, gender, avatar, qr_code, mobile, email,
+        biz_mail, address), available under the 2022 restrictions too. The ticket lives 1800 s (84014
+        after), an unknown one answers 84015.
+        https://developer.work.weixin.qq.com/document/path/95833 (doc 91122 for the old name)"""
         ticket = request.json().get("user_ticket")
         with self._lock:
             entry = self._tickets.get(ticket) if isinstance(ticket, str) else None
@@ -1500,7 +1519,8 @@ class FakeWeCom:
                 self.rate_limits = bool(data["rate_limits"])
             return {}
         if route == ("POST", "oauth_code", 1):
-            return {"code": self.issue_oauth_code(userid=data.get("userid"), openid=data.get("openid"))}
+            return {"code": self.issue_oauth_code(userid=data.get("userid"), openid=data.get("openid"),
+                                                  scope=data.get("scope") or "snsapi_base")}
         if route == ("POST", "invalidate_tokens", 1):
             self.invalidate_tokens(data.get("kind"))
             return {}

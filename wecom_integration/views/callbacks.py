@@ -4,7 +4,8 @@ EncodingAESKey: ``/wecom/callback/<tenant_id>/app/``, ``.../contacts/`` and ``..
 :class:`CallbackView` fixes ``get()`` (URL verification) and ``post()`` (a message or event) for all
 three; a subclass only names its kind. The work is in :mod:`wecom_integration.services.callbacks`.
 A refused callback gets a 4xx with a short generic body and one log line with the reason (never a
-secret or the request's values); nothing is stored for it.
+secret or the request's values); nothing is stored for it but, throttled and bounded, a note of the
+outcome for the configuration page (:mod:`wecom_integration.services.callback_attempts`).
 """
 
 import logging
@@ -17,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .. import observability
 from ..conf import wecom_settings
-from ..services import callbacks
+from ..services import callback_attempts, callbacks
 from ..services.callbacks import CallbackRefused
 
 logger = logging.getLogger("wecom_integration.callbacks")
@@ -74,9 +75,11 @@ class CallbackView(View):
         return HttpResponse(answer.body, content_type=answer.content_type)
 
     def _answer(self, request, tenant_id, step):
+        method = "verify" if request.method == "GET" else "deliver"
         try:
-            return step(request, tenant_id)
+            response = step(request, tenant_id)
         except CallbackRefused as exc:
+            callback_attempts.record(tenant_id, self.kind, method, exc.reason, exc.code)
             observability.record_callback_refused(self.kind, exc.reason)
             observability.log_event(
                 logger,
@@ -104,6 +107,9 @@ class CallbackView(View):
             observability.record_callback_refused(self.kind, "unexpected_error")
             logger.exception("WeCom callback failed unexpectedly (tenant=%s kind=%s)", tenant_id, self.kind)
             return _refusal(400)
+        # Usually no I/O at all: see services/callback_attempts.py.
+        callback_attempts.record(tenant_id, self.kind, method)
+        return response
 
 
 def _refusal(status):
