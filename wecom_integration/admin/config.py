@@ -38,7 +38,15 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Sign-in and sync"),
-            {"fields": ("allow_signup", "two_step_verification", "periodic_sync", "sync_interval_minutes")},
+            {
+                "fields": (
+                    "allow_signup",
+                    "members_may_send",
+                    "two_step_verification",
+                    "periodic_sync",
+                    "sync_interval_minutes",
+                )
+            },
         ),
     )
 
