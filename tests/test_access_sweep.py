@@ -118,7 +118,9 @@ EXPECTED = {
     "GET admin/auth/group/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("authtoken_tokenproxy", changelist=ADMIN_SUPERUSER_ONLY, add=ADMIN_SUPERUSER_ONLY),
     "GET admin/authtoken/tokenproxy/<path:object_id>/": (LOGIN, {302}, {302}),
-    **model_urls("tenants_tenant", add=ADMIN_SUPERUSER_ONLY, extra={"GET admin:tenants_tenant_dashboard": ADMIN_OBJECT}),
+    **model_urls(
+        "tenants_tenant", add=ADMIN_SUPERUSER_ONLY, extra={"GET admin:tenants_tenant_dashboard": ADMIN_OBJECT}
+    ),
     "GET admin/tenants/tenant/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("tenants_membership"),
     "GET admin/tenants/membership/<path:object_id>/": (LOGIN, {302}, {302}),
@@ -245,7 +247,9 @@ def test_every_url_has_an_expectation_and_every_expectation_a_url(world):
     assert not missing, "classify these URLs in EXPECTED:\n" + "\n".join(missing)
     assert not stale, "EXPECTED names URLs that no longer exist:\n" + "\n".join(stale)
     # Every model of the admin registry is swept.
-    registered = {f"GET admin:{model._meta.app_label}_{model._meta.model_name}_change" for model in admin.site._registry}
+    registered = {
+        f"GET admin:{model._meta.app_label}_{model._meta.model_name}_change" for model in admin.site._registry
+    }
     assert registered <= keys
 
 

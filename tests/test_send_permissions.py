@@ -106,7 +106,9 @@ def test_every_sending_endpoint_is_listed():
         for label, route, pattern in walk()
         if route.startswith(("api/", "sys/")) and hasattr(getattr(pattern.callback, "cls", None), "post")
     }
-    assert posting - {"wecom_integration:api-schema", "wecom_integration:api-docs"} == set(SENDING_ENDPOINTS) | not_sending
+    assert (
+        posting - {"wecom_integration:api-schema", "wecom_integration:api-docs"} == set(SENDING_ENDPOINTS) | not_sending
+    )
 
 
 @ENDPOINTS
