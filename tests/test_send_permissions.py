@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tenants.models import Membership
+from wecom_integration.adapter import DefaultWeComAdapter
 from wecom_integration.models import MessageLog
 
 from .factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
@@ -207,3 +208,44 @@ def test_members_may_send_label_is_translated():
     with translation.override("zh-hans"):
         label = str(WeComConfig._meta.get_field("members_may_send").verbose_name)
     assert label != "members may send messages" and label
+
+
+class ManagersAdapter(DefaultWeComAdapter):
+    """A host whose own model says who manages a tenant: here, any member whose username starts "mgr-"."""
+
+    def is_tenant_admin(self, user, tenant):
+        return self.is_tenant_member(user, tenant) and user.get_username().startswith("mgr-")
+
+
+class BrokenAdapter(DefaultWeComAdapter):
+    """A host adapter that fails with a message naming a host: the answer must not repeat it."""
+
+    def is_tenant_member(self, user, tenant):
+        raise RuntimeError("lookup failed at http://roles.internal.example:8443/tenants")
+
+
+def test_roles_come_from_the_adapter(fake, tenant, receivers):
+    manager = member_of(tenant, "mgr-ops")
+    adapter = {"ADAPTER": "tests.test_send_permissions.ManagersAdapter", "API_BASE": fake.api_base}
+    with override_settings(WECOM=adapter):
+        answer = call(manager, tenant, TEST_PUSH, to_all(receivers))
+        assert answer.status_code == 200, answer.content
+        assert fake.sent_messages[-1]["touser"] == "@all"
+        # The default admin role is no longer what counts.
+        assert call(admin_of(tenant), tenant, TEST_PUSH, to_all(receivers)).status_code == 403
+
+
+def test_a_failing_adapter_gives_a_plain_500(fake, tenant, receivers, caplog):
+    with override_settings(WECOM={"ADAPTER": "tests.test_send_permissions.BrokenAdapter"}):
+        answer = call(admin_of(tenant), tenant, TEST_PUSH, to_all(receivers))
+        users = APIClient().get(
+            "/api/wecom/users/",
+            HTTP_X_ACCESS_TOKEN=Token.objects.get(user__username="tenantadmin").key,
+            HTTP_X_TENANT_ID=str(tenant.pk),
+        )
+    assert answer.status_code == 500 and answer.json()["error"] == "server_error"
+    assert users.status_code == 500 and users.json()["code"] == "server_error"
+    for text in (answer.content, users.content):
+        assert b"roles.internal" not in text and b"RuntimeError" not in text and b"http" not in text
+    assert fake.calls["message/send"] == 0
+    assert any("roles.internal" in str(record.exc_info) for record in caplog.records if record.exc_info)
