@@ -169,9 +169,10 @@ def fillings(route, pattern, objects_b):
 def fill(route, kwargs):
     path = route
     for name, value in kwargs.items():
-        path = re.sub(rf"<(?:\w+:)?{name}>", value, path)
+        # Regex groups first: their "<name>" would otherwise be taken for a path converter.
         path = re.sub(rf"\(\?P<{name}>[^)]*\)", value, path)
-    return "/" + path.lstrip("^").rstrip("$").replace("\\", "")
+        path = re.sub(rf"<(?:\w+:)?{name}>", value, path)
+    return "/" + path.replace("^", "").replace("$", "").replace("\\", "")
 
 
 def snapshot(objects):

@@ -43,8 +43,9 @@ def tenant(fake):
 
 @pytest.fixture
 def caller(tenant):
+    """A tenant admin: sending needs the admin role by default (tests/test_send_permissions.py)."""
     user = make_user("caller")
-    make_member(user, tenant)
+    make_member(user, tenant, role=Membership.Role.ADMIN)
     return user
 
 
@@ -68,7 +69,9 @@ def body(**fields):
 def assert_envelope(answer, status, success):
     assert answer.status_code == status, answer.content
     data = answer.json()
-    assert set(data) == {"success", "message", "code", "result", "timestamp"}
+    assert set(data) == {"success", "message", "code", "result", "timestamp"} | (set() if success else {"error"})
+    if not success:
+        assert isinstance(data["error"], str) and data["error"]
     assert data["success"] is success
     assert data["code"] == (200 if success else 500)
     assert isinstance(data["message"], str) and data["message"]
@@ -115,7 +118,7 @@ def test_default_tenant_is_zero(fake):
     tenant0 = Tenant.objects.get(pk=0)
     config_from_fake(tenant0, fake)
     user = make_user("zero")
-    make_member(user, tenant0)
+    make_member(user, tenant0, role=Membership.Role.ADMIN)
     names = bind(tenant0, active_userids(fake, 1))
     assert_envelope(post(body(receiver=next(iter(names.values()))), user), 200, True)
     assert len(fake.deliveries) == 1
@@ -242,7 +245,7 @@ def test_unknown_app_is_400(fake, tenant, caller):
 
 def test_not_configured_is_400(fake, caller):
     bare = make_tenant("bare")
-    make_member(caller, bare)
+    make_member(caller, bare, role=Membership.Role.ADMIN)
     data = assert_envelope(post(body(sendAll=True), caller, bare), 400, False)
     assert "企业微信尚未配置" in data["message"]
     assert_nothing_sent(fake)

@@ -175,3 +175,39 @@ class DefaultWeComAdapter:
         from .services.login import login_url_with_next
 
         return login_url_with_next(next_url, tenant.pk)
+
+    # Roles in a tenant: the API's permissions ask these ----------------------------------------------------
+    # (wecom_integration.api.auth; override them to take roles from the host's own model, issue 24)
+
+    def is_tenant_member(self, user, tenant):
+        """Whether ``user`` may act in ``tenant`` at all: an active membership, or a superuser."""
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        if user.is_superuser:
+            return True
+        return Membership.objects.active().filter(user=user, tenant=tenant).exists()
+
+    def is_tenant_admin(self, user, tenant):
+        """Whether ``user`` administers ``tenant``: an active membership with the admin role, or a superuser."""
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        if user.is_superuser:
+            return True
+        return Membership.objects.active().filter(user=user, tenant=tenant, role=Membership.Role.ADMIN).exists()
+
+    def members_may_send(self, tenant):
+        """Whether ordinary members of ``tenant`` may send messages (WeComConfig's "members may send
+        messages", off by default)."""
+        from .models import WeComConfig
+
+        return WeComConfig.objects.filter(tenant=tenant, members_may_send=True).exists()
+
+    def may_send(self, user, tenant, *, to_all=False, parties=(), tags=()):
+        """Whether ``user`` may send a message in ``tenant`` through the API: to everyone (@all) when
+        ``to_all``, to departments ``parties`` or tags ``tags``, otherwise to chosen members. Tenant admins
+        may; ordinary members only to chosen members, only where the tenant allows it, never to @all."""
+        if self.is_tenant_admin(user, tenant):
+            return True
+        if to_all or parties or tags:
+            return False
+        return self.is_tenant_member(user, tenant) and self.members_may_send(tenant)

@@ -132,6 +132,14 @@ class WeComConfig(models.Model):
         default=False,
         help_text=_("A WeCom user with no account in this tenant gets one when signing in, as the sync would."),
     )
+    members_may_send = models.BooleanField(
+        _("members may send messages"),
+        default=False,
+        help_text=_(
+            "Ordinary members of the tenant may send messages to chosen members through the API. Sending to "
+            "everyone (@all), to departments or to tags always needs a tenant administrator."
+        ),
+    )
     two_step_verification = models.BooleanField(_("two-step verification"), default=False)
     private_info_scope = models.BooleanField(
         _("ask members for their private information at sign-in (snsapi_privateinfo)"),

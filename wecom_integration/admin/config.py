@@ -43,6 +43,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "allow_signup",
+                    "members_may_send",
                     "two_step_verification",
                     "private_info_scope",
                     "periodic_sync",

@@ -3,9 +3,17 @@ OpenAPI schema with its docs page.
 
 ``POST /sys/thirdApp/sendMessageTest`` answers JeecgBoot's envelope ``{success, message, code, result,
 timestamp}`` for every outcome, errors included, with the matching HTTP status. Unlike JeecgBoot,
-``success`` is false whenever WeCom reported an error.
+``success`` is false whenever WeCom reported an error. Error envelopes add ``error``, a stable code
+(``not_authenticated``, ``not_tenant_admin``, ``wecom_unreachable`` …), and never carry exception text,
+URLs or hosts; the details of a failed delivery go to the log.
+
+Who may send: a tenant admin to anyone; an ordinary member only where the tenant's WeCom configuration
+allows members to send ("members may send messages", off by default), only to chosen receivers, never
+with ``sendAll`` (@all).
 """
 
+import logging
+import re
 import time
 
 from django.apps import apps
@@ -16,7 +24,6 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, generics, serializers, status
@@ -27,7 +34,10 @@ from rest_framework.views import APIView
 
 from ..models import MessageLog
 from ..services import messaging
-from .auth import IsTenantAdmin, request_tenant
+from .auth import IsTenantAdmin, MaySendMessages, check_may_send, request_tenant
+from .base import AppSchemaGenerator, TenantAPIMixin, method_schema
+
+logger = logging.getLogger(__name__)
 
 #: JeecgBoot's name for WeCom in ``app``; its other apps (DINGTALK …) are not ours.
 WECHAT_ENTERPRISE = "WECHAT_ENTERPRISE"
@@ -55,15 +65,19 @@ class AccessTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "X-Access-Token"}
 
 
-def envelope(success, message, result=None):
-    """JeecgBoot's ``Result``: code 200 when ``success``, 500 otherwise; timestamp in milliseconds."""
-    return {
+def envelope(success, message, result=None, error=None):
+    """JeecgBoot's ``Result``: code 200 when ``success``, 500 otherwise; timestamp in milliseconds. An
+    error envelope adds ``error``, the stable code of what went wrong."""
+    body = {
         "success": success,
         "message": str(message),
         "code": CODE_OK if success else CODE_ERROR,
         "result": result,
         "timestamp": int(time.time() * 1000),
     }
+    if not success:
+        body["error"] = error or "error"
+    return body
 
 
 def _first_message(detail):
@@ -83,8 +97,10 @@ class EnvelopeMixin:
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
         detail = response.data
-        result = {"errors": detail} if isinstance(exc, exceptions.ValidationError) else None
-        response.data = envelope(False, _first_message(detail), result)
+        if isinstance(exc, exceptions.ValidationError):
+            response.data = envelope(False, _first_message(detail), {"errors": detail}, "invalid")
+        else:
+            response.data = envelope(False, detail["detail"], None, detail["code"])
         return response
 
 
@@ -158,6 +174,14 @@ def _envelope_serializer(name, result):
             "code": serializers.IntegerField(help_text=gettext_lazy("200 ok, 500 error (JeecgBoot's codes).")),
             "result": result,
             "timestamp": serializers.IntegerField(help_text=gettext_lazy("Milliseconds since the epoch.")),
+            "error": serializers.CharField(
+                required=False,
+                help_text=gettext_lazy(
+                    "Error answers only: a stable code, e.g. not_authenticated, not_tenant_member, "
+                    "not_tenant_admin, sending_not_allowed, recipients_need_admin, invalid, not_configured, "
+                    "unknown_receivers, wecom_configuration, rate_limited, wecom_refused, wecom_unreachable."
+                ),
+            ),
         },
     )
 
@@ -167,6 +191,17 @@ ERROR_ENVELOPE = _envelope_serializer("ErrorResponse", serializers.JSONField(all
 
 
 # The test-push endpoint -------------------------------------------------------------------------------
+
+
+_URL = re.compile(r"\S+://\S+")
+
+
+def _public_errmsg(log):
+    """WeCom's errmsg as an API client may read it: none for a failure without a WeCom errcode (the text
+    of a network error names hosts), and without the URLs WeCom appends ("more info at https://…")."""
+    if not log.errcode:
+        return ""
+    return _URL.sub("", log.errmsg).rstrip(" ,")
 
 
 def _result(log=None, resolution=None, tenant=None):
@@ -183,23 +218,33 @@ def _result(log=None, resolution=None, tenant=None):
         "log_id": log.pk if log else None,
         "status": log.status if log else "",
         "errcode": log.errcode if log else 0,
-        "errmsg": log.errmsg if log else "",
+        "errmsg": _public_errmsg(log) if log else "",
     }
 
 
-class SendMessageTestView(EnvelopeMixin, APIView):
-    """JeecgBoot's ``POST /sys/thirdApp/sendMessageTest``: send a text to some members or to all."""
+class SendMessageTestView(EnvelopeMixin, TenantAPIMixin, APIView):
+    """JeecgBoot's ``POST /sys/thirdApp/sendMessageTest``: send a text to some members or to all.
+
+    A tenant admin may send; an ordinary member only where the tenant allows members to send, and never
+    with ``sendAll``."""
 
     parser_classes = [JSONParser]
+    permission_classes = [MaySendMessages]
 
-    @extend_schema(
+    @method_schema(
         operation_id="sendMessageTest",
         summary="Send a test message (JeecgBoot's test push)",
         description=(
             "Sends `content` as a WeCom text message to `receiver` (comma-separated usernames of the "
             "tenant's members, mapped through their WeCom bindings) or, with `sendAll: true`, to everyone "
             "in the app's visible range. Every answer, errors included, is JeecgBoot's envelope; "
-            "`success` is false whenever WeCom reported an error. Nothing is sent for an invalid request. "
+            "`success` is false whenever WeCom reported an error, and `error` holds a stable code. Nothing "
+            "is sent for an invalid request.\n\n"
+            "**Who may send.** The tenant's administrators. Ordinary members only where the tenant's WeCom "
+            'configuration allows members to send ("members may send messages", off by default), and '
+            "then only to `receiver`: `sendAll` (@all) always needs an administrator (403 "
+            "`recipients_need_admin`); a member of a tenant that does not allow it gets 403 "
+            "`sending_not_allowed`.\n\n"
             "https://developer.work.weixin.qq.com/document/path/90236"
         ),
         request=SendMessageTestRequestSerializer,
@@ -211,10 +256,18 @@ class SendMessageTestView(EnvelopeMixin, APIView):
                 description="Unknown app, bad receivers or content, or WeCom not configured for the tenant.",
             ),
             401: OpenApiResponse(ERROR_ENVELOPE, description="No or bad X-Access-Token."),
-            403: OpenApiResponse(ERROR_ENVELOPE, description="Not an active member of the tenant."),
+            403: OpenApiResponse(
+                ERROR_ENVELOPE,
+                description=(
+                    "Not an active member of the tenant; a member where members may not send; or a member "
+                    "asking for sendAll."
+                ),
+            ),
             404: OpenApiResponse(ERROR_ENVELOPE, description="Unknown tenant."),
-            502: OpenApiResponse(SEND_RESULT_ENVELOPE, description="WeCom refused the message."),
-            503: OpenApiResponse(SEND_RESULT_ENVELOPE, description="WeCom's frequency limit or no answer."),
+            502: OpenApiResponse(
+                SEND_RESULT_ENVELOPE, description="WeCom refused the message, or could not be reached."
+            ),
+            503: OpenApiResponse(SEND_RESULT_ENVELOPE, description="WeCom's frequency limit."),
         },
         tags=["messaging"],
     )
@@ -223,6 +276,7 @@ class SendMessageTestView(EnvelopeMixin, APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         tenant = request_tenant(request)
+        check_may_send(request, tenant, to_all=data["sendAll"])
         try:
             outgoing = messaging.prepare(
                 tenant,
@@ -233,13 +287,15 @@ class SendMessageTestView(EnvelopeMixin, APIView):
                 source="test-push",
             )
         except messaging.NotConfigured as exc:
-            return Response(envelope(False, exc.message), status=status.HTTP_400_BAD_REQUEST)
+            return Response(envelope(False, exc.message, error="not_configured"), status=status.HTTP_400_BAD_REQUEST)
         except messaging.RecipientError as exc:
-            body = envelope(False, " ".join(exc.messages), _result(resolution=exc.resolution))
+            body = envelope(False, " ".join(exc.messages), _result(resolution=exc.resolution), exc.code)
             body["result"]["unknown_receivers"] = list(exc.resolution.unknown)
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         except DjangoValidationError as exc:
-            return Response(envelope(False, " ".join(exc.messages)), status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                envelope(False, " ".join(exc.messages), error="invalid"), status=status.HTTP_400_BAD_REQUEST
+            )
 
         log = messaging.deliver(outgoing.log)
         result = _result(log, outgoing.resolution, tenant)
@@ -249,8 +305,18 @@ class SendMessageTestView(EnvelopeMixin, APIView):
             else:
                 message = _("Message sent.")
             return Response(envelope(True, message, result))
+        # The details (WeCom's errmsg, a network error's text) go to the log only; the client's answer
+        # carries a message and a stable code.
+        logger.warning(
+            "sendMessageTest: message %s of tenant %s failed: errcode %s: %s",
+            log.pk,
+            tenant.pk,
+            log.errcode,
+            log.errmsg,
+        )
         code = status.HTTP_503_SERVICE_UNAVAILABLE if messaging.is_rate_limited(log) else status.HTTP_502_BAD_GATEWAY
-        return Response(envelope(False, messaging.describe_failure(log), result), status=code)
+        message = messaging.describe_failure(log, detail=False)
+        return Response(envelope(False, message, result, messaging.failure_code(log)), status=code)
 
 
 # The message log ----------------------------------------------------------------------------------------
@@ -284,7 +350,7 @@ class MessageLogSerializer(serializers.ModelSerializer):
 
 
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["messaging"])
-class MessageLogListView(generics.ListAPIView):
+class MessageLogListView(TenantAPIMixin, generics.ListAPIView):
     """The tenant's sent messages, newest first (tenant administrators only)."""
 
     serializer_class = MessageLogSerializer
@@ -295,7 +361,7 @@ class MessageLogListView(generics.ListAPIView):
 
 
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["messaging"])
-class MessageLogDetailView(generics.RetrieveAPIView):
+class MessageLogDetailView(TenantAPIMixin, generics.RetrieveAPIView):
     """One sent message of the tenant: recipients, status, msgids and the recipients WeCom rejected."""
 
     serializer_class = MessageLogSerializer
@@ -311,10 +377,13 @@ SCHEMA_URL_NAME = "wecom_integration:api-schema"
 
 
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI 3 schema of every API endpoint; public, so integrators can read it before a token."""
+    """The OpenAPI 3 schema of every API endpoint of the app; public, so integrators can read it before a
+    token."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    generator_class = AppSchemaGenerator
+    schema = None  # not an endpoint of the API: left out of every schema generator
 
 
 class DocsView(SpectacularSwaggerView):
@@ -324,6 +393,7 @@ class DocsView(SpectacularSwaggerView):
     authentication_classes = []
     permission_classes = [AllowAny]
     url_name = SCHEMA_URL_NAME
+    schema = None
 
     @staticmethod
     def _sidecar():
@@ -341,11 +411,10 @@ class DocsView(SpectacularSwaggerView):
 
         return _get_sidecar_url("swagger-ui-dist/favicon-32x32.png")
 
-    @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         if self._sidecar():
             return super().get(request, *args, **kwargs)
-        schema = SchemaGenerator().get_schema(request=None, public=True)
+        schema = AppSchemaGenerator().get_schema(request=None, public=True)
         rows = format_html_join(
             "",
             "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",

@@ -9,7 +9,6 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +16,7 @@ from ..models import Binding, Department, SyncProposal, SyncRun, WeComUser
 from ..services import sync
 from ..sync_tasks import start_sync
 from .auth import IsTenantAdmin, IsTenantMember, request_tenant
+from .base import TenantAPIMixin
 
 PROPOSALS_PAGE_SIZE = 100
 PROPOSALS_MAX_PAGE_SIZE = 1000
@@ -140,14 +140,7 @@ class StartSerializer(serializers.Serializer):
 # Views ---------------------------------------------------------------------------------------------
 
 
-class Pagination(PageNumberPagination):
-    """The project's page size (PAGE_SIZE), changeable with ``?page_size=`` up to 1000."""
-
-    page_size_query_param = "page_size"
-    max_page_size = 1000
-
-
-class DepartmentListView(generics.ListAPIView):
+class DepartmentListView(TenantAPIMixin, generics.ListAPIView):
     """The tenant's department tree, flat: each department with its ``parent_id`` (removed ones left
     out unless ``?include_removed=true``). Not paginated: a client needs the whole tree to draw it."""
 
@@ -161,7 +154,7 @@ class DepartmentListView(generics.ListAPIView):
         return departments.order_by("parent_id", "-order", "dept_id")
 
 
-class WeComUserListView(generics.ListAPIView):
+class WeComUserListView(TenantAPIMixin, generics.ListAPIView):
     """The tenant's WeCom members with the username each is bound to (or null), paginated.
 
     ``?search=`` matches userid or name; ``?bound=true|false``; ``?include_removed=true`` adds members
@@ -169,7 +162,6 @@ class WeComUserListView(generics.ListAPIView):
     """
 
     serializer_class = WeComUserSerializer
-    pagination_class = Pagination
 
     def get_queryset(self):
         tenant = request_tenant(self.request)
@@ -191,13 +183,12 @@ class WeComUserListView(generics.ListAPIView):
         return members.order_by("userid")
 
 
-class SyncRunsView(generics.ListAPIView):
+class SyncRunsView(TenantAPIMixin, generics.ListAPIView):
     """``GET``: the tenant's sync runs, newest first (paginated; ``?kind=``). ``POST``: start a sync
     (tenant admin); body ``{"kind": "contacts" | "customers"}``, default contacts. 202 with the run, or
     409 with the running one's id when a sync of that kind is already pending or running."""
 
     serializer_class = SyncRunSerializer
-    pagination_class = Pagination
 
     def get_permissions(self):
         if self.request.method == "POST":
@@ -263,7 +254,7 @@ def run_detail(request, run):
     return data
 
 
-class SyncRunDetailView(APIView):
+class SyncRunDetailView(TenantAPIMixin, APIView):
     """One run: phase, progress, counts, errors and a page of its proposals."""
 
     serializer_class = SyncRunSerializer
@@ -272,7 +263,7 @@ class SyncRunDetailView(APIView):
         return Response(run_detail(request, tenant_run(request, run_id)))
 
 
-class SyncConfirmView(APIView):
+class SyncConfirmView(TenantAPIMixin, APIView):
     """Confirm a contact sync waiting for review (tenant admin), in one transaction::
 
         {"decisions": [{"wecom_userid": "…", "action": "bind" | "create" | "skip", "username": "…"}]}

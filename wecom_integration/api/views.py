@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from tenants.models import Membership
 
 from .auth import request_tenant
+from .base import TenantAPIMixin
 
 
 class CurrentTenantSerializer(serializers.Serializer):
@@ -18,7 +19,7 @@ class CurrentTenantSerializer(serializers.Serializer):
     wecom_configured = serializers.BooleanField()
 
 
-class CurrentTenantView(APIView):
+class CurrentTenantView(TenantAPIMixin, APIView):
     """Who the token belongs to and in which tenant this request acts (``X-Tenant-Id``)."""
 
     serializer_class = CurrentTenantSerializer

@@ -53,6 +53,7 @@ __all__ = [
     "close",
     "deliver",
     "describe_failure",
+    "failure_code",
     "is_success",
     "plan_batches",
     "prepare",
@@ -576,9 +577,26 @@ def is_rate_limited(log):
     return log.errcode in RATE_LIMIT_ERRCODES or (log.errcode == 0 and "rate budget" in log.errmsg)
 
 
-def describe_failure(log):
+def failure_code(log):
+    """A stable code for why a delivery failed, for API clients: ``wecom_configuration`` (wrong
+    secret, untrusted IP …), ``rate_limited``, ``no_valid_receivers``, ``wecom_refused`` (another
+    errcode) or ``wecom_unreachable`` (no usable answer from WeCom)."""
+    if log.errcode in CONFIG_ERRCODES:
+        return "wecom_configuration"
+    if is_rate_limited(log):
+        return "rate_limited"
+    if log.errcode == ALL_RECIPIENTS_INVALID:
+        return "no_valid_receivers"
+    if log.errcode:
+        return "wecom_refused"
+    return "wecom_unreachable"
+
+
+def describe_failure(log, *, detail=True):
     """What went wrong with a delivery, for a person: the admin's fix for configuration errors
-    (wrong secret, untrusted IP …), otherwise WeCom's errcode and errmsg."""
+    (wrong secret, untrusted IP …), otherwise WeCom's errcode and errmsg. Without ``detail`` (answers to
+    API clients) neither WeCom's errmsg nor the text of a network failure is included: they can name
+    hosts and URLs, and the server's log has them."""
     if log.errcode in CONFIG_ERRCODES:
         return WeComConfigError(log.errcode, log.errmsg, "message/send", "app").admin_message
     if is_rate_limited(log):
@@ -588,11 +606,15 @@ def describe_failure(log):
             "WeCom found none of the receivers (errcode 81013): they may have left, "
             "or be outside the app's visible range."
         )
+    if log.errcode and not detail:
+        return gettext("WeCom refused the message (errcode %(errcode)s).") % {"errcode": log.errcode}
     if log.errcode:
         return gettext("WeCom refused the message (errcode %(errcode)s): %(errmsg)s") % {
             "errcode": log.errcode,
             "errmsg": log.errmsg,
         }
+    if not detail:
+        return gettext("WeCom could not be reached, so the message was not sent. Try again later.")
     return log.errmsg or gettext("The message could not be sent.")
 
 
