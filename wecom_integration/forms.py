@@ -24,6 +24,7 @@ class WeComConfigForm(forms.ModelForm):
             "contact_secret",
             "contact_token",
             "contact_aes_key",
+            "customer_credential",
             "customer_secret",
             "customer_token",
             "customer_aes_key",
@@ -35,6 +36,7 @@ class WeComConfigForm(forms.ModelForm):
             "auto_reply",
             "allow_signup",
             "two_step_verification",
+            "two_step_credential",
             "periodic_sync",
             "sync_interval_minutes",
         ]

@@ -29,7 +29,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Customer contact (客户联系)"),
-            {"fields": ("customer_secret", "customer_token", "customer_aes_key")},
+            {"fields": ("customer_credential", "customer_secret", "customer_token", "customer_aes_key")},
         ),
         (_("Receiving app messages (接收消息)"), {"fields": ("app_token", "app_aes_key", "auto_reply")}),
         (
@@ -38,7 +38,15 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Sign-in and sync"),
-            {"fields": ("allow_signup", "two_step_verification", "periodic_sync", "sync_interval_minutes")},
+            {
+                "fields": (
+                    "allow_signup",
+                    "two_step_verification",
+                    "two_step_credential",
+                    "periodic_sync",
+                    "sync_interval_minutes",
+                )
+            },
         ),
     )
 

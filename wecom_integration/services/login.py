@@ -418,11 +418,22 @@ def exchange_code(config, code):
 
     https://developer.work.weixin.qq.com/document/path/91023
     """
+    info = _spend_code(config, code, lambda: client_for(config, "app").oauth.getuserinfo(code))
+    userid = info.get("userid") or info.get("UserId") or ""
+    if not userid:
+        # A non-member (an outside WeChat user) gets an openid only.
+        raise NotMember(tenant=config.tenant, detail=info.get("openid") or info.get("OpenId") or "")
+    return userid
+
+
+def _spend_code(config, code, exchange):
+    """Run ``exchange`` (the WeCom call that spends a single-use ``code``) once per code, with WeCom's
+    refusals turned into LoginRefused."""
     digest = hashlib.sha256(f"{config.corp_id}\0{code}".encode()).hexdigest()
     if not cache.add(_CODE_CACHE_PREFIX + digest, 1, timeout=CODE_MEMORY_SECONDS):
         raise CodeReplayed(tenant=config.tenant)
     try:
-        info = client_for(config, "app").oauth.getuserinfo(code)
+        return exchange()
     except WeComConfigError as exc:
         logger.warning("WeCom sign-in: tenant %s: %r", config.tenant_id, exc)
         raise WeComUnavailable(tenant=config.tenant, admin_message=exc.admin_message, detail=str(exc)) from exc
@@ -431,11 +442,6 @@ def exchange_code(config, code):
         if exc.errcode == INVALID_CODE:
             raise CodeInvalid(tenant=config.tenant, detail=str(exc)) from exc
         raise WeComUnavailable(tenant=config.tenant, admin_message=_admin_message(exc), detail=str(exc)) from exc
-    userid = info.get("userid") or info.get("UserId") or ""
-    if not userid:
-        # A non-member (an outside WeChat user) gets an openid only.
-        raise NotMember(tenant=config.tenant, detail=info.get("openid") or info.get("OpenId") or "")
-    return userid
 
 
 def _admin_message(exc):
@@ -481,20 +487,26 @@ def verification_config(tenant_id):
 
 
 def begin_verification(request, tenant_id, code):
-    """Exchange the ``code`` WeCom appends to the verification page (code is single use, so the userid
-    continues in a signed token through the sign-in redirect). Returns the verification page's path
-    carrying that token. https://developer.work.weixin.qq.com/document/path/90203
+    """Exchange the ``code`` WeCom appends to the verification page with the credential the configuration
+    names (``auth/get_tfa_info``; the code is single use, so the userid and the tfa_code continue in a
+    signed token through the sign-in redirect). Returns the verification page's path carrying that token.
+    https://developer.work.weixin.qq.com/document/path/99499
     """
     config = verification_config(tenant_id)
-    userid = exchange_code(config, code)
-    token = signing.dumps({"t": config.tenant_id, "u": userid}, salt=VERIFY_SALT, compress=True)
+    info = _spend_code(config, code, lambda: twostep.exchange_page_code(config, code))
+    userid = info.get("userid") or ""
+    if not userid:
+        raise NotMember(tenant=config.tenant, detail="")
+    token = signing.dumps(
+        {"t": config.tenant_id, "u": userid, "c": info.get("tfa_code", "")}, salt=VERIFY_SALT, compress=True
+    )
     return verify_url(config.tenant_id, token)
 
 
 def continue_verification(request, tenant_id, token):
     """Run the tenant's check (the adapter's ``is_verified``) for the member in ``token``; once it
-    passes, call ``user/authsucc`` so WeCom lets the member in. Returns a Verification; raises a
-    LoginRefused. https://developer.work.weixin.qq.com/document/path/90203
+    passes, call ``user/tfa_succ`` so WeCom lets the member in. Returns a Verification; raises a
+    LoginRefused. https://developer.work.weixin.qq.com/document/path/99500
     """
     config = verification_config(tenant_id)
     try:
@@ -515,14 +527,14 @@ def continue_verification(request, tenant_id, token):
             raise WrongAccount(tenant=config.tenant, detail=userid)
         here = verify_url(config.tenant_id, token)
         return Verification(config, userid, user, False, adapter.get_verification_url(request, config.tenant, here))
-    _authsucc(config, userid)
+    _confirm(config, userid, data.get("c", ""))
     logger.info("WeCom two-step verification passed: tenant %s userid %s", config.tenant_id, userid)
     return Verification(config, userid, user, True)
 
 
-def _authsucc(config, userid):
+def _confirm(config, userid, tfa_code):
     try:
-        twostep.authsucc(config, userid)
+        twostep.confirm(config, userid, tfa_code)
     except WeComConfigError as exc:
         raise WeComUnavailable(tenant=config.tenant, admin_message=exc.admin_message, detail=str(exc)) from exc
     except WeComError as exc:
