@@ -8,6 +8,8 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from tenants.models import Tenant
@@ -236,7 +238,12 @@ class WeComUser(models.Model):
         verbose_name = _("WeCom user")
         verbose_name_plural = _("WeCom users")
         constraints = [models.UniqueConstraint(fields=["tenant", "userid"], name="uniq_wecom_user")]
-        indexes = [models.Index(fields=["tenant", "name"])]
+        indexes = [
+            models.Index(fields=["tenant", "name"]),
+            # WeCom matches userids ignoring case: ``userid__iexact`` (UPPER on PostgreSQL) and
+            # services.directory.canonical_userids look members up through this index.
+            models.Index(F("tenant"), Upper("userid"), name="wecom_user_userid_ci"),
+        ]
         ordering = ["tenant", "userid"]
 
     def __str__(self):
@@ -549,6 +556,8 @@ class MessageLog(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     msgids = models.JSONField(_("msgid"), default=list, blank=True)
     invalid_users = models.JSONField(_("invalid users"), default=list, blank=True)
+    # Of invalid_users, the members WeCom has but the app cannot see (outside its visible range, 可见范围).
+    out_of_range_users = models.JSONField(_("outside the app's visible range"), default=list, blank=True)
     invalid_parties = models.JSONField(default=list, blank=True)
     invalid_tags = models.JSONField(default=list, blank=True)
     errcode = models.IntegerField(_("errcode"), default=0)

@@ -235,7 +235,7 @@ def apply_customer_change(tenant_id: int, event) -> CustomerChange:
 def _follow_of(contact: ExternalContact | None, event: ExternalContactEvent) -> FollowUser | None:
     if contact is None or not event.user_id:
         return None
-    return contact.follow_users.filter(userid=event.user_id).first()
+    return contact.follow_users.filter(userid__iexact=event.user_id).first()
 
 
 def _refresh(tenant_id: int, event: ExternalContactEvent, external_userid: str) -> CustomerChange:
@@ -275,7 +275,9 @@ def _remove_follow(tenant_id: int, event: ExternalContactEvent, external_userid:
     userid = _cut(FollowUser, "userid", event.user_id)
     follow = None
     if userid:
-        follow = contact.follow_users.select_for_update(of=("self",)).filter(userid=userid).order_by().first()
+        follow = (
+            contact.follow_users.select_for_update(of=("self",)).filter(userid__iexact=userid).order_by().first()
+        )
         if (
             follow is not None
             and follow.add_time

@@ -47,7 +47,7 @@ def follow_events(tenant_id: int, userid: str | None = None):
     """The tenant's stored follow/unfollow events, newest first (of one WeCom user if given)."""
     events = CallbackEvent.objects.filter(tenant_id=tenant_id, msg_type="event", event__in=FOLLOW_EVENTS)
     if userid is not None:
-        events = events.filter(from_user=userid)
+        events = events.filter(from_user__iexact=userid)  # WeCom userids ignore case
     return events.order_by("-create_time", "-id")
 
 
