@@ -24,6 +24,7 @@ import base64
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
@@ -85,6 +86,10 @@ USERID_MAX_CHARS = 64
 
 # WeCom's errcode when every recipient of a call was invalid; the other recipients' calls still count.
 ALL_RECIPIENTS_INVALID = 81013
+# WeCom keeps an uploaded file 3 days (doc 90253); a delivery resumed later uploads it again, with an hour
+# to spare for the batches still to go.
+MEDIA_LIFETIME = 3 * 86400
+MEDIA_REUPLOAD_AFTER = MEDIA_LIFETIME - 3600
 RATE_LIMIT_ERRCODES = RATE_LIMITED
 # The keys of a message/send body that describe the message itself (the rest are recipients).
 MESSAGE_OPTION_KEYS = ("safe", "enable_duplicate_check", "duplicate_check_interval")
@@ -659,7 +664,7 @@ def deliver(log, attachment=None, *, raise_rate_limited=False):
 
     stopped = False
     try:
-        if log.msgtype in MEDIA_MAX_BYTES and not log.content[log.msgtype].get("media_id"):
+        if log.msgtype in MEDIA_MAX_BYTES and _needs_upload(log, attachment):
             _upload(client, log, attachment)
         batches = plan_batches(_split(log.touser), _split(log.toparty), _split(log.totag), log.touser == ALL)
         payload = _request_body(log, config.agent_id)
@@ -716,6 +721,15 @@ def deliver(log, attachment=None, *, raise_rate_limited=False):
     return log
 
 
+def _needs_upload(log, attachment):
+    """No media_id yet, or one we uploaded so long ago that WeCom has dropped it (and the file is at hand:
+    a media_id the caller gave is theirs to keep alive)."""
+    if not log.content[log.msgtype].get("media_id"):
+        return True
+    uploaded_at = log.content.get("media_uploaded_at")
+    return attachment is not None and uploaded_at is not None and time.time() - uploaded_at >= MEDIA_REUPLOAD_AFTER
+
+
 def _upload(client, log, attachment):
     """Upload the message's file (kept 3 days by WeCom) and remember its media_id in the log, so a
     resumed delivery does not upload it again. https://developer.work.weixin.qq.com/document/path/90253"""
@@ -726,6 +740,7 @@ def _upload(client, log, attachment):
     answer = client.media.upload(log.msgtype, attachment.filename, attachment.content)
     content = dict(log.content)
     content[log.msgtype] = {**content[log.msgtype], "media_id": answer["media_id"]}
+    content["media_uploaded_at"] = int(time.time())
     log.content = content
     log.save(update_fields=["content"])
 

@@ -431,6 +431,9 @@ class FakeWeCom:
         # Two-step verification (docs 99499, 99500): which page the admin set, the WeCom custom page (code
         # exchanged with the contact-sync secret) or the app's own OAuth link (code exchanged with the app).
         self.two_step_page = "custom"
+        # What externalcontact/get answers for a customer the corp no longer has: WeCom documents 84061, and
+        # users report 40096 for deleted customers too (WxJava PR #2591); tests set either.
+        self.deleted_customer_errcode = 40096
         # WeCom's callback patience; lower it in tests that simulate a hung receiver.
         self.callback_timeout = 5.0
         self.callback_tries = 3
@@ -1492,7 +1495,7 @@ class FakeWeCom:
         with org.lock:
             contact = org.external_contacts.get(external_userid or "")
             if contact is None:
-                raise _ApiError(40096)
+                raise _ApiError(self.deleted_customer_errcode if external_userid else 40096)
             return {"external_contact": org.contact_json(contact),
                     "follow_user": [org.follow_user_json(f) for f in contact.followers], "next_cursor": ""}
 
