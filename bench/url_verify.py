@@ -92,18 +92,29 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wecom-url-verify-") as tmp:
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3", "DJANGO_SETTINGS_MODULE": "config.settings",
-               "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "1", "LOG_LEVEL": "WARNING",
-               "ALLOWED_HOSTS": "127.0.0.1,localhost", "PROMETHEUS_MULTIPROC_DIR": tmp}
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "WEB_CONCURRENCY": "1",
+            "GUNICORN_THREADS": "1",
+            "LOG_LEVEL": "WARNING",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "PROMETHEUS_MULTIPROC_DIR": tmp,
+        }
         env.pop("REDIS_URL", None)
         python = str(VENV_BIN / "python")
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        tenant_id = int(subprocess.run([python, "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True,
-                                       text=True).stdout.strip().splitlines()[-1])
+        tenant_id = int(
+            subprocess.run([python, "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         loads, firsts, seconds = [], [], []
         for _ in range(args.rounds):
-            run = subprocess.run([python, "-c", IN_PROCESS, str(tenant_id)], cwd=ROOT, env=env, capture_output=True,
-                                 text=True)
+            run = subprocess.run(
+                [python, "-c", IN_PROCESS, str(tenant_id)], cwd=ROOT, env=env, capture_output=True, text=True
+            )
             if run.returncode:
                 raise RuntimeError(run.stderr[-2000:])
             out = run.stdout.split()
@@ -113,8 +124,11 @@ def main():
         for _ in range(args.rounds):
             port = free_port()
             env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
-            server = start([str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "config.wsgi:application"],
-                           env, Path(tmp) / "gunicorn.log")
+            server = start(
+                [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "config.wsgi:application"],
+                env,
+                Path(tmp) / "gunicorn.log",
+            )
             try:
                 wait_for_port(port, server)
                 url = f"http://127.0.0.1:{port}/wecom/callback/{tenant_id}/contacts/"
@@ -127,12 +141,16 @@ def main():
                 stop(server)
     print(f"URL verification in a fresh process (Django set up as a WSGI worker does), {args.rounds} rounds:")
     print(f"  loading Django and the app: median {statistics.median(loads) * 1000:.0f} ms")
-    print(f"  first GET after the load (the cold request): median {statistics.median(firsts) * 1000:.1f} ms, "
-          f"worst {max(firsts) * 1000:.1f} ms")
+    print(
+        f"  first GET after the load (the cold request): median {statistics.median(firsts) * 1000:.1f} ms, "
+        f"worst {max(firsts) * 1000:.1f} ms"
+    )
     print(f"  second GET: median {statistics.median(seconds) * 1000:.1f} ms")
     print(f"URL verification over gunicorn (1 sync worker, SQLite), {args.rounds} rounds; WeCom allows 1 s:")
-    print(f"  cold (first GET as soon as the port listens, worker boot included): "
-          f"median {statistics.median(cold) * 1000:.0f} ms, worst {max(cold) * 1000:.0f} ms")
+    print(
+        f"  cold (first GET as soon as the port listens, worker boot included): "
+        f"median {statistics.median(cold) * 1000:.0f} ms, worst {max(cold) * 1000:.0f} ms"
+    )
     print(f"  warm (the next GET): median {statistics.median(warm) * 1000:.1f} ms, worst {max(warm) * 1000:.1f} ms")
 
 
