@@ -9,7 +9,8 @@ date so that a page costs O(page), not O(organisation).
 The JSON shapes follow the contact API pages: user/get https://developer.work.weixin.qq.com/document/path/90196,
 department/list https://developer.work.weixin.qq.com/document/path/90208, user/list_id
 https://developer.work.weixin.qq.com/document/path/96067, externalcontact/get
-https://developer.work.weixin.qq.com/document/path/92114.
+https://developer.work.weixin.qq.com/document/path/92114. The app's visible range (可见范围) and WeCom's
+case-insensitive userids (``find_user``) follow https://developer.work.weixin.qq.com/document/path/90236.
 """
 
 from __future__ import annotations

@@ -15,7 +15,18 @@ the handler's docstring:
   (45033) and WeCom's silent per-member message quota (30/min, 1000/h);
 * fault injection with a seeded random: errcodes, dropped connections, answers slower than the
   client's timeout (the work is still done, like a real slow WeCom), added latency;
-* change_contact callbacks for every org mutation, sent synchronously with WeCom's retry policy.
+* change_contact callbacks for every org mutation, sent synchronously with WeCom's retry policy;
+* customer contact in an old corp (the 客户联系 secret works) or a new one (since 2023-12-01 it answers 48002;
+  the app only once authorised under 客户联系 → 可调用接口的应用), docs 92994, 96316;
+* two-step verification through ``auth/get_tfa_info`` / ``user/tfa_succ`` with the contact-sync secret, or
+  the app for its own OAuth page and members in its visible range, and the older ``user/authsucc`` for the
+  contact-sync secret only, docs 99499, 99500, 99521, 90203;
+* message recipients outside the app's visible range reported invalid, userids matched ignoring case and
+  reported lower-cased, the app's daily quota of account limit × 200 person-times (45009), doc 90236;
+* media ids that expire after 3 days (40007), doc 90253; WeCom's exemptions from its call counts
+  (``quota_calls``: not message/send, not getuserinfo with a valid code), doc 90454.
+
+docs/fake-wecom.md lists every behaviour with its doc page and test, and what the fake does not model.
 
 gettoken answers the same token while it lives, with ``expires_in`` counting its remaining life
 (a fresh token reports the full ``token_ttl``): a client that trusts expires_in never holds an
