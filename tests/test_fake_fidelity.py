@@ -5,9 +5,11 @@ and the calls WeCom leaves out of its counts."""
 
 import io
 
+import pytest
 import requests
 
 from tests.test_fake_wecom import TIMEOUT, Api, active_userids
+from wecom_integration.testing import FakeWeComError
 
 
 def follower(fake):
@@ -74,6 +76,16 @@ def test_a_page_code_expires_after_five_minutes(fake_wecom):
     code = fake_wecom.issue_tfa_code(active_userids(fake_wecom, 1)[0])
     fake_wecom.advance_time(301)
     assert Api(fake_wecom, "contacts").post("auth/get_tfa_info", {"code": code})["errcode"] == 40029
+
+
+def test_no_sign_in_code_for_a_member_outside_the_visible_range(fake_wecom):
+    inside, outside = active_userids(fake_wecom, 2)
+    fake_wecom.org.set_visible_range(users=[inside])
+    with pytest.raises(FakeWeComError) as info:
+        fake_wecom.issue_oauth_code(userid=outside)
+    assert info.value.errcode == 60011
+    code = fake_wecom.issue_oauth_code(userid=inside)
+    assert Api(fake_wecom, "app").get("auth/getuserinfo", code=code)["userid"] == inside
 
 
 # Messages (doc 90236) ---------------------------------------------------------------------------------

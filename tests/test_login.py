@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
+from django.urls import reverse
 from django.utils import translation
 
 from tenants.models import Membership
@@ -606,6 +607,20 @@ def test_two_step_verification_through_the_app_oauth_page(browser, fake, two_ste
     assert response.status_code == 200 and b'id="wecom-verified"' in response.content
     assert fake.authsucc_users == {"zhangsan"}
     assert fake.calls["user/tfa_succ"] == 1 and fake.gettoken_calls["contacts"] == 0
+
+
+def test_the_configuration_page_shows_the_verification_page_to_set(admin_client, fake, two_step):
+    config = two_step.wecom_config
+    page = admin_client.get(reverse("admin:wecom_integration_wecomconfig_change", args=[config.pk]))
+    urls = page.context["verification_urls"]
+    assert urls["setting"] == urls["page"] and urls["page"].endswith(f"/wecom/verify/{two_step.pk}/")
+    config.two_step_credential = "app"
+    config.save()
+    page = admin_client.get(reverse("admin:wecom_integration_wecomconfig_change", args=[config.pk]))
+    urls = page.context["verification_urls"]
+    assert urls["setting"] == urls["oauth"] and "agentid=" in urls["oauth"]
+    assert quote(urls["page"], safe="") in urls["oauth"]
+    assert urls["oauth"].encode() in page.content.replace(b"&amp;", b"&")
 
 
 def test_two_step_verification_refused_through_the_wrong_exchange(browser, fake, two_step, zhangsan):

@@ -142,9 +142,9 @@ class WeComConfig(models.Model):
         choices=TwoStepCredential.choices,
         default=TwoStepCredential.CONTACTS,
         help_text=_(
-            "WeCom admin → 安全与管理 → 二次验证: with the contact-sync Secret, set the verification page to this "
-            "site's verification URL; with the app, set it to the app's OAuth link of that URL, and the members "
-            "must be in the app's visible range."
+            "WeCom admin, two-step verification (二次验证): with the contact-sync Secret, set the verification page "
+            "to this site's verification URL; with the app, set it to the app's OAuth link of that URL, and the "
+            "members must be in the app's visible range."
         ),
     )
     periodic_sync = models.BooleanField(_("periodic sync"), default=False)

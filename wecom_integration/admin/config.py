@@ -10,7 +10,7 @@ from tenants.admin_scoping import TenantScopedAdminMixin
 from ..forms import WeComConfigForm
 from ..models import WeComConfig
 from ..services.configuration import callback_urls
-from ..services.login import homepage_urls
+from ..services.login import homepage_urls, verification_page_urls
 
 
 @admin.register(WeComConfig)
@@ -75,6 +75,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             ),
             "config_links": config_links(config),
             "homepage_urls": homepage_urls(config, request),
+            "verification_urls": verification_page_urls(config, request) if config.two_step_verification else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

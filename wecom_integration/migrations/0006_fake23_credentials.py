@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='wecomconfig',
             name='two_step_credential',
-            field=models.CharField(choices=[('contacts', "the contact-sync Secret (通讯录同步), with WeCom's verification page URL"), ('app', "the app, with the verification page set to the app's own OAuth link")], default='contacts', help_text="WeCom admin → 安全与管理 → 二次验证: with the contact-sync Secret, set the verification page to this site's verification URL; with the app, set it to the app's OAuth link of that URL, and the members must be in the app's visible range.", max_length=8, verbose_name='two-step verification through'),
+            field=models.CharField(choices=[('contacts', "the contact-sync Secret (通讯录同步), with WeCom's verification page URL"), ('app', "the app, with the verification page set to the app's own OAuth link")], default='contacts', help_text="WeCom admin, two-step verification (二次验证): with the contact-sync Secret, set the verification page to this site's verification URL; with the app, set it to the app's OAuth link of that URL, and the members must be in the app's visible range.", max_length=8, verbose_name='two-step verification through'),
         ),
         migrations.AlterField(
             model_name='wecomconfig',

@@ -290,6 +290,18 @@ def homepage_urls(config, request=None):
     }
 
 
+def verification_page_urls(config, request=None):
+    """What to set as the verification page in WeCom's two-step verification (二次验证) setting: ``page``, our
+    verification page, and ``oauth``, the app's OAuth link to it (the page to set when the app exchanges the
+    code, ``two_step_credential == "app"``). ``setting`` names which of the two applies to this configuration.
+
+    https://developer.work.weixin.qq.com/document/path/99521
+    """
+    page = absolute_url(verify_url(config.tenant_id), request)
+    oauth = authorize_url(config.corp_id, page, "tfa", config.agent_id)
+    return {"page": page, "oauth": oauth, "setting": oauth if twostep.credential_kind(config) == "app" else page}
+
+
 def safe_next(request, url):
     """``url`` if it stays on this site, else "" (no open redirect: ``//evil.com``, ``https://evil.com``,
     ``/\\evil.com`` and ``javascript:`` are all refused)."""

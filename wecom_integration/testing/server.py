@@ -672,6 +672,9 @@ class FakeWeCom:
             raise ValueError("give exactly one of userid (a member) or openid (a non-member)")
         if userid is not None and userid not in self.org.users:
             raise FakeWeComError(60111)
+        if userid is not None and not self.org.app_sees_user(self.org.users[userid]):
+            # WeCom shows a member outside the app's visible range an error page instead of redirecting: no code.
+            raise FakeWeComError(60011)
         code = secrets.token_urlsafe(32)
         with self._lock:
             self._codes[code] = (userid, openid, self.now() + OAUTH_CODE_TTL)
