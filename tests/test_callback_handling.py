@@ -336,7 +336,7 @@ def test_a_failing_receiver_does_not_undo_the_handling(client, config, received)
 # Two-step verification ----------------------------------------------------------------------------------
 
 
-def test_follow_events_are_stored_and_authsucc_calls_wecom(client, settings, fake_wecom, received):
+def test_follow_events_are_stored_and_two_step_confirms_with_wecom(client, settings, fake_wecom, received):
     settings.WECOM = {"API_BASE": fake_wecom.api_base}
     config = config_from_fake(make_tenant("two"), fake_wecom, two_step_verification=True)
     userid = next(iter(fake_wecom.org.users))
@@ -345,7 +345,8 @@ def test_follow_events_are_stored_and_authsucc_calls_wecom(client, settings, fak
     assert twostep.is_following(config.tenant_id, userid)
     assert twostep.last_follow_event(config.tenant_id, userid).event == "subscribe"
     assert received[0][:2] == ("app_event_received", SubscribeEvent)
-    twostep.authsucc(config, userid)
+    info = twostep.exchange_page_code(config, fake_wecom.issue_tfa_code(userid))
+    twostep.confirm(config, userid, info["tfa_code"])
     assert userid in fake_wecom.authsucc_users
 
 

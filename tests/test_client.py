@@ -534,7 +534,12 @@ def test_user_group(fake):
     assert {m["userid"] for m in members} == {m["userid"] for m in full}
     user = contacts.user.get(members[0]["userid"])
     assert user["userid"] == members[0]["userid"] and "name" in user
+    fake.issue_tfa_code(members[0]["userid"])  # authsucc only for a member sent to the verification page
     assert contacts.user.authsucc(members[0]["userid"])["errcode"] == 0
+    other = next(u for u in fake.org.users if u != members[0]["userid"])
+    info = contacts.oauth.get_tfa_info(fake.issue_tfa_code(other))
+    assert info["userid"] == other
+    assert contacts.user.tfa_succ(info["userid"], info["tfa_code"])["errcode"] == 0
     with pytest.raises(WeComError):
         contacts.user.get("nobody-with-this-id")
     with pytest.raises(ValueError):
@@ -673,6 +678,7 @@ def test_client_for_picks_the_secret_of_each_kind(fake):
 
 
 def test_test_connection_reports_each_secret(fake):
+    fake.customer_app_authorised = True
     checks = test_connection(config_for(fake, customer_secret=""))
     assert [(c.kind, c.ok) for c in checks] == [
         ("app", True),
@@ -692,6 +698,23 @@ def test_test_connection_reports_each_secret(fake):
 
     checks = test_connection(config_for(fake, corp_id="ww0000000000000000"))
     assert all(not c.ok and "CorpID" in c.message for c in checks)
+
+
+def test_connection_probes_customer_access_in_an_old_and_a_new_corp(fake):
+    """Docs 92994, 96316: the probe is externalcontact/get_follow_user_list with the configured credential,
+    and a refusal names the setting to change."""
+    old_corp = config_for(fake, customer_credential="secret")
+    assert test_connection(old_corp)[2].ok
+    fake.customer_contact = "app"  # a corp set up since 2023-12-01: the 客户联系 secret is refused
+    check = test_connection(old_corp)[2]
+    assert not check.ok and "可调用接口的应用" in check.message and "customers are read with" in check.message
+    new_corp = config_for(fake, customer_credential="app", customer_secret="")
+    check = test_connection(new_corp)[2]
+    assert not check.ok and "可调用接口的应用" in check.message  # the app is not authorised yet
+    fake.customer_app_authorised = True
+    check = test_connection(new_corp)[2]
+    assert check.ok and "app Secret" in check.message
+    assert client_for(new_corp, "customers").externalcontact.get_follow_user_list()
 
 
 def test_session_is_per_process():

@@ -144,6 +144,15 @@ def test_configure_command_is_idempotent_and_prints_urls():
     assert (config.agent_id, config.secret, config.contact_token) == (1000003, "s1", "tok1")
 
 
+def test_configure_command_sets_the_customer_and_two_step_credentials():
+    _configure("--tenant-code", "newcorp", "--corp-id", "ww5555", "--agent-id", "8",
+               "--customer-credential", "app", "--two-step-credential", "app")
+    config = WeComConfig.objects.get(tenant__code="newcorp")
+    assert (config.customer_credential, config.two_step_credential) == ("app", "app")
+    with pytest.raises(CommandError):
+        _configure("--tenant-code", "newcorp", "--customer-credential", "both")
+
+
 def test_configure_command_reads_secrets_from_environment(monkeypatch):
     monkeypatch.setenv("WECOM_SECRET", "from-env")
     _configure("--tenant-code", "envt", "--corp-id", "ww9999", "--agent-id", "7")

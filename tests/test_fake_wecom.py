@@ -145,6 +145,9 @@ def test_secret_kinds_are_enforced(fake_wecom):
     assert contacts.send(touser=someone.userid)["errcode"] == 48002
     assert contacts.get("externalcontact/list", userid=someone.userid)["errcode"] == 48002
     assert customers.get("externalcontact/list", userid=someone.userid)["errcode"] == 0
+    # The app reads customers only once listed under 客户联系 → 可调用接口的应用 (doc 92994).
+    assert app.get("externalcontact/list", userid=someone.userid)["errcode"] == 48002
+    fake_wecom.customer_app_authorised = True
     assert app.get("externalcontact/list", userid=someone.userid)["errcode"] == 0
     assert app.get("user/get", userid=someone.userid)["errcode"] == 0
     assert app.get("department/simplelist")["errcode"] == 0
@@ -461,8 +464,12 @@ def test_oauth_for_a_non_member_gives_an_openid(fake_wecom):
 
 
 def test_authsucc_records_the_member(fake_wecom):
-    api = Api(fake_wecom, "app")
+    api = Api(fake_wecom, "contacts")
     user = active_userids(fake_wecom, 1)[0]
+    # Only a member WeCom sent to the verification page, and only through the contact-sync secret (seed 003).
+    assert api.get("user/authsucc", userid=user)["errcode"] == 60011
+    fake_wecom.issue_tfa_code(user)
+    assert Api(fake_wecom, "app").get("user/authsucc", userid=user)["errcode"] == 48002
     assert api.get("user/authsucc", userid=user)["errcode"] == 0
     assert user in fake_wecom.authsucc_users
     assert api.get("user/authsucc", userid="ghost")["errcode"] == 60111

@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
+from django.urls import reverse
 from django.utils import translation
 
 from tenants.models import Membership
@@ -526,9 +527,9 @@ def two_step(tenant):
     return tenant
 
 
-def test_two_step_verification_signs_in_then_calls_authsucc(browser, fake, two_step, zhangsan):
+def test_two_step_verification_signs_in_then_calls_tfa_succ(browser, fake, two_step, zhangsan):
     tenant = two_step
-    response = browser.get(f"/wecom/verify/{tenant.pk}/", {"code": fake.issue_oauth_code(userid="zhangsan")})
+    response = browser.get(f"/wecom/verify/{tenant.pk}/", {"code": fake.issue_tfa_code("zhangsan")})
     assert response.status_code == 302
     verify_page = response["Location"]
     assert verify_page.startswith(f"/wecom/verify/{tenant.pk}/?v=") and "code" not in verify_page
@@ -553,7 +554,7 @@ def test_two_step_verification_signs_in_then_calls_authsucc(browser, fake, two_s
 def test_two_step_verification_refuses_another_account(browser, fake, two_step, zhangsan):
     tenant = two_step
     browser.force_login(make_user("someone.else"), backend="django.contrib.auth.backends.ModelBackend")
-    response = browser.get(f"/wecom/verify/{tenant.pk}/", {"code": fake.issue_oauth_code(userid="zhangsan")})
+    response = browser.get(f"/wecom/verify/{tenant.pk}/", {"code": fake.issue_tfa_code("zhangsan")})
     response = browser.get(response["Location"])
     assert response.status_code == 403 and refusal(response) == "wrong_account"
     assert b"/accounts/login/?next=" in response.content
@@ -563,7 +564,7 @@ def test_two_step_verification_refuses_another_account(browser, fake, two_step, 
 def test_two_step_verification_when_already_signed_in_with_wecom(browser, fake, two_step, zhangsan):
     tenant = two_step
     assert callback(browser, fake.issue_oauth_code(userid="zhangsan"), qr_state(browser, tenant)).status_code == 302
-    code = fake.issue_oauth_code(userid="zhangsan")
+    code = fake.issue_tfa_code("zhangsan")
     response = browser.get(f"/wecom/verify/{tenant.pk}/", {"code": code}, follow=True)
     assert response.status_code == 200 and b'id="wecom-verified"' in response.content
     assert fake.authsucc_users == {"zhangsan"}
@@ -571,13 +572,13 @@ def test_two_step_verification_when_already_signed_in_with_wecom(browser, fake, 
 
 def test_two_step_verification_refusals(browser, fake, tenant, zhangsan):
     path = f"/wecom/verify/{tenant.pk}/"
-    response = browser.get(path, {"code": fake.issue_oauth_code(userid="zhangsan")})
+    response = browser.get(path, {"code": fake.issue_tfa_code("zhangsan")})
     assert response.status_code == 404 and refusal(response) == "verification_disabled"
 
     config = tenant.wecom_config
     config.two_step_verification = True
     config.save()
-    code = fake.issue_oauth_code(userid="lisi")
+    code = fake.issue_tfa_code("lisi")
     verify_page = browser.get(path, {"code": code})["Location"]
     response = browser.get(verify_page)
     assert response.status_code == 403 and refusal(response) == "not_bound"
@@ -590,6 +591,51 @@ def test_two_step_verification_refusals(browser, fake, tenant, zhangsan):
     token = parse_qs(urlsplit(verify_page).query)["v"][0]
     response = browser.get(f"/wecom/verify/{other.pk}/", {"v": token})
     assert response.status_code == 400 and refusal(response) == "invalid_state"
+    assert fake.authsucc_users == set()
+
+
+def test_two_step_verification_through_the_app_oauth_page(browser, fake, two_step, zhangsan):
+    """Docs 99499/99500: the app exchanges the page's code when the page is its own OAuth link and the
+    member is in its visible range."""
+    config = two_step.wecom_config
+    config.two_step_credential = "app"
+    config.save()
+    fake.two_step_page = "app_oauth"
+    fake.org.set_visible_range(users=["zhangsan"])
+    browser.force_login(zhangsan, backend="django.contrib.auth.backends.ModelBackend")
+    response = browser.get(f"/wecom/verify/{two_step.pk}/", {"code": fake.issue_tfa_code("zhangsan")}, follow=True)
+    assert response.status_code == 200 and b'id="wecom-verified"' in response.content
+    assert fake.authsucc_users == {"zhangsan"}
+    assert fake.calls["user/tfa_succ"] == 1 and fake.gettoken_calls["contacts"] == 0
+
+
+def test_the_configuration_page_shows_the_verification_page_to_set(admin_client, fake, two_step):
+    config = two_step.wecom_config
+    page = admin_client.get(reverse("admin:wecom_integration_wecomconfig_change", args=[config.pk]))
+    urls = page.context["verification_urls"]
+    assert urls["setting"] == urls["page"] and urls["page"].endswith(f"/wecom/verify/{two_step.pk}/")
+    config.two_step_credential = "app"
+    config.save()
+    page = admin_client.get(reverse("admin:wecom_integration_wecomconfig_change", args=[config.pk]))
+    urls = page.context["verification_urls"]
+    assert urls["setting"] == urls["oauth"] and "agentid=" in urls["oauth"]
+    assert quote(urls["page"], safe="") in urls["oauth"]
+    assert urls["oauth"].encode() in page.content.replace(b"&amp;", b"&")
+
+
+def test_two_step_verification_refused_through_the_wrong_exchange(browser, fake, two_step, zhangsan):
+    """The app cannot exchange a code of WeCom's own verification page, nor one of a member outside its
+    visible range; nothing is confirmed and the admin is told what to change."""
+    config = two_step.wecom_config
+    config.two_step_credential = "app"
+    config.save()
+    path = f"/wecom/verify/{two_step.pk}/"
+    response = browser.get(path, {"code": fake.issue_tfa_code("zhangsan")})
+    assert refusal(response) == "code_invalid"
+    fake.two_step_page = "app_oauth"
+    fake.org.set_visible_range(users=["lisi"])
+    response = browser.get(path, {"code": fake.issue_tfa_code("zhangsan")})
+    assert refusal(response) == "wecom_error"
     assert fake.authsucc_users == set()
 
 

@@ -56,7 +56,7 @@ class DefaultWeComAdapter:
         """The Binding of ``userid`` in ``tenant`` (with its user), or None when the member is not bound."""
         return (
             Binding.objects.select_related("user", "wecom_user")
-            .filter(tenant=tenant, wecom_user__tenant=tenant, wecom_user__userid=userid)
+            .filter(tenant=tenant, wecom_user__tenant=tenant, wecom_user__userid__iexact=userid)
             .first()
         )
 
@@ -71,7 +71,8 @@ class DefaultWeComAdapter:
 
         https://developer.work.weixin.qq.com/document/path/90196
         """
-        wecom_user = WeComUser.objects.filter(tenant=config.tenant, userid=userid).first()
+        # WeCom userids match ignoring case (doc 90236): ZhangSan signing in is the synced zhangsan.
+        wecom_user = WeComUser.objects.filter(tenant=config.tenant, userid__iexact=userid).first()
         if wecom_user is not None:
             return wecom_user
         from .client import WeComError, client_for

@@ -24,6 +24,7 @@ class WeComConfigForm(forms.ModelForm):
             "contact_secret",
             "contact_token",
             "contact_aes_key",
+            "customer_credential",
             "customer_secret",
             "customer_token",
             "customer_aes_key",
@@ -37,6 +38,7 @@ class WeComConfigForm(forms.ModelForm):
             "two_step_verification",
             "private_info_scope",
             "proxy_url",
+            "two_step_credential",
             "periodic_sync",
             "sync_interval_minutes",
         ]
@@ -60,6 +62,11 @@ class WeComConfigForm(forms.ModelForm):
             )
             # Keep stored values out of the form's initial data, so they never reach the page.
             self.initial[name] = ""
+        # The credential choices have defaults: a client that does not send them (an older form, a script)
+        # keeps what is stored instead of failing validation.
+        for name in ("customer_credential", "two_step_credential"):
+            if name in self.fields:
+                self.fields[name].required = False
 
     def _clean_write_only(self, name):
         value = (self.cleaned_data.get(name) or "").strip()
@@ -72,4 +79,7 @@ class WeComConfigForm(forms.ModelForm):
         for name in WeComConfig.WRITE_ONLY_FIELDS:
             if name in self.fields:
                 cleaned[name] = self._clean_write_only(name)
+        for name in ("customer_credential", "two_step_credential"):
+            if name in self.fields and not cleaned.get(name):
+                cleaned[name] = getattr(self.instance, name) or WeComConfig._meta.get_field(name).default
         return cleaned

@@ -8,6 +8,8 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from tenants.models import Tenant
@@ -109,10 +111,31 @@ class WeComConfig(models.Model):
     contact_aes_key = EncryptedTextField(
         _("contact-change EncodingAESKey"), blank=True, validators=[validate_aes_key]
     )
+    class CustomerCredential(models.TextChoices):
+        # Docs 92994, 96316: since 2023-12-01 new corps call the customer APIs only through a self-built app
+        # listed under 客户联系 → 可调用接口的应用; older corps may still use the 客户联系 secret.
+        SECRET = "secret", _("the customer-contact Secret (客户联系Secret; corps set up before 2023-12-01)")
+        APP = "app", _("the app, authorised under 客户联系 → 可调用接口的应用")
+
+    class TwoStepCredential(models.TextChoices):
+        # Docs 99499, 99500, 99521: who exchanges the verification page's code.
+        CONTACTS = "contacts", _("the contact-sync Secret (通讯录同步), with WeCom's verification page URL")
+        APP = "app", _("the app, with the verification page set to the app's own OAuth link")
+
+    customer_credential = models.CharField(
+        _("customers are read with"),
+        max_length=8,
+        choices=CustomerCredential.choices,
+        default=CustomerCredential.SECRET,
+        help_text=_(
+            "Corps set up since 2023-12-01 can no longer use the 客户联系 Secret: list this app under 客户联系 → "
+            "可调用接口的应用 in the WeCom admin and choose the app."
+        ),
+    )
     customer_secret = EncryptedTextField(
         _("customer Secret (客户联系Secret)"),
         blank=True,
-        help_text=_("Leave blank to use the app Secret (newer corps)."),
+        help_text=_("Used only when customers are read with the customer-contact Secret."),
     )
     customer_token = EncryptedTextField(_("customer-change Token"), blank=True, validators=[validate_token])
     customer_aes_key = EncryptedTextField(
@@ -158,6 +181,17 @@ class WeComConfig(models.Model):
             "fixed IP to add to the app's trusted IPs (企业可信IP). Example: http://10.0.0.5:3128"
         ),
     )
+    two_step_credential = models.CharField(
+        _("two-step verification through"),
+        max_length=8,
+        choices=TwoStepCredential.choices,
+        default=TwoStepCredential.CONTACTS,
+        help_text=_(
+            "WeCom admin, two-step verification (二次验证): with the contact-sync Secret, set the verification page "
+            "to this site's verification URL; with the app, set it to the app's OAuth link of that URL, and the "
+            "members must be in the app's visible range."
+        ),
+    )
     periodic_sync = models.BooleanField(_("periodic sync"), default=False)
     sync_interval_minutes = models.PositiveIntegerField(_("sync interval (minutes)"), default=1440)
     menu = models.JSONField(_("app menu"), default=dict, blank=True)
@@ -183,7 +217,7 @@ class WeComConfig(models.Model):
 
     @property
     def effective_customer_secret(self):
-        return self.customer_secret or self.secret
+        return self.secret if self.customer_credential == self.CustomerCredential.APP else self.customer_secret
 
 
 class Department(models.Model):
@@ -258,7 +292,12 @@ class WeComUser(models.Model):
         verbose_name = _("WeCom user")
         verbose_name_plural = _("WeCom users")
         constraints = [models.UniqueConstraint(fields=["tenant", "userid"], name="uniq_wecom_user")]
-        indexes = [models.Index(fields=["tenant", "name"])]
+        indexes = [
+            models.Index(fields=["tenant", "name"]),
+            # WeCom matches userids ignoring case: ``userid__iexact`` (UPPER on PostgreSQL) and
+            # services.directory.canonical_userids look members up through this index.
+            models.Index(F("tenant"), Upper("userid"), name="wecom_user_userid_ci"),
+        ]
         ordering = ["tenant", "userid"]
 
     def __str__(self):
@@ -571,6 +610,8 @@ class MessageLog(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     msgids = models.JSONField(_("msgid"), default=list, blank=True)
     invalid_users = models.JSONField(_("invalid users"), default=list, blank=True)
+    # Of invalid_users, the members WeCom has but the app cannot see (outside its visible range, 可见范围).
+    out_of_range_users = models.JSONField(_("outside the app's visible range"), default=list, blank=True)
     invalid_parties = models.JSONField(default=list, blank=True)
     invalid_tags = models.JSONField(default=list, blank=True)
     errcode = models.IntegerField(_("errcode"), default=0)

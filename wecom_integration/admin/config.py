@@ -12,7 +12,7 @@ from ..forms import WeComConfigForm
 from ..models import DOMAIN_FILE_MAX_BYTES, DomainVerificationFile, WeComConfig, validate_domain_file_name
 from ..services import callback_attempts
 from ..services.configuration import callback_urls
-from ..services.login import homepage_urls
+from ..services.login import homepage_urls, verification_page_urls
 
 
 @admin.register(WeComConfig)
@@ -31,7 +31,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Customer contact (客户联系)"),
-            {"fields": ("customer_secret", "customer_token", "customer_aes_key")},
+            {"fields": ("customer_credential", "customer_secret", "customer_token", "customer_aes_key")},
         ),
         (_("Receiving app messages (接收消息)"), {"fields": ("app_token", "app_aes_key", "auto_reply")}),
         (
@@ -45,6 +45,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                     "allow_signup",
                     "members_may_send",
                     "two_step_verification",
+                    "two_step_credential",
                     "private_info_scope",
                     "periodic_sync",
                     "sync_interval_minutes",
@@ -80,6 +81,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             ),
             "config_links": config_links(config),
             "homepage_urls": homepage_urls(config, request),
+            "verification_urls": verification_page_urls(config, request) if config.two_step_verification else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -303,7 +303,7 @@ class InboxMessageAdmin(ReadOnlyTenantAdmin):
         # The newest messages first come into view, as in any chat.
         page = paginator.get_page(request.GET.get("p") or paginator.num_pages)
         inbox.mark_read(tenant_id, wecom_userid)
-        wecom_user = WeComUser.objects.filter(tenant_id=tenant_id, userid=wecom_userid).first()
+        wecom_user = WeComUser.objects.filter(tenant_id=tenant_id, userid__iexact=wecom_userid).first()
         name = wecom_user.name if wecom_user is not None and wecom_user.name else wecom_userid
         title = _("Conversation with %(name)s") % {"name": name}
         context = {

@@ -182,6 +182,8 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "status",
         "msgids",
         "invalid_users",
+        "out_of_range_users",
+        "visible_range_advice",
         "invalid_parties",
         "invalid_tags",
         "errcode",
@@ -221,6 +223,15 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("invalid"))
     def invalid_count(self, obj):
         return len(obj.invalid_users) + len(obj.invalid_parties) + len(obj.invalid_tags)
+
+    @admin.display(description=_("visible range"))
+    def visible_range_advice(self, obj):
+        if not obj.out_of_range_users:
+            return "-"
+        return gettext(
+            "%(count)d receivers are members of the company but outside the app's visible range. Add them, or "
+            "their departments, to the app's visible range (可见范围) in the WeCom admin."
+        ) % {"count": len(obj.out_of_range_users)}
 
     @admin.display(description=_("content"))
     def pretty_content(self, obj):
@@ -315,6 +326,8 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 gettext("Message sent, but WeCom could not reach %(count)d receivers.")
                 % {"count": len(log.invalid_users) + len(log.invalid_parties) + len(log.invalid_tags)},
             )
+            if log.out_of_range_users:
+                messages.warning(request, self.visible_range_advice(log))
         else:
             messages.error(request, messaging.describe_failure(log))
 
@@ -391,7 +404,9 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                     messages.error(request, messaging.describe_failure(log))
         else:
             form = InboxReplyForm()
-        wecom_user = WeComUser.objects.filter(tenant_id=tenant_id, userid=wecom_userid).first()
+        wecom_user = WeComUser.objects.filter(tenant_id=tenant_id, userid__iexact=wecom_userid).first()
+        if wecom_user is not None:
+            wecom_userid = wecom_user.userid
         recent = list(
             InboxMessage.objects.filter(tenant_id=tenant_id, wecom_userid=wecom_userid).order_by("-created_at", "-id")[
                 :20

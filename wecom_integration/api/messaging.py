@@ -340,6 +340,7 @@ class MessageLogSerializer(serializers.ModelSerializer):
             "status",
             "msgids",
             "invalid_users",
+            "out_of_range_users",
             "invalid_parties",
             "invalid_tags",
             "errcode",

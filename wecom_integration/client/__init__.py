@@ -66,13 +66,20 @@ class WeComClient(BaseWeComClient):
 
 
 def secret_for(config, kind):
-    """The plaintext secret ``config`` holds for ``kind``, or "" when it has none. The customer-contact
-    secret falls back to the app secret: corps set up since 2022 use the app secret for it."""
+    """The plaintext secret ``config`` holds for ``kind``, or "" when it has none. Customers are read with
+    the credential the configuration names (``customer_credential``): the 客户联系 secret, or the app secret
+    of an app authorised for customer contact, the only way for corps set up since 2023-12-01 (docs 92994,
+    96316). A configuration without that setting keeps the old rule: the customer secret, else the app's."""
     if kind == "app":
         return config.secret or ""
     if kind == "contacts":
         return config.contact_secret or ""
     if kind == "customers":
+        credential = getattr(config, "customer_credential", "")
+        if credential == "app":
+            return config.secret or ""
+        if credential == "secret":
+            return config.customer_secret or ""
         return config.customer_secret or config.secret or ""
     raise ValueError(f"kind must be one of {SECRET_KINDS}, not {kind!r}")
 

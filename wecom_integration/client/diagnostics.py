@@ -14,7 +14,10 @@ from .errors import WeComConfigError, WeComError, WeComNetworkError, WeComRateLi
 PROBES = {
     "app": ("department/simplelist", None),
     "contacts": ("department/simplelist", None),
+    # Customer access (docs 92994, 96316): new corps' 客户联系 secret and unauthorised apps answer 48002 here.
+    "customers": ("externalcontact/get_follow_user_list", None),
 }
+FORBIDDEN = 48002
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ def _check(config, kind, label):
         if probe:
             client.get(probe[0], probe[1])
     except WeComConfigError as exc:
+        if kind == "customers" and exc.errcode == FORBIDDEN:
+            return SecretCheck(kind, label, False, _customer_access_refused(config))
         return SecretCheck(kind, label, False, exc.admin_message)
     except WeComRateLimited:
         return SecretCheck(
@@ -102,11 +107,24 @@ def _check(config, kind, label):
             gettext("WeCom answered errcode %(errcode)s: %(errmsg)s")
             % {"errcode": exc.errcode, "errmsg": exc.errmsg},
         )
-    if kind == "customers" and not config.customer_secret:
+    if kind == "customers" and secret_for(config, kind) != (config.customer_secret or ""):
         message = gettext("OK (using the app Secret).")
     else:
         message = gettext("OK.")
     return SecretCheck(kind, label, True, message)
+
+
+def _customer_access_refused(config):
+    """What to change when WeCom refuses customer access, by the credential the configuration uses."""
+    if secret_for(config, "customers") == (config.customer_secret or ""):
+        return gettext(
+            "WeCom refuses the customer-contact Secret: corps set up since 2023-12-01 cannot use it. In the WeCom "
+            "admin, list this app under 客户联系 → 可调用接口的应用, then set \"customers are read with\" to the app."
+        )
+    return gettext(
+        "WeCom refuses this app for customer contact. In the WeCom admin, add it under 客户联系 → 可调用接口的应用 "
+        "(or, for a corp set up before 2023-12-01, read customers with the customer-contact Secret)."
+    )
 
 
 # Not a test: keeps pytest from collecting it when a test module imports it.

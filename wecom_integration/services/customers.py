@@ -33,8 +33,10 @@ REFRESH_CHANGE_TYPES = frozenset(
 #: Change types that end one member's relation with the customer: del_external_contact (the member
 #: deleted the customer) and del_follow_user (the customer deleted the member).
 REMOVE_CHANGE_TYPES = frozenset({"del_external_contact", "del_follow_user"})
-#: externalcontact/get errcode meaning the corp no longer has that customer.
-NOT_A_CUSTOMER = 84061
+#: externalcontact/get errcodes meaning the corp no longer has that customer: 84061 (not an external contact,
+#: doc 92114) and 40096 (invalid external userid), which a deleted customer answers too (WxJava PR #2591).
+#: Either ends the contact; retrying would only meet the same answer.
+CUSTOMER_GONE = frozenset({84061, 40096})
 # follow_user is paged beyond 500 members; a customer followed by 25,000 members is past any real corp.
 _MAX_PAGES = 50
 
@@ -189,7 +191,7 @@ def _set_removed(contact: ExternalContact, removed: bool, when) -> None:
 
 def fetch_contact(config: WeComConfig, external_userid: str) -> dict | None:
     """The customer as ``externalcontact/get`` returns it, every page of ``follow_user`` joined; None
-    when the corp no longer has that customer (84061). Other WeCom errors are raised.
+    when the corp no longer has that customer (84061 or 40096). Other WeCom errors are raised.
 
     https://developer.work.weixin.qq.com/document/path/92114
     """
@@ -202,7 +204,7 @@ def fetch_contact(config: WeComConfig, external_userid: str) -> dict | None:
         try:
             data = api.get(external_userid, cursor=cursor)
         except WeComError as exc:
-            if exc.errcode == NOT_A_CUSTOMER:
+            if exc.errcode in CUSTOMER_GONE:
                 return None
             raise
         follow_users.extend(data.get("follow_user") or [])
@@ -237,7 +239,7 @@ def apply_customer_change(tenant_id: int, event) -> CustomerChange:
 def _follow_of(contact: ExternalContact | None, event: ExternalContactEvent) -> FollowUser | None:
     if contact is None or not event.user_id:
         return None
-    return contact.follow_users.filter(userid=event.user_id).first()
+    return contact.follow_users.filter(userid__iexact=event.user_id).first()
 
 
 def _refresh(tenant_id: int, event: ExternalContactEvent, external_userid: str) -> CustomerChange:
@@ -277,7 +279,9 @@ def _remove_follow(tenant_id: int, event: ExternalContactEvent, external_userid:
     userid = _cut(FollowUser, "userid", event.user_id)
     follow = None
     if userid:
-        follow = contact.follow_users.select_for_update(of=("self",)).filter(userid=userid).order_by().first()
+        follow = (
+            contact.follow_users.select_for_update(of=("self",)).filter(userid__iexact=userid).order_by().first()
+        )
         if (
             follow is not None
             and follow.add_time

@@ -27,6 +27,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from tenants.models import Membership
@@ -228,12 +229,37 @@ def apply_contact_change(tenant_id: int, event) -> ContactChange:
     return IGNORED
 
 
+def canonical_userids(tenant_id: int, userids) -> dict[str, str]:
+    """Each of ``userids`` → the userid the tenant's mirror stores for that member, matched ignoring case
+    as WeCom does (doc 90236); ids the mirror does not know map to themselves. One query per 1,000 ids,
+    through the (tenant, UPPER(userid)) index. https://developer.work.weixin.qq.com/document/path/90236
+    """
+    userids = [u for u in dict.fromkeys(userids) if u]
+    stored: dict[str, str] = {}
+    for start in range(0, len(userids), 1000):
+        chunk = {u.upper() for u in userids[start : start + 1000]}
+        rows = (
+            WeComUser.objects.annotate(userid_upper=Upper("userid"))
+            .filter(tenant_id=tenant_id, userid_upper__in=chunk)
+            .order_by("removed", "-updated_at")
+            .values_list("userid", flat=True)
+        )
+        for userid in rows:
+            stored.setdefault(userid.upper(), userid)
+    return {u: stored.get(u.upper(), u) for u in userids}
+
+
+def canonical_userid(tenant_id: int, userid: str) -> str:
+    """``canonical_userids`` for one id."""
+    return canonical_userids(tenant_id, [userid]).get(userid, userid) if userid else userid
+
+
 def _locked_user(tenant_id: int, userid: str) -> WeComUser | None:
     # of=self and no ordering: the model orders by tenant, and ordering through the foreign key would join
     # and lock the tenant's row too, which blocks every INSERT that references the tenant (FOR KEY SHARE).
     return (
         WeComUser.objects.select_for_update(of=("self",))
-        .filter(tenant_id=tenant_id, userid=userid)
+        .filter(tenant_id=tenant_id, userid__iexact=userid)
         .order_by()
         .first()
     )
@@ -311,6 +337,8 @@ def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive
 def _rename_user(tenant_id: int, old: str, new: str, fields: dict, when: int) -> ContactChange:
     user = _locked_user(tenant_id, old)
     target = _locked_user(tenant_id, new)
+    if target is not None and target.pk == getattr(user, "pk", None):
+        target = None  # a change of case only (WeCom ids ignore case): the same row takes the new spelling
     if _is_stale(user, when) or _is_stale(target, when):
         logger.info("Stale rename %s -> %s ignored (tenant %s)", old, new, tenant_id)
         return IGNORED

@@ -52,6 +52,7 @@ from ..events import (
     build_passive_reply_xml,
 )
 from ..models import CallbackEvent, InboxMessage
+from .directory import canonical_userid
 
 logger = logging.getLogger("wecom_integration.inbox")
 
@@ -182,7 +183,8 @@ def record_message(row: CallbackEvent, event: Event) -> InboxMessage:
         event=row,
         defaults={
             "tenant_id": row.tenant_id,
-            "wecom_userid": (event.from_user_name or "")[:64],
+            # The member's id as the mirror spells it, so ZhangSan and zhangsan are one conversation.
+            "wecom_userid": canonical_userid(row.tenant_id, (event.from_user_name or "")[:64]),
             "direction": InboxMessage.Direction.IN,
             "msg_type": (event.msg_type or "")[:32],
             "content": summarize_message(event),
@@ -215,7 +217,8 @@ def conversations(queryset):
 
 
 def conversation(tenant_id: int, wecom_userid: str):
-    """The messages between a tenant's app and one WeCom user, oldest first."""
+    """The messages between a tenant's app and one WeCom user (the id matched ignoring case), oldest first."""
+    wecom_userid = canonical_userid(tenant_id, wecom_userid)
     return InboxMessage.objects.filter(tenant_id=tenant_id, wecom_userid=wecom_userid).order_by(
         "created_at", "id"
     )
@@ -223,6 +226,7 @@ def conversation(tenant_id: int, wecom_userid: str):
 
 def mark_read(tenant_id: int, wecom_userid: str) -> int:
     """Mark a conversation's incoming messages read; returns how many were unread."""
+    wecom_userid = canonical_userid(tenant_id, wecom_userid)
     return InboxMessage.objects.filter(
         tenant_id=tenant_id, wecom_userid=wecom_userid, direction=InboxMessage.Direction.IN, read=False
     ).update(read=True)

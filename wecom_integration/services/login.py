@@ -303,6 +303,18 @@ def homepage_urls(config, request=None):
     }
 
 
+def verification_page_urls(config, request=None):
+    """What to set as the verification page in WeCom's two-step verification (二次验证) setting: ``page``, our
+    verification page, and ``oauth``, the app's OAuth link to it (the page to set when the app exchanges the
+    code, ``two_step_credential == "app"``). ``setting`` names which of the two applies to this configuration.
+
+    https://developer.work.weixin.qq.com/document/path/99521
+    """
+    page = absolute_url(verify_url(config.tenant_id), request)
+    oauth = authorize_url(config.corp_id, page, "tfa", config.agent_id)
+    return {"page": page, "oauth": oauth, "setting": oauth if twostep.credential_kind(config) == "app" else page}
+
+
 def safe_next(request, url):
     """``url`` if it stays on this site, else "" (no open redirect: ``//evil.com``, ``https://evil.com``,
     ``/\\evil.com`` and ``javascript:`` are all refused)."""
@@ -439,11 +451,22 @@ def exchange_code(config, code):
 def _exchange(config, code):
     """(userid, user_ticket or "") for a sign-in code; see :func:`exchange_code`. WeCom adds the ticket
     only to codes of a ``snsapi_privateinfo`` sign-in the member consented to."""
+    info = _spend_code(config, code, lambda: client_for(config, "app").oauth.getuserinfo(code))
+    userid = info.get("userid") or info.get("UserId") or ""
+    if not userid:
+        # A non-member (an outside WeChat user) gets an openid only.
+        raise NotMember(tenant=config.tenant, detail=info.get("openid") or info.get("OpenId") or "")
+    return userid, info.get("user_ticket") or ""
+
+
+def _spend_code(config, code, exchange):
+    """Run ``exchange`` (the WeCom call that spends a single-use ``code``) once per code, with WeCom's
+    refusals turned into LoginRefused."""
     digest = hashlib.sha256(f"{config.corp_id}\0{code}".encode()).hexdigest()
     if not cache.add(_CODE_CACHE_PREFIX + digest, 1, timeout=CODE_MEMORY_SECONDS):
         raise CodeReplayed(tenant=config.tenant)
     try:
-        info = client_for(config, "app").oauth.getuserinfo(code)
+        return exchange()
     except WeComConfigError as exc:
         logger.warning("WeCom sign-in: tenant %s: %r", config.tenant_id, exc)
         raise WeComUnavailable(tenant=config.tenant, admin_message=exc.admin_message, detail=str(exc)) from exc
@@ -452,11 +475,6 @@ def _exchange(config, code):
         if exc.errcode == INVALID_CODE:
             raise CodeInvalid(tenant=config.tenant, detail=str(exc)) from exc
         raise WeComUnavailable(tenant=config.tenant, admin_message=_admin_message(exc), detail=str(exc)) from exc
-    userid = info.get("userid") or info.get("UserId") or ""
-    if not userid:
-        # A non-member (an outside WeChat user) gets an openid only.
-        raise NotMember(tenant=config.tenant, detail=info.get("openid") or info.get("OpenId") or "")
-    return userid, info.get("user_ticket") or ""
 
 
 # What getuserdetail answers -> the WeComUser field it fills (doc 95833). Gender, biz_mail and address
@@ -476,7 +494,7 @@ def fill_private_info(config, wecom_user, user_ticket):
     except WeComError as exc:
         logger.warning("WeCom sign-in: tenant %s: private information not read: %r", config.tenant_id, exc)
         return False
-    if str(detail.get("userid") or "") != wecom_user.userid:
+    if str(detail.get("userid") or "").lower() != wecom_user.userid.lower():
         logger.warning("WeCom sign-in: tenant %s: user_ticket of another member ignored", config.tenant_id)
         return False
     values = {field: str(detail[key]) for key, field in PRIVATE_INFO_FIELDS.items() if detail.get(key)}
@@ -531,20 +549,26 @@ def verification_config(tenant_id):
 
 
 def begin_verification(request, tenant_id, code):
-    """Exchange the ``code`` WeCom appends to the verification page (code is single use, so the userid
-    continues in a signed token through the sign-in redirect). Returns the verification page's path
-    carrying that token. https://developer.work.weixin.qq.com/document/path/90203
+    """Exchange the ``code`` WeCom appends to the verification page with the credential the configuration
+    names (``auth/get_tfa_info``; the code is single use, so the userid and the tfa_code continue in a
+    signed token through the sign-in redirect). Returns the verification page's path carrying that token.
+    https://developer.work.weixin.qq.com/document/path/99499
     """
     config = verification_config(tenant_id)
-    userid = exchange_code(config, code)
-    token = signing.dumps({"t": config.tenant_id, "u": userid}, salt=VERIFY_SALT, compress=True)
+    info = _spend_code(config, code, lambda: twostep.exchange_page_code(config, code))
+    userid = info.get("userid") or ""
+    if not userid:
+        raise NotMember(tenant=config.tenant, detail="")
+    token = signing.dumps(
+        {"t": config.tenant_id, "u": userid, "c": info.get("tfa_code", "")}, salt=VERIFY_SALT, compress=True
+    )
     return verify_url(config.tenant_id, token)
 
 
 def continue_verification(request, tenant_id, token):
     """Run the tenant's check (the adapter's ``is_verified``) for the member in ``token``; once it
-    passes, call ``user/authsucc`` so WeCom lets the member in. Returns a Verification; raises a
-    LoginRefused. https://developer.work.weixin.qq.com/document/path/90203
+    passes, call ``user/tfa_succ`` so WeCom lets the member in. Returns a Verification; raises a
+    LoginRefused. https://developer.work.weixin.qq.com/document/path/99500
     """
     config = verification_config(tenant_id)
     try:
@@ -565,14 +589,14 @@ def continue_verification(request, tenant_id, token):
             raise WrongAccount(tenant=config.tenant, detail=userid)
         here = verify_url(config.tenant_id, token)
         return Verification(config, userid, user, False, adapter.get_verification_url(request, config.tenant, here))
-    _authsucc(config, userid)
+    _confirm(config, userid, data.get("c", ""))
     logger.info("WeCom two-step verification passed: tenant %s userid %s", config.tenant_id, userid)
     return Verification(config, userid, user, True)
 
 
-def _authsucc(config, userid):
+def _confirm(config, userid, tfa_code):
     try:
-        twostep.authsucc(config, userid)
+        twostep.confirm(config, userid, tfa_code)
     except WeComConfigError as exc:
         raise WeComUnavailable(tenant=config.tenant, admin_message=exc.admin_message, detail=str(exc)) from exc
     except WeComError as exc:

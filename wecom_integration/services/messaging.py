@@ -24,6 +24,7 @@ import base64
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
@@ -38,7 +39,8 @@ from .. import observability
 from ..client import WeComConfigError, WeComError, WeComRateLimited, client_for
 from ..client.api.message import MAX_NEWS_ARTICLES, MAX_PARTIES, MAX_TAGS, MAX_USERS
 from ..client.base import CONFIG_ERRCODES, RATE_LIMITED
-from ..models import Binding, InboxMessage, MessageLog, WeComConfig
+from ..models import Binding, InboxMessage, MessageLog, WeComConfig, WeComUser
+from .directory import canonical_userids
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ USERID_MAX_CHARS = 64
 
 # WeCom's errcode when every recipient of a call was invalid; the other recipients' calls still count.
 ALL_RECIPIENTS_INVALID = 81013
+# WeCom keeps an uploaded file 3 days (doc 90253); a delivery resumed later uploads it again, with an hour
+# to spare for the batches still to go.
+MEDIA_LIFETIME = 3 * 86400
+MEDIA_REUPLOAD_AFTER = MEDIA_LIFETIME - 3600
 RATE_LIMIT_ERRCODES = RATE_LIMITED
 # The keys of a message/send body that describe the message itself (the rest are recipients).
 MESSAGE_OPTION_KEYS = ("safe", "enable_duplicate_check", "duplicate_check_interval")
@@ -406,17 +412,18 @@ def resolve_usernames(tenant, usernames):
 
 def usernames_for(tenant, userids, known=None):
     """The local username of each WeCom userid (through active bindings), the userid itself when it
-    has none; ``known`` (userid -> username) is consulted first."""
-    known = dict(known or {})
-    missing = [userid for userid in userids if userid not in known]
+    has none; ``known`` (userid -> username) is consulted first. Userids match ignoring case: WeCom
+    reports invalid recipients lower-cased (doc 90236)."""
+    known = {userid.lower(): name for userid, name in (known or {}).items()}
+    missing = [userid for userid in userids if userid.lower() not in known]
+    stored = canonical_userids(tenant.pk, missing)
     User = get_user_model()
-    for chunk in _chunks(missing, LOOKUP_CHUNK):
-        known.update(
-            Binding.objects.filter(tenant=tenant, wecom_user__userid__in=chunk).values_list(
-                "wecom_user__userid", f"user__{User.USERNAME_FIELD}"
-            )
+    for chunk in _chunks(list(set(stored.values())), LOOKUP_CHUNK):
+        rows = Binding.objects.filter(tenant=tenant, wecom_user__userid__in=chunk).values_list(
+            "wecom_user__userid", f"user__{User.USERNAME_FIELD}"
         )
-    return [known.get(userid, userid) for userid in userids]
+        known.update((userid.lower(), name) for userid, name in rows)
+    return [known.get(userid.lower(), userid) for userid in userids]
 
 
 def plan_batches(users=(), parties=(), tags=(), to_all=False):
@@ -501,7 +508,9 @@ def prepare(
             {"names": ", ".join(resolution.unknown)},
             resolution,
         )
-    userids = _dedupe([*users, *resolution.by_userid])
+    # As the mirror spells them (WeCom matches userids ignoring case), so the log and its reports agree.
+    stored = canonical_userids(tenant.pk, users)
+    userids = _dedupe([*(stored.get(u, u) for u in users), *resolution.by_userid])
     parties, tags = _dedupe(parties), _dedupe(tags)
     _validate_ids(userids, gettext("Users"), numeric=False)
     _validate_ids(parties, gettext("Departments"), numeric=True)
@@ -539,6 +548,7 @@ def _request_body(log, agent_id):
 
 def _finish(log, stopped):
     """Final status: sent, partly delivered or failed, from what the batches recorded."""
+    log.out_of_range_users = out_of_range(log.tenant_id, log.invalid_users)
     invalid = log.invalid_users or log.invalid_parties or log.invalid_tags
     if log.msgids:
         log.status = MessageLog.Status.PARTIAL if (invalid or stopped) else MessageLog.Status.SENT
@@ -555,12 +565,29 @@ def _record(log):
     )
 
 
+def out_of_range(tenant_id, invalid_userids):
+    """Of the recipients WeCom reported invalid, those the tenant's mirror knows as active members: WeCom
+    has them, so the app cannot see them (outside its visible range, 可见范围). As the mirror spells them.
+    https://developer.work.weixin.qq.com/document/path/90236"""
+    if not invalid_userids:
+        return []
+    stored = canonical_userids(tenant_id, invalid_userids)
+    active = set()
+    for chunk in _chunks(list(set(stored.values())), LOOKUP_CHUNK):
+        active.update(
+            WeComUser.objects.filter(
+                tenant_id=tenant_id, userid__in=chunk, removed=False, status=WeComUser.Status.ACTIVE
+            ).values_list("userid", flat=True)
+        )
+    return [stored[u] for u in dict.fromkeys(invalid_userids) if stored[u] in active]
+
+
 def close(log):
     """Give up on a queued message: close its log as it stands (partial when some batches were sent,
     failed otherwise). Used when WeCom keeps rate-limiting past the task's retries."""
     if log.status == MessageLog.Status.QUEUED:
         _finish(log, stopped=True)
-        log.save(update_fields=["status"])
+        log.save(update_fields=["status", "out_of_range_users"])
     return log
 
 
@@ -600,7 +627,10 @@ def describe_failure(log, *, detail=True):
     if log.errcode in CONFIG_ERRCODES:
         return WeComConfigError(log.errcode, log.errmsg, "message/send", "app").admin_message
     if is_rate_limited(log):
-        return gettext("WeCom's frequency limit was reached; try again in a minute.")
+        return gettext(
+            "WeCom's frequency limit was reached; try again in a minute. If it persists, the app may have used "
+            "its daily quota (the company's account limit × 200 person-times a day): the rest goes out tomorrow."
+        )
     if log.errcode == ALL_RECIPIENTS_INVALID:
         return gettext(
             "WeCom found none of the receivers (errcode 81013): they may have left, "
@@ -656,7 +686,7 @@ def deliver(log, attachment=None, *, raise_rate_limited=False):
 
     stopped = False
     try:
-        if log.msgtype in MEDIA_MAX_BYTES and not log.content[log.msgtype].get("media_id"):
+        if log.msgtype in MEDIA_MAX_BYTES and _needs_upload(log, attachment):
             _upload(client, log, attachment)
         batches = plan_batches(_split(log.touser), _split(log.toparty), _split(log.totag), log.touser == ALL)
         payload = _request_body(log, config.agent_id)
@@ -713,6 +743,15 @@ def deliver(log, attachment=None, *, raise_rate_limited=False):
     return log
 
 
+def _needs_upload(log, attachment):
+    """No media_id yet, or one we uploaded so long ago that WeCom has dropped it (and the file is at hand:
+    a media_id the caller gave is theirs to keep alive)."""
+    if not log.content[log.msgtype].get("media_id"):
+        return True
+    uploaded_at = log.content.get("media_uploaded_at")
+    return attachment is not None and uploaded_at is not None and time.time() - uploaded_at >= MEDIA_REUPLOAD_AFTER
+
+
 def _upload(client, log, attachment):
     """Upload the message's file (kept 3 days by WeCom) and remember its media_id in the log, so a
     resumed delivery does not upload it again. https://developer.work.weixin.qq.com/document/path/90253"""
@@ -723,6 +762,7 @@ def _upload(client, log, attachment):
     answer = client.media.upload(log.msgtype, attachment.filename, attachment.content)
     content = dict(log.content)
     content[log.msgtype] = {**content[log.msgtype], "media_id": answer["media_id"]}
+    content["media_uploaded_at"] = int(time.time())
     log.content = content
     log.save(update_fields=["content"])
 

@@ -9,7 +9,8 @@ projects, the demo and the benchmarks can all use it::
         client_settings = fake.credentials()   # api_base, corp_id, agent_id and the three secrets
 
 pytest users get the ``fake_wecom`` and ``make_fake_wecom`` fixtures from
-``wecom_integration.testing.pytest_plugin``.
+``wecom_integration.testing.pytest_plugin``. What the fake models (each behaviour with the WeCom doc page it
+follows and the test that shows it) and what it does not: docs/fake-wecom.md.
 """
 
 from .callbacks import (

@@ -9,7 +9,8 @@ date so that a page costs O(page), not O(organisation).
 The JSON shapes follow the contact API pages: user/get https://developer.work.weixin.qq.com/document/path/90196,
 department/list https://developer.work.weixin.qq.com/document/path/90208, user/list_id
 https://developer.work.weixin.qq.com/document/path/96067, externalcontact/get
-https://developer.work.weixin.qq.com/document/path/92114.
+https://developer.work.weixin.qq.com/document/path/92114. The app's visible range (可见范围) and WeCom's
+case-insensitive userids (``find_user``) follow https://developer.work.weixin.qq.com/document/path/90236.
 """
 
 from __future__ import annotations
@@ -303,6 +304,8 @@ class Org:
         self.lock = threading.RLock()
         self.departments: dict[int, Department] = {}
         self.users: dict[str, User] = {}
+        # WeCom matches userids case-insensitively (ZhangSan and zhangsan are one member).
+        self._users_lower: dict[str, User] = {}
         # The list_id roster: members in creation order, with their seq numbers for bisecting.
         self._roster: list[User] = []
         self._roster_seqs: list[int] = []
@@ -443,6 +446,7 @@ class Org:
     # ---------------------------------------------------------------- indexes
     def _index_new_user(self, user: User) -> None:
         self.users[user.userid] = user
+        self._users_lower[user.userid.lower()] = user
         self._roster.append(user)
         self._roster_seqs.append(user.seq)
         self._next_seq = user.seq + 1
@@ -490,6 +494,11 @@ class Org:
                     seen.add(user.seq)
                     out.append(user)
         return out
+
+    def find_user(self, userid: str) -> User | None:
+        """The member whose userid equals ``userid`` ignoring case, as WeCom looks members up."""
+        user = self.users.get(userid)
+        return user if user is not None else self._users_lower.get(userid.lower())
 
     def active_users(self) -> list[User]:
         return [u for u in self._roster if u.status == 1]
@@ -542,6 +551,43 @@ class Org:
             i += 1
             j = 0
         return out, ""
+
+    # ---------------------------------------------------------------- the app's visible range (可见范围)
+    # Which members and departments the self-built app may see, as set in the WeCom admin under the app's
+    # 可见范围. Departments include their whole subtree; nothing set means the whole corp (the default).
+    # https://developer.work.weixin.qq.com/document/path/90196 (60011 outside the range),
+    # https://developer.work.weixin.qq.com/document/path/90236 (recipients outside it are invaliduser).
+    def set_visible_range(self, departments=(), users=()) -> None:
+        """Limit the app to these departments (with their subtrees) and members; both empty = whole corp."""
+        self.visible_departments = frozenset(int(d) for d in departments)
+        self.visible_users = frozenset(users)
+
+    def clear_visible_range(self) -> None:
+        self.set_visible_range()
+
+    def _range_is_whole_corp(self) -> bool:
+        return not getattr(self, "visible_departments", None) and not getattr(self, "visible_users", None)
+
+    def app_sees_department(self, dept: Department) -> bool:
+        """True when ``dept`` or one of its ancestors is in the visible range."""
+        if self._range_is_whole_corp():
+            return True
+        departments = self.departments
+        node: Department | None = dept
+        while node is not None:
+            if node.id in self.visible_departments:
+                return True
+            node = departments.get(node.parentid) if node.parentid else None
+        return False
+
+    def app_sees_user(self, user: User) -> bool:
+        """True when the member is named in the range or belongs to a visible department."""
+        if self._range_is_whole_corp():
+            return True
+        if user.userid in self.visible_users:
+            return True
+        departments = self.departments
+        return any(d in departments and self.app_sees_department(departments[d]) for d in user.departments)
 
     # ---------------------------------------------------------------- JSON shapes
     def user_json(self, user: User, sensitive: bool = True) -> dict:
@@ -643,11 +689,14 @@ class Org:
             if user.extra is None or key not in user.extra:
                 user.set_extra(key, getattr(user, key))
         del self.users[user.userid]
+        self._users_lower.pop(user.userid.lower(), None)
         user.userid = new_userid
         self.users[new_userid] = user
+        self._users_lower[new_userid.lower()] = user
 
     def remove_user(self, user: User) -> None:
         del self.users[user.userid]
+        self._users_lower.pop(user.userid.lower(), None)
         i = bisect_left(self._roster_seqs, user.seq)
         del self._roster[i]
         del self._roster_seqs[i]

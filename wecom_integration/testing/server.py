@@ -17,7 +17,18 @@ the handler's docstring:
   (45033) and WeCom's silent per-member message quota (30/min, 1000/h);
 * fault injection with a seeded random: errcodes, dropped connections, answers slower than the
   client's timeout (the work is still done, like a real slow WeCom), added latency;
-* change_contact callbacks for every org mutation, sent synchronously with WeCom's retry policy.
+* change_contact callbacks for every org mutation, sent synchronously with WeCom's retry policy;
+* customer contact in an old corp (the 客户联系 secret works) or a new one (since 2023-12-01 it answers 48002;
+  the app only once authorised under 客户联系 → 可调用接口的应用), docs 92994, 96316;
+* two-step verification through ``auth/get_tfa_info`` / ``user/tfa_succ`` with the contact-sync secret, or
+  the app for its own OAuth page and members in its visible range, and the older ``user/authsucc`` for the
+  contact-sync secret only, docs 99499, 99500, 99521, 90203;
+* message recipients outside the app's visible range reported invalid, userids matched ignoring case and
+  reported lower-cased, the app's daily quota of account limit × 200 person-times (45009), doc 90236;
+* media ids that expire after 3 days (40007), doc 90253; WeCom's exemptions from its call counts
+  (``quota_calls``: not message/send, not getuserinfo with a valid code), doc 90454.
+
+docs/fake-wecom.md lists every behaviour with its doc page and test, and what the fake does not model.
 
 gettoken answers the same token while it lives, with ``expires_in`` counting its remaining life
 (a fresh token reports the full ``token_ttl``): a client that trusts expires_in never holds an
@@ -68,6 +79,13 @@ CALLBACK_KINDS = ("app", "contacts", "customers")
 MAX_BODY = 25 * 1024 * 1024
 TOKEN_LENGTH = 214  # what real tokens measure; WeCom asks callers to keep 512 bytes for them
 OAUTH_CODE_TTL = 300
+TFA_CODE_TTL = 300  # the verification page's code and the tfa_code: single use, 5 minutes (doc 99499)
+MEDIA_TTL = 3 * 86400  # a temporary media_id lives 3 days (doc 90253)
+MESSAGES_PER_ACCOUNT_PER_DAY = 200  # each app sends at most account limit × 200 人次 a day (doc 90236)
+BEIJING = 8 * 3600  # WeCom's days start at midnight in Beijing
+# Calls WeCom does not count against the API frequency limits (doc 90454's exemptions): message/send, and
+# auth/getuserinfo when the code is valid. ``calls`` still counts every request the fake served.
+QUOTA_EXEMPT = frozenset(("message/send",))
 USER_TICKET_TTL = 1800
 OAUTH_SCOPES = ("snsapi_base", "snsapi_privateinfo")
 MESSAGE_TYPES = frozenset(
@@ -140,6 +158,7 @@ ERRMSG = {
     60007: "not allow to delete root department",
     60008: "department existed",
     60010: "department has circular dependency",
+    60011: "no privilege to access/modify contact/party/agent",
     60102: "userid existed",
     60111: "userid not found",
     60112: "invalid username",
@@ -205,10 +224,13 @@ ROUTES = {
     "user/simplelist": _Route("GET", _DIRECTORY, "_api_user_simplelist"),
     "user/get": _Route("GET", _DIRECTORY, "_api_user_get"),
     "user/list_id": _Route("POST", _CONTACTS, "_api_user_list_id", forbidden=48009),
-    "user/authsucc": _Route("GET", _DIRECTORY, "_api_user_authsucc"),
+    "user/authsucc": _Route("GET", _CONTACTS, "_api_user_authsucc"),
+    "auth/get_tfa_info": _Route("POST", _DIRECTORY, "_api_auth_get_tfa_info"),
+    "user/tfa_succ": _Route("POST", _DIRECTORY, "_api_user_tfa_succ"),
     "message/send": _Route("POST", _APP, "_api_message_send"),
     "auth/getuserinfo": _Route("GET", _APP, "_api_auth_getuserinfo"),
     "auth/getuserdetail": _Route("POST", _APP, "_api_auth_getuserdetail"),
+    "externalcontact/get_follow_user_list": _Route("GET", _CUSTOMERS, "_api_externalcontact_follow_users"),
     "externalcontact/list": _Route("GET", _CUSTOMERS, "_api_externalcontact_list"),
     "externalcontact/get": _Route("GET", _CUSTOMERS, "_api_externalcontact_get"),
     "externalcontact/batch/get_by_user": _Route("POST", _CUSTOMERS, "_api_externalcontact_batch"),
@@ -402,7 +424,9 @@ class FakeWeCom:
 
     def __init__(self, users: int = 200, departments: int = 20, seed: int = 1, token_ttl: int = 7200,
                  restricted: bool = False, rate_limits: bool = False, corp_id: str | None = None,
-                 agent_id: int = 1000002, org: Org | None = None, trusted_ips: Iterable[str] | None = None):
+                 agent_id: int = 1000002, org: Org | None = None, trusted_ips: Iterable[str] | None = None,
+                 customer_contact: str = "secret", customer_app_authorised: bool = False,
+                 account_limit: int | None = None):
         self.org = org if org is not None else Org.generate(users=users, departments=departments, seed=seed)
         self.corp_id = corp_id or "ww" + secrets.token_hex(8)
         self.agent_id = int(agent_id)
@@ -414,11 +438,27 @@ class FakeWeCom:
         # The app's trusted IPs (企业可信IP): when set, every call with an access_token from another IP
         # answers 60020, its errmsg naming the caller's IP as WeCom does. gettoken is not checked.
         self.trusted_ips: set[str] | None = set(trusted_ips) if trusted_ips is not None else None
+        # Customer contact (docs 92994, 96316): "secret" models a corp set up before 2023-12-01, whose 客户联系
+        # secret still calls the customer APIs; "app" a newer corp, whose secret is refused (48002). Either
+        # way the app secret calls them only once the app is listed under 客户联系 → 可调用接口的应用.
+        if customer_contact not in ("secret", "app"):
+            raise ValueError('customer_contact is "secret" (a corp from before 2023-12-01) or "app"')
+        self.customer_contact = customer_contact
+        self.customer_app_authorised = customer_app_authorised
+        # The corp's purchased accounts (帐号上限): the app's daily message quota is 200 times this.
+        self.account_limit = account_limit if account_limit is not None else max(200, len(self.org.users))
+        # Two-step verification (docs 99499, 99500): which page the admin set, the WeCom custom page (code
+        # exchanged with the contact-sync secret) or the app's own OAuth link (code exchanged with the app).
+        self.two_step_page = "custom"
+        # What externalcontact/get answers for a customer the corp no longer has: WeCom documents 84061, and
+        # users report 40096 for deleted customers too (WxJava PR #2591); tests set either.
+        self.deleted_customer_errcode = 40096
         # WeCom's callback patience; lower it in tests that simulate a hung receiver.
         self.callback_timeout = 5.0
         self.callback_tries = 3
 
         self.calls: Counter = Counter()
+        self.quota_calls: Counter = Counter()  # what WeCom counts against the frequency limits
         self.gettoken_calls: Counter = Counter()
         self.sent_messages: list[dict] = []
         self.menus: dict[int, dict] = {}
@@ -435,8 +475,11 @@ class FakeWeCom:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._current_token: dict[str, str] = {}
         self._retired_tokens: deque[str] = deque()
-        self._codes: dict[str, tuple[str | None, str | None, float]] = {}
+        self._codes: dict[str, tuple[str | None, str | None, float, str]] = {}
         self._tickets: dict[str, tuple[str, float]] = {}
+        self._tfa_codes: dict[str, tuple[str, str, float]] = {}  # page code -> (userid, page, expires)
+        self._tfa_tickets: dict[str, tuple[str, float]] = {}  # tfa_code -> (userid, expires)
+        self._daily_sent: dict[int, int] = {}  # Beijing day -> 人次 sent
         self._sent: list[_Sent] = []
         self._delivery_index: dict[str, list[int]] = {}
         self._dup_cache: dict[str, tuple[float, dict]] = {}
@@ -525,11 +568,15 @@ class FakeWeCom:
     def reset_stats(self) -> None:
         with self._stats_lock:
             self.calls.clear()
+            self.quota_calls.clear()
             self.gettoken_calls.clear()
 
     def stats(self) -> dict:
         with self._stats_lock:
-            return {"calls": dict(self.calls), "gettoken_calls": dict(self.gettoken_calls),
+            return {"calls": dict(self.calls), "quota_calls": dict(self.quota_calls),
+                    "gettoken_calls": dict(self.gettoken_calls),
+                    "messages_today": self._daily_sent.get(self._beijing_day(), 0),
+                    "daily_message_quota": self.daily_message_quota,
                     "messages": len(self._sent), "deliveries": sum(len(m.recipients) for m in self._sent),
                     "callbacks": len(self.callback_log)}
 
@@ -638,9 +685,24 @@ class FakeWeCom:
             raise ValueError(f"scope must be one of {OAUTH_SCOPES}")
         if userid is not None and userid not in self.org.users:
             raise FakeWeComError(60111)
+        if userid is not None and not self.org.app_sees_user(self.org.users[userid]):
+            # WeCom shows a member outside the app's visible range an error page instead of redirecting: no code.
+            raise FakeWeComError(60011)
         code = secrets.token_urlsafe(32)
         with self._lock:
             self._codes[code] = (userid, openid, self.now() + OAUTH_CODE_TTL, scope)
+        return code
+
+    def issue_tfa_code(self, userid: str) -> str:
+        """A member opens the company's two-step verification page: the ``code`` WeCom appends to it.
+        With ``two_step_page == "app_oauth"`` the page is the app's OAuth link and the app may exchange the
+        code; otherwise only the contact-sync secret may. https://developer.work.weixin.qq.com/document/path/99521"""
+        user = self.org.find_user(userid)
+        if user is None:
+            raise FakeWeComError(60111)
+        code = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tfa_codes[code] = (user.userid, self.two_step_page, self.now() + TFA_CODE_TTL)
         return code
 
     def register_callback(self, url: str, token: str, encoding_aes_key: str, kind: str = "contacts",
@@ -935,10 +997,15 @@ class FakeWeCom:
         if route is None:
             return (404, _json_bytes({"errcode": 404, "errmsg": f"api not found: {api}"}),
                     _JSON)
+        request = _Request(method, api, query, body, headers, client_ip)
+        exempt = self._quota_exempt(request)
         with self._stats_lock:
             self.calls[api] += 1
-        request = _Request(method, api, query, body, headers, client_ip)
+            if not exempt:
+                self.quota_calls[api] += 1
         limiter = self._limiter
+        # Exempt calls are still rate limited here: whether WeCom's limiter skips them is not documented,
+        # and the fake stays the stricter of the two.
         if not limiter.enabled:
             return self._process(route, request)
         code = limiter.check(api, self.now())
@@ -957,6 +1024,16 @@ class FakeWeCom:
         finally:
             with self._stats_lock:
                 self._inflight -= 1
+
+    def _quota_exempt(self, request: _Request) -> bool:
+        """Whether WeCom leaves this call out of its frequency counts (doc 90454): message/send always,
+        auth/getuserinfo when its code is valid. https://developer.work.weixin.qq.com/document/path/90454"""
+        if request.api in QUOTA_EXEMPT:
+            return True
+        if request.api == "auth/getuserinfo":
+            entry = self._codes.get(request.param("code") or "")
+            return entry is not None and entry[2] > self.now()
+        return False
 
     def _process(self, route: _Route, request: _Request):
         faults = self._faults
@@ -983,9 +1060,20 @@ class FakeWeCom:
                 request.kind = self._check_token(request)
                 if request.kind not in route.kinds:
                     raise _ApiError(route.forbidden)
+                if route.kinds is _CUSTOMERS:
+                    self._check_customer_access(request.kind)
             return getattr(self, route.handler)(request)
         except _ApiError as error:
             return error
+
+    def _check_customer_access(self, kind: str) -> None:
+        """Who may call the customer-contact APIs (docs 92994, 96316): since 2023-12-01 new corps no longer
+        with the 客户联系 secret; the app only once listed under 客户联系 → 可调用接口的应用. Both refusals
+        answer 48002 (api forbidden). https://developer.work.weixin.qq.com/document/path/92994"""
+        if kind == "customers" and self.customer_contact == "app":
+            raise _ApiError(48002)
+        if kind == "app" and not self.customer_app_authorised:
+            raise _ApiError(48002)
 
     def _check_token(self, request: _Request) -> str:
         token = request.param("access_token")
@@ -1119,15 +1207,74 @@ class FakeWeCom:
         return _Encoded({"next_cursor": next_cursor}, "dept_user", dept_user_json(rows))
 
     def _api_user_authsucc(self, request: _Request) -> dict:
-        """Two-step verification passed (seed 003). https://developer.work.weixin.qq.com/document/path/90203"""
+        """Two-step verification passed, the older way (seed 003): only the contact-sync secret may call it
+        (the route refuses the app with 48002), and only for a member WeCom sent to the verification page
+        (a code was issued for them), not for any userid. https://developer.work.weixin.qq.com/document/path/90203"""
         userid = request.param("userid")
         if not userid:
             raise _ApiError(41009)
-        if userid not in self.org.users:
+        user = self.org.find_user(userid)
+        if user is None:
             raise _ApiError(60111)
         with self._lock:
-            self.authsucc_users.add(userid)
+            pending = any(entry[0] == user.userid for entry in self._tfa_codes.values()) or any(
+                entry[0] == user.userid for entry in self._tfa_tickets.values())
+            if not pending:
+                raise _ApiError(60011)
+            self._end_tfa(user.userid)
         return {}
+
+    def _api_auth_get_tfa_info(self, request: _Request) -> dict:
+        """The verification page's ``code`` → ``{userid, tfa_code}`` (doc 99499). The contact-sync secret may
+        exchange any page code; the app only a code of its own OAuth link (the admin set the page to it) and
+        only for a member in its visible range (60011 otherwise). Codes are single use, 5 minutes.
+        https://developer.work.weixin.qq.com/document/path/99499"""
+        code = request.json().get("code")
+        if not isinstance(code, str) or not code:
+            raise _ApiError(41008)
+        now = self.now()
+        with self._lock:
+            entry = self._tfa_codes.get(code)
+            if entry is None or entry[2] <= now:
+                self._tfa_codes.pop(code, None)
+                raise _ApiError(40029)
+            userid, page, _ = entry
+            if request.kind == "app":
+                if page != "app_oauth":
+                    raise _ApiError(40029)  # not a code of this app's OAuth link
+                user = self.org.users.get(userid)
+                if user is None or not self.org.app_sees_user(user):
+                    raise _ApiError(60011)
+            del self._tfa_codes[code]
+            tfa_code = secrets.token_urlsafe(24)
+            self._tfa_tickets[tfa_code] = (userid, now + TFA_CODE_TTL)
+        return {"userid": userid, "tfa_code": tfa_code}
+
+    def _api_user_tfa_succ(self, request: _Request) -> dict:
+        """Two-step verification passed, the newer way (doc 99500): ``{userid, tfa_code}`` from get_tfa_info,
+        with the same credential rules. https://developer.work.weixin.qq.com/document/path/99500"""
+        data = request.json()
+        userid, tfa_code = data.get("userid"), data.get("tfa_code")
+        if not isinstance(userid, str) or not userid:
+            raise _ApiError(41009)
+        if not isinstance(tfa_code, str) or not tfa_code:
+            raise _ApiError(40058)
+        with self._lock:
+            user = self.org.find_user(userid)
+            if user is None:
+                raise _ApiError(60111)
+            if request.kind == "app" and not self.org.app_sees_user(user):
+                raise _ApiError(60011)
+            entry = self._tfa_tickets.get(tfa_code)
+            if entry is None or entry[1] <= self.now() or entry[0] != user.userid:
+                raise _ApiError(40058)
+            self._end_tfa(user.userid)
+        return {}
+
+    def _end_tfa(self, userid: str) -> None:
+        self.authsucc_users.add(userid)
+        self._tfa_codes = {c: e for c, e in self._tfa_codes.items() if e[0] != userid}
+        self._tfa_tickets = {c: e for c, e in self._tfa_tickets.items() if e[0] != userid}
 
     # ------------------------------------------------------------------ API: messages
     def _api_message_send(self, request: _Request) -> dict:
@@ -1179,6 +1326,13 @@ class FakeWeCom:
         recipients, answer = self._resolve_recipients(users, parties, tags)
         if not recipients:
             raise _ApiError(81013, answer)
+        with self._lock:
+            day = self._beijing_day()
+            sent_today = self._daily_sent.get(day, 0)
+            if sent_today + len(recipients) > self.daily_message_quota:
+                # Over the app's daily quota: refused as a frequency limit, nothing sent (doc 90236).
+                raise _ApiError(45009)
+            self._daily_sent = {day: sent_today + len(recipients)}
         msgid = secrets.token_urlsafe(36)
         answer["msgid"] = msgid
         if msgtype == "template_card" and content.get("card_type") in INTERACTIVE_CARDS:
@@ -1200,25 +1354,29 @@ class FakeWeCom:
         return answer
 
     def _resolve_recipients(self, users: list[str], parties: list[str], tags: list[str]):
+        """Who a message reaches (doc 90236): userids match ignoring case; members and departments outside
+        the app's visible range are reported in invaliduser / invalidparty like unknown ones, and the ids
+        WeCom reports back are lower-cased. https://developer.work.weixin.qq.com/document/path/90236"""
         org = self.org
         invalid_users: list[str] = []
         invalid_parties: list[str] = []
         recipients: list[str] = []
         with org.lock:
             if "@all" in users:
-                recipients = [u.userid for u in org.active_users()]
+                recipients = [u.userid for u in org.active_users() if org.app_sees_user(u)]
             else:
                 seen: set[str] = set()
                 for userid in users:
-                    user = org.users.get(userid)
-                    if user is None or user.status != 1:
-                        invalid_users.append(userid)
-                    elif userid not in seen:
-                        seen.add(userid)
-                        recipients.append(userid)
+                    user = org.find_user(userid)
+                    if user is None or user.status != 1 or not org.app_sees_user(user):
+                        invalid_users.append(userid.lower())
+                    elif user.userid not in seen:
+                        seen.add(user.userid)
+                        recipients.append(user.userid)
                 for party in parties:
                     dept_id = int(party) if party.isdigit() else None
-                    if dept_id not in org.departments:
+                    dept = org.departments.get(dept_id) if dept_id is not None else None
+                    if dept is None or not org.app_sees_department(dept):
                         invalid_parties.append(party)
                         continue
                     # A department reaches everyone below it, like WeCom's toparty.
@@ -1231,8 +1389,16 @@ class FakeWeCom:
             recipients = [r for r in recipients if r not in self.unlicensed]
         # The fake corp has no tags, so every tag is invalid.
         answer = {"invaliduser": "|".join(invalid_users), "invalidparty": "|".join(invalid_parties),
-                  "invalidtag": "|".join(tags), "unlicenseduser": "|".join(unlicensed)}
+                  "invalidtag": "|".join(tags), "unlicenseduser": "|".join(u.lower() for u in unlicensed)}
         return recipients, answer
+
+    @property
+    def daily_message_quota(self) -> int:
+        """人次 the app may send a day: the corp's account limit × 200 (doc 90236)."""
+        return self.account_limit * MESSAGES_PER_ACCOUNT_PER_DAY
+
+    def _beijing_day(self) -> int:
+        return int((self.now() + BEIJING) // 86400)
 
     def _member_quota_ok(self, userid: str, now: float) -> bool:
         # WeCom silently drops messages beyond 30/min and 1000/h to one member (doc 90236).
@@ -1282,9 +1448,12 @@ class FakeWeCom:
         return content
 
     def _check_media(self, media_id) -> None:
+        """A temporary media_id lives 3 days; after that WeCom answers 40007 (doc 90253).
+        https://developer.work.weixin.qq.com/document/path/90253"""
         if not media_id:
             raise _ApiError(41006)
-        if media_id not in self.media:
+        media = self.media.get(media_id)
+        if media is None or int(media["created_at"]) + MEDIA_TTL <= self.now():
             raise _ApiError(40007)
 
     # ------------------------------------------------------------------ API: login
@@ -1330,6 +1499,16 @@ class FakeWeCom:
                                                           "biz_mail", "address")}}
 
     # ------------------------------------------------------------------ API: customers
+    def _api_externalcontact_follow_users(self, request: _Request) -> dict:
+        """Members with customer contact enabled (the connection test's cheap probe). With the app's secret,
+        only those in its visible range. https://developer.work.weixin.qq.com/document/path/92571"""
+        org = self.org
+        with org.lock:
+            users = [u for u in org.active_users() if u.follows is not None]
+            if request.kind == "app":
+                users = [u for u in users if org.app_sees_user(u)]
+            return {"follow_user": [u.userid for u in users]}
+
     def _api_externalcontact_list(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/92113"""
         userid = request.param("userid")
@@ -1350,7 +1529,7 @@ class FakeWeCom:
         with org.lock:
             contact = org.external_contacts.get(external_userid or "")
             if contact is None:
-                raise _ApiError(40096)
+                raise _ApiError(self.deleted_customer_errcode if external_userid else 40096)
             return {"external_contact": org.contact_json(contact),
                     "follow_user": [org.follow_user_json(f) for f in contact.followers], "next_cursor": ""}
 
@@ -1517,10 +1696,20 @@ class FakeWeCom:
                 self.restricted = bool(data["restricted"])
             if "rate_limits" in data:
                 self.rate_limits = bool(data["rate_limits"])
+            if "customer_contact" in data:
+                if data["customer_contact"] not in ("secret", "app"):
+                    raise ValueError('customer_contact is "secret" or "app"')
+                self.customer_contact = data["customer_contact"]
+            if "customer_app_authorised" in data:
+                self.customer_app_authorised = bool(data["customer_app_authorised"])
+            if "two_step_page" in data:
+                self.two_step_page = str(data["two_step_page"])
             return {}
         if route == ("POST", "oauth_code", 1):
             return {"code": self.issue_oauth_code(userid=data.get("userid"), openid=data.get("openid"),
                                                   scope=data.get("scope") or "snsapi_base")}
+        if route == ("POST", "tfa_code", 1):
+            return {"code": self.issue_tfa_code(data["userid"])}
         if route == ("POST", "invalidate_tokens", 1):
             self.invalidate_tokens(data.get("kind"))
             return {}

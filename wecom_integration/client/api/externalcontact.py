@@ -8,6 +8,12 @@ BATCH_MAX_LIMIT = 100
 
 
 class ExternalContactAPI(BaseAPI):
+    def get_follow_user_list(self):
+        """Members with customer contact enabled: a list of userids. Cheap, so the connection test probes
+        customer access with it. https://developer.work.weixin.qq.com/document/path/92571
+        """
+        return self._get("externalcontact/get_follow_user_list").get("follow_user", [])
+
     def list(self, userid):
         """External contacts (customers) of one member: a list of external_userid, empty when the
         member has none. https://developer.work.weixin.qq.com/document/path/92113

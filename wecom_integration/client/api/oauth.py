@@ -56,3 +56,10 @@ class OAuthAPI(BaseAPI):
         ``snsapi_privateinfo`` sign-in. https://developer.work.weixin.qq.com/document/path/95833
         """
         return self._post("auth/getuserdetail", {"user_ticket": user_ticket})
+
+    def get_tfa_info(self, code):
+        """The two-step verification page's ``code`` → ``{userid, tfa_code}``. The contact-sync secret may
+        exchange it; the app only when the page is its own OAuth link and the member is in its visible
+        range. https://developer.work.weixin.qq.com/document/path/99499
+        """
+        return self._post("auth/get_tfa_info", {"code": code})

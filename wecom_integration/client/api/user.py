@@ -49,6 +49,13 @@ class UserAPI(BaseAPI):
                 return
             seen.add(cursor)
 
+    def tfa_succ(self, userid, tfa_code):
+        """Tell WeCom the member passed two-step verification, with the ``tfa_code`` of
+        ``oauth.get_tfa_info``. The contact-sync secret, or the app for members in its visible range.
+        https://developer.work.weixin.qq.com/document/path/99500
+        """
+        return self._post("user/tfa_succ", {"userid": userid, "tfa_code": tfa_code})
+
     def authsucc(self, userid):
         """Tell WeCom the member passed the company's two-step verification.
 

@@ -21,11 +21,13 @@ OPTIONS = {
     "contact_secret": ("contact_secret", "WECOM_CONTACT_SECRET"),
     "contact_token": ("contact_token", "WECOM_CONTACT_TOKEN"),
     "contact_aes_key": ("contact_aes_key", "WECOM_CONTACT_AES_KEY"),
+    "customer_credential": ("customer_credential", None),  # "secret" or "app" (docs 92994, 96316)
     "customer_secret": ("customer_secret", "WECOM_CUSTOMER_SECRET"),
     "customer_token": ("customer_token", "WECOM_CUSTOMER_TOKEN"),
     "customer_aes_key": ("customer_aes_key", "WECOM_CUSTOMER_AES_KEY"),
     "app_token": ("app_token", "WECOM_APP_TOKEN"),
     "app_aes_key": ("app_aes_key", "WECOM_APP_AES_KEY"),
+    "two_step_credential": ("two_step_credential", None),  # "contacts" or "app" (docs 99499, 99500)
 }
 
 
