@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.settings import patched_settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, generics, serializers, status
@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 from ..models import MessageLog
 from ..services import messaging
 from .auth import IsTenantAdmin, request_tenant
+from .schema import SCHEMA_SETTINGS, AppSchemaGenerator
 
 #: JeecgBoot's name for WeCom in ``app``; its other apps (DINGTALK …) are not ours.
 WECHAT_ENTERPRISE = "WECHAT_ENTERPRISE"
@@ -311,10 +312,14 @@ SCHEMA_URL_NAME = "wecom_integration:api-schema"
 
 
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI 3 schema of every API endpoint; public, so integrators can read it before a token."""
+    """The OpenAPI 3 schema of the app's API endpoints (none of the host's), whatever the host's DRF and
+    drf-spectacular settings; public, so integrators can read it before a token."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    generator_class = AppSchemaGenerator
+    custom_settings = SCHEMA_SETTINGS
+    schema_excluded = True
 
 
 class DocsView(SpectacularSwaggerView):
@@ -324,10 +329,14 @@ class DocsView(SpectacularSwaggerView):
     authentication_classes = []
     permission_classes = [AllowAny]
     url_name = SCHEMA_URL_NAME
+    title = SCHEMA_SETTINGS["TITLE"]
+    custom_settings = SCHEMA_SETTINGS
+    schema_excluded = True
 
     @staticmethod
     def _sidecar():
-        return apps.is_installed("drf_spectacular_sidecar")
+        # Swagger UI's template is drf-spectacular's; its files are the sidecar's (the "swagger" extra).
+        return apps.is_installed("drf_spectacular_sidecar") and apps.is_installed("drf_spectacular")
 
     @staticmethod
     def _swagger_ui_resource(filename):
@@ -345,7 +354,8 @@ class DocsView(SpectacularSwaggerView):
     def get(self, request, *args, **kwargs):
         if self._sidecar():
             return super().get(request, *args, **kwargs)
-        schema = SchemaGenerator().get_schema(request=None, public=True)
+        with patched_settings(SCHEMA_SETTINGS):
+            schema = AppSchemaGenerator().get_schema(request=None, public=True)
         rows = format_html_join(
             "",
             "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
