@@ -126,7 +126,8 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 from wecom_integration.models import InboxMessage, WeComConfig
 
-client = Client()
+# startproject: DEBUG on, ALLOWED_HOSTS empty (localhost only). A page that fails counts as its 500.
+client = Client(HTTP_HOST="localhost", raise_request_exception=False)
 client.force_login(get_user_model().objects.get(username=%(superuser)r))
 message = InboxMessage.objects.first()
 config = WeComConfig.objects.first()
@@ -462,7 +463,7 @@ def test_wecom_sign_in_lands_on_a_page_that_exists(host):
         from django.test import Client
         User = get_user_model()
         User.objects.create_user("plain", password="pw-host-1234")
-        staff = Client()
+        staff = Client(HTTP_HOST="localhost")
         staff.force_login(User.objects.get(username=%(superuser)r))
         from django.test import RequestFactory
         from wecom_integration.adapter import get_adapter
@@ -471,8 +472,8 @@ def test_wecom_sign_in_lands_on_a_page_that_exists(host):
         for_staff = get_adapter(request).get_login_redirect_url(request, None)
         request.user = User.objects.get(username="plain")
         for_member = get_adapter(request).get_login_redirect_url(request, None)
-        form = Client().post("/accounts/login/", {"username": "plain", "password": "pw-host-1234"})
-        followed = Client().post("/accounts/login/", {"username": "plain", "password": "pw-host-1234"},
+        form = Client(HTTP_HOST="localhost").post("/accounts/login/", {"username": "plain", "password": "pw-host-1234"})
+        followed = Client(HTTP_HOST="localhost").post("/accounts/login/", {"username": "plain", "password": "pw-host-1234"},
                                  follow=True)
         print(json.dumps({"staff": for_staff, "member": for_member, "form": form.status_code,
                           "location": form.get("Location"), "final": followed.status_code}))
