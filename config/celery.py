@@ -6,6 +6,10 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+from wecom_integration.log_config import use_django_logging_in_workers  # noqa: E402
+
 app = Celery("wecom")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# This project's workers write the same (JSON, scrubbed) lines as its web processes.
+use_django_logging_in_workers()

@@ -12,6 +12,9 @@ from pathlib import Path
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
+from wecom_integration.celery_config import BEAT_SCHEDULE, TASK_ROUTES
+from wecom_integration.log_config import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -162,32 +165,16 @@ else:
     CELERY_TASK_EAGER_PROPAGATES = False
     CELERY_RESULT_BACKEND = None
 
-# Callbacks are answered within WeCom's 5 s and handled here; a bulk sync must never delay them, so they
-# have their own queue (see docs/deploy.md for the worker commands).
+# The app's queues, routes, beat schedule and recommended options (wecom_integration/celery_config.py):
+# callbacks have their own queue so a bulk sync never delays them (docs/deploy.md has the worker commands).
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "wecom_integration.tasks.handle_callback_event": {"queue": "callbacks"},
-    "wecom_integration.tasks.handle_callback_events": {"queue": "callbacks"},
-    "wecom_integration.tasks.run_contact_sync": {"queue": "bulk"},
-    "wecom_integration.tasks.run_customer_sync": {"queue": "bulk"},
-    "wecom_integration.tasks.send_message": {"queue": "bulk"},
-}
-# A task is acknowledged after it ran, so a killed worker's task is delivered again (handlers are
-# idempotent), and a lost worker's message is re-queued.
+CELERY_TASK_ROUTES = dict(TASK_ROUTES)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "1900"))
-# Beat: the per-tenant periodic sync dispatcher (each tenant opts in and sets its interval) and the sweep
-# that re-queues callback events whose task was lost (e.g. a broker restarted without persistence).
-CELERY_BEAT_SCHEDULE = {
-    "wecom-periodic-sync": {"task": "wecom_integration.tasks.periodic_sync", "schedule": 300},
-    "wecom-requeue-stale-events": {
-        "task": "wecom_integration.tasks.requeue_stale_callback_events",
-        "schedule": 60,
-    },
-}
+CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # Nothing reads task results; at 1,000 callbacks a second they would only fill Redis.
 CELERY_TASK_IGNORE_RESULT = True
@@ -203,12 +190,24 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# Keys for encrypting secrets at rest: comma-separated Fernet keys; the first encrypts, all decrypt, so a
-# key is rotated by putting the new one first (then `manage.py wecom_rotate_keys`).
+# The app's settings (wecom_integration/conf.py, docs/install.md), here from this repository's environment.
+# Keys for encrypting secrets at rest: comma-separated; the first encrypts, all decrypt, so a key is rotated
+# by putting the new one first (then `manage.py wecom_rotate_keys`). WECOM_FIELD_KEYS, WECOM_API_BASE,
+# METRICS_TOKEN and METRICS_ALLOWED_IPS are the documented top-level aliases of WECOM keys; they stay
+# top-level here so that a test replacing WECOM keeps the encryption keys.
 WECOM_FIELD_KEYS = env_list("WECOM_FIELD_KEYS")
 WECOM_API_BASE = os.environ.get("WECOM_API_BASE", "https://qyapi.weixin.qq.com")
+# Prometheus /metrics: a bearer token when set; otherwise loopback (and these addresses) only.
+METRICS_TOKEN = os.environ.get("WECOM_METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("WECOM_METRICS_ALLOWED_IPS")
 WECOM = {
     "PUBLIC_BASE_URL": os.environ.get("WECOM_PUBLIC_BASE_URL", ""),
+    # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself; the app merges the files of that directory.
+    "METRICS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""),
+    "WORKER_METRICS_PORT": int(os.environ["WECOM_WORKER_METRICS_PORT"])
+    if os.environ.get("WECOM_WORKER_METRICS_PORT", "").strip()
+    else None,
+    "WORKER_METRICS_ADDR": os.environ.get("WECOM_WORKER_METRICS_ADDR", "127.0.0.1"),
 }
 
 # Production switches; `manage.py check --deploy` is clean with these on (see docs/deploy.md).
@@ -222,31 +221,10 @@ if env_bool("SECURE", False):
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
-# Prometheus /metrics: a bearer token when set; otherwise loopback (and these addresses) only.
-METRICS_TOKEN = os.environ.get("WECOM_METRICS_TOKEN", "")
-METRICS_ALLOWED_IPS = env_list("WECOM_METRICS_ALLOWED_IPS")
-
 # LOG_FORMAT=json: one structured line per callback, sync phase and WeCom call. Secrets are scrubbed by
-# a filter as a last line of defence (the code never logs them in the first place).
-LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").lower()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {
-        "scrub_secrets": {"()": "wecom_integration.observability.SecretScrubFilter"},
-        "request_id": {"()": "wecom_integration.observability.RequestIdFilter"},
-    },
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "wecom_integration.observability.JsonFormatter"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["request_id", "scrub_secrets"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
-}
+# a filter as a last line of defence (the code never logs them in the first place). config/celery.py makes
+# the workers use this too.
+LOGGING = logging_config(
+    fmt="json" if os.environ.get("LOG_FORMAT", "plain").lower() == "json" else "plain",
+    level=os.environ.get("LOG_LEVEL", "INFO"),
+)

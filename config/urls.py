@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
-from wecom_integration.views import health
+# This project's admin is the WeCom integration's; a host's admin keeps its own titles.
+admin.site.site_header = _("WeCom integration")
+admin.site.site_title = _("WeCom integration")
+admin.site.index_title = _("Administration")
 
 urlpatterns = [
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("metrics", health.metrics, name="metrics"),
+    path("", include("wecom_integration.health_urls")),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     # Root-level files WeCom fetches (the trusted domain's WW_verify_<code>.txt).

@@ -12,10 +12,6 @@ from .admin_scoping import TenantScopedAdminMixin, UserChoiceAdminMixin, user_se
 from .models import Membership, Tenant
 from .scoping import admin_tenant_ids
 
-admin.site.site_header = _("WeCom integration")
-admin.site.site_title = _("WeCom integration")
-admin.site.index_title = _("Administration")
-
 
 class Screen(NamedTuple):
     """One screen linked from the tenant's page.

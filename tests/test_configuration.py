@@ -153,10 +153,44 @@ def test_configure_command_sets_the_customer_and_two_step_credentials():
         _configure("--tenant-code", "newcorp", "--customer-credential", "both")
 
 
-def test_configure_command_reads_secrets_from_environment(monkeypatch):
+def test_configure_command_reads_secrets_from_a_json_file_not_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("WECOM_SECRET", "from-env")
-    _configure("--tenant-code", "envt", "--corp-id", "ww9999", "--agent-id", "7")
-    assert WeComConfig.objects.get(tenant__code="envt").secret == "from-env"
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"secret": "from-file", "contact_token": "tok2"}))
+    _configure("--tenant-code", "envt", "--corp-id", "ww9999", "--agent-id", "7", "--from-json", str(values))
+    config = WeComConfig.objects.get(tenant__code="envt")
+    assert (config.secret, config.contact_token) == ("from-file", "tok2")
+    # The command line wins over the file.
+    _configure("--tenant-code", "envt", "--secret", "from-option", "--from-json", str(values))
+    assert WeComConfig.objects.get(tenant__code="envt").secret == "from-option"
+    values.write_text(json.dumps({"sekret": "typo"}))
+    with pytest.raises(CommandError, match="unknown keys sekret"):
+        _configure("--tenant-code", "envt", "--from-json", str(values))
+
+
+def test_configure_command_builds_callback_urls_on_the_deployments_address(settings):
+    from io import StringIO
+
+    out = _configure("--tenant-code", "addr", "--corp-id", "ww5555", "--agent-id", "1",
+                     "--base-url", "https://erp.example.com/")
+    tenant_id = out["tenant_id"]
+    assert out["base_url"] == "https://erp.example.com"
+    assert out["callback_urls"]["app"] == f"https://erp.example.com/wecom/callback/{tenant_id}/app/"
+
+    settings.WECOM = {**settings.WECOM, "PUBLIC_BASE_URL": "https://wecom.example.org"}
+    assert _configure("--tenant-code", "addr")["callback_urls"]["contacts"] == (
+        f"https://wecom.example.org/wecom/callback/{tenant_id}/contacts/"
+    )
+
+    # Neither: paths, and a clear word on stderr; never a made-up host.
+    settings.WECOM = {**settings.WECOM, "PUBLIC_BASE_URL": ""}
+    out, err = StringIO(), StringIO()
+    call_command("wecom_configure", "--tenant-code", "addr", stdout=out, stderr=err)
+    printed = json.loads(out.getvalue())
+    assert printed["base_url"] is None
+    assert printed["callback_urls"]["customers"] == f"/wecom/callback/{tenant_id}/customers/"
+    assert "No public address is known" in err.getvalue()
+    assert "127.0.0.1" not in out.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -70,10 +70,29 @@ ECHO_SEEN = []
 
 
 # Bound to the project's app, not shared_task: another test's Celery app made current must not take it over.
-@celery_app.task(name="tests.observability.echo_request_id")
+# Named as one of the app's tasks: the app's receivers act on its own tasks only.
+@celery_app.task(name="wecom_integration.tests.echo_request_id")
 def echo_request_id():
     ECHO_SEEN.append(observability.get_request_id())
     return observability.get_request_id()
+
+
+# A task of the host project: the app's receivers leave it alone.
+@celery_app.task(name="hostproj.tasks.echo_request_id")
+def host_echo_request_id():
+    ECHO_SEEN.append(observability.get_request_id())
+    return observability.get_request_id()
+
+
+def test_the_hosts_own_tasks_are_left_alone():
+    ECHO_SEEN.clear()
+    before = sample("wecom_tasks_total", task="hostproj.tasks.echo_request_id", state="success")
+    with observability.request_id_context("outer-2"):
+        host_echo_request_id.delay()
+    host_echo_request_id.delay()
+    # An eager task runs in the caller's context: the caller's id is seen, no task id is made current.
+    assert ECHO_SEEN == ["outer-2", None]
+    assert sample("wecom_tasks_total", task="hostproj.tasks.echo_request_id", state="success") == before
 
 
 def test_an_eager_task_runs_under_its_callers_request_id_and_gives_it_back():
@@ -95,7 +114,7 @@ def test_the_request_id_travels_in_the_message_to_a_worker():
     app = celery_app
     ECHO_SEEN.clear()
     queue = f"obs-test-{uuid.uuid4().hex[:8]}"
-    before = sample("wecom_tasks_total", task="tests.observability.echo_request_id", state="success")
+    before = sample("wecom_tasks_total", task="wecom_integration.tests.echo_request_id", state="success")
     app.conf.task_always_eager = False
     with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue], shutdown_timeout=30):
         with observability.request_id_context("from-the-web-7"):
@@ -103,7 +122,7 @@ def test_the_request_id_travels_in_the_message_to_a_worker():
         assert observability.get_request_id() is None
         wait_for(lambda: ECHO_SEEN, timeout=30, what="the worker to run the task")
     assert ECHO_SEEN == ["from-the-web-7"]
-    assert sample("wecom_tasks_total", task="tests.observability.echo_request_id", state="success") == before + 1
+    assert sample("wecom_tasks_total", task="wecom_integration.tests.echo_request_id", state="success") == before + 1
 
 
 # Logs ----------------------------------------------------------------------------------------------------
@@ -298,7 +317,8 @@ def _in_subprocess(code, env):
 def test_multiprocess_mode_sums_every_process_and_forgets_dead_ones_on_prune(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
-    env = base_env(PROMETHEUS_MULTIPROC_DIR=tmp_path, DJANGO_SETTINGS_MODULE=None)
+    # The app reads the directory from its settings (config/ takes it from PROMETHEUS_MULTIPROC_DIR).
+    env = base_env(PROMETHEUS_MULTIPROC_DIR=tmp_path, DJANGO_SETTINGS_MODULE="config.settings")
     count = "from wecom_integration import observability as o; o.record_callback_received('contacts')"
     _in_subprocess(count, env)
     _in_subprocess(count + "; o.record_callback_received('contacts')", env)

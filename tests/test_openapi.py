@@ -46,7 +46,7 @@ def schema_text(django_db_blocker):
             "--validate",
             "--fail-on-warn",
             "--generator-class",
-            "wecom_integration.api.base.AppSchemaGenerator",
+            "wecom_integration.api.schema.AppSchemaGenerator",
             stdout=out,
         )
     return out.getvalue()

@@ -12,12 +12,14 @@ means for two-step verification.
 """
 
 import logging
+from urllib.parse import urlsplit
 
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
 from django.db import IntegrityError, transaction
 from django.shortcuts import resolve_url
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.module_loading import import_string
 
 from tenants.models import Membership, Tenant
@@ -26,6 +28,33 @@ from .conf import wecom_settings
 from .models import AuditLog, Binding, WeComUser
 
 logger = logging.getLogger(__name__)
+
+
+def _serves(url):
+    try:
+        resolve(urlsplit(url).path)
+    except Resolver404:
+        return False
+    return True
+
+
+def login_redirect_url(request):
+    """The host's ``LOGIN_REDIRECT_URL``, or, while it is Django's default and the host does not serve
+    that page, a page that exists (see :meth:`DefaultWeComAdapter.get_login_redirect_url`)."""
+    url = resolve_url(settings.LOGIN_REDIRECT_URL)
+    if settings.LOGIN_REDIRECT_URL != global_settings.LOGIN_REDIRECT_URL or _serves(url):
+        return url
+    try:
+        admin_index = reverse("admin:index")
+    except NoReverseMatch:
+        admin_index = None
+    user = getattr(request, "user", None)
+    candidates = [admin_index] if user is not None and user.is_staff else []
+    candidates += ["/", admin_index]
+    for candidate in candidates:
+        if candidate and _serves(candidate):
+            return candidate
+    return "/"
 
 
 def get_adapter(request=None):
@@ -157,8 +186,11 @@ class DefaultWeComAdapter:
         auth_login(request, user, backend=self.backend_path)
 
     def get_login_redirect_url(self, request, tenant):
-        """Where to go after signing in when no safe ``next`` was given."""
-        return resolve_url(settings.LOGIN_REDIRECT_URL)
+        """Where to go after signing in when no safe ``next`` was given: the host's
+        ``LOGIN_REDIRECT_URL``. Django's default for it, ``/accounts/profile/``, is a page most projects
+        do not have: unless the host serves it, a staff user goes to the admin's index and anyone else to
+        the site's root (or, if the host has no root page either, the admin, which explains)."""
+        return login_redirect_url(request)
 
     # Two-step verification -----------------------------------------------------------------------------
 

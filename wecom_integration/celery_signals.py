@@ -1,22 +1,24 @@
-"""Celery signal receivers: the request id across the broker, task metrics, logging and worker metrics.
+"""Celery signal receivers: the request id across the broker, task metrics and worker metrics.
+
+The app is a guest in the host's Celery: every receiver here acts on the app's own tasks only (names
+starting ``wecom_integration.``), and none configures logging. A host that wants its workers to log
+with Django's ``LOGGING`` (the app's JSON lines) opts in with :func:`wecom_integration.log_config.
+use_django_logging_in_workers`, as this repository's ``config/celery.py`` does.
 
 - ``before_task_publish`` puts the current request id in the message headers; ``task_prerun`` makes it
   current again in the worker (falling back to the task id), so the log lines of a callback's web
   request and of its task share one id. The id is restored in ``task_postrun``.
 - ``task_postrun`` counts the task by state and observes its run time (``wecom_tasks_total``,
   ``wecom_task_duration_seconds``) and logs one ``celery.task`` line.
-- ``setup_logging`` applies Django's ``LOGGING`` in workers, instead of Celery's own root handler, so
-  workers write the same (JSON, scrubbed) lines as the web processes.
-- ``worker_init`` serves the worker's metrics on ``WECOM_WORKER_METRICS_PORT`` (bound to
-  ``WECOM_WORKER_METRICS_ADDR``, default 127.0.0.1) when set. Prefork children count in their own
-  processes, so set ``PROMETHEUS_MULTIPROC_DIR`` (one directory per worker) for their counts to be seen.
+- ``worker_init`` serves the worker's metrics on ``WECOM["WORKER_METRICS_PORT"]`` (bound to
+  ``WECOM["WORKER_METRICS_ADDR"]``, default 127.0.0.1) when set. Prefork children count in their own
+  processes, so set ``PROMETHEUS_MULTIPROC_DIR`` and ``WECOM["METRICS_MULTIPROC_DIR"]`` (one directory
+  per worker) for their counts to be seen.
 
-Receivers connect when this module is imported: ``observability.install()`` (AppConfig.ready) and the
-Celery app module import it.
+Receivers connect when this module is imported: ``observability.install()`` (AppConfig.ready) imports it.
 """
 
 import logging
-import logging.config
 import os
 import time
 
@@ -29,6 +31,15 @@ logger = logging.getLogger(__name__)
 
 # The message header that carries the request id (protocol 2 headers become task.request attributes).
 REQUEST_ID_HEADER = "wecom_request_id"
+# Every task of the app is named under this prefix (tasks.py, sync_tasks.py, messaging_tasks.py).
+TASK_PREFIX = "wecom_integration."
+
+
+def is_own_task(task_or_name):
+    """True for one of the app's tasks (a task object or a task name); the host's are left alone."""
+    name = task_or_name if isinstance(task_or_name, str) else getattr(task_or_name, "name", None)
+    return bool(name) and name.startswith(TASK_PREFIX)
+
 
 # task id -> (context token, start time) between prerun and postrun, in the process running the task.
 _running = {}
@@ -36,7 +47,9 @@ _running = {}
 
 @signals.before_task_publish.connect(weak=False, dispatch_uid="wecom_request_id_publish")
 def attach_request_id(sender=None, headers=None, **kwargs):
-    """Put the current request id in the outgoing task message's headers."""
+    """Put the current request id in the outgoing message's headers of one of the app's tasks."""
+    if not is_own_task(sender):
+        return
     request_id = get_request_id()
     if request_id and headers is not None and not headers.get(REQUEST_ID_HEADER):
         headers[REQUEST_ID_HEADER] = request_id
@@ -53,6 +66,8 @@ def _incoming_request_id(task):
 @signals.task_prerun.connect(weak=False, dispatch_uid="wecom_request_id_prerun")
 def restore_request_id(sender=None, task_id=None, task=None, **kwargs):
     """Make the published request id current while the task runs (an eager task keeps the caller's)."""
+    if not is_own_task(task if task is not None else sender):
+        return
     request_id = _incoming_request_id(task) or get_request_id() or observability.clean_request_id(task_id)
     token = set_request_id(request_id)
     _running[task_id] = (token, time.monotonic())
@@ -61,6 +76,9 @@ def restore_request_id(sender=None, task_id=None, task=None, **kwargs):
 @signals.task_postrun.connect(weak=False, dispatch_uid="wecom_request_id_postrun")
 def finish_task(sender=None, task_id=None, task=None, state=None, **kwargs):
     """Record the task's metrics and log line, then restore the previous request id."""
+    if task_id not in _running:
+        # Not one of the app's tasks (prerun skipped it): the host's tasks are not ours to count.
+        return
     token, started = _running.pop(task_id, (None, None))
     duration = time.monotonic() - started if started is not None else None
     name = getattr(task, "name", None) or str(sender)
@@ -78,24 +96,19 @@ def finish_task(sender=None, task_id=None, task=None, state=None, **kwargs):
             pass
 
 
-@signals.setup_logging.connect(weak=False, dispatch_uid="wecom_django_logging")
-def use_django_logging(**kwargs):
-    """Configure worker logging from Django's LOGGING (connecting this stops Celery's own setup)."""
-    from django.conf import settings
-
-    logging.config.dictConfig(settings.LOGGING)
-
-
 @signals.worker_init.connect(weak=False, dispatch_uid="wecom_worker_metrics")
 def serve_worker_metrics(**kwargs):
-    """Prune stale metric files and, with WECOM_WORKER_METRICS_PORT set, serve /metrics for this worker."""
+    """Prune stale metric files and, with ``WECOM["WORKER_METRICS_PORT"]`` set, serve /metrics for this
+    worker."""
+    from .conf import wecom_settings
+
     observability.prune_multiprocess_dir()
-    port = os.environ.get("WECOM_WORKER_METRICS_PORT")
+    port = wecom_settings.WORKER_METRICS_PORT
     if not port:
         return
     from prometheus_client import start_http_server
 
-    addr = os.environ.get("WECOM_WORKER_METRICS_ADDR", "127.0.0.1")
+    addr = wecom_settings.WORKER_METRICS_ADDR or "127.0.0.1"
     start_http_server(int(port), addr=addr, registry=observability.metrics_registry())
     log_event(logger, "worker.metrics", addr=addr, port=int(port), multiprocess=bool(observability.multiprocess_dir()))
 

@@ -1,5 +1,11 @@
 """One ``WECOM`` settings dict with defaults, re-read when tests override settings.
 
+Everything the apps read from the host's settings is here (besides Django's own: ``AUTH_USER_MODEL``,
+``LOGIN_URL``, ``LOGIN_REDIRECT_URL``, ``SECRET_KEY``, ``AUTHENTICATION_BACKENDS`` and Celery's
+configuration); the apps never read the environment. A host sets none of it to start: every key has a
+default, and the system checks (``checks.py``) report the defaults that are insecure in production.
+docs/install.md lists every key with its meaning.
+
 Usage::
 
     from wecom_integration.conf import wecom_settings
@@ -7,6 +13,8 @@ Usage::
 
 Modelled on DRF's ``api_settings``: unknown names are an error, and the cached values are dropped on
 ``setting_changed`` so that ``override_settings(WECOM={...})`` works.
+
+Older top-level names keep working as aliases (``ALIASES``); a key in ``WECOM`` wins over its alias.
 """
 
 from django.conf import settings
@@ -53,6 +61,27 @@ DEFAULTS = {
     # Who may do what is decided by the API's own permissions (an active member of the X-Tenant-Id tenant),
     # never by the host's DEFAULT_PERMISSION_CLASSES.
     "API_AUTHENTICATION_CLASSES": [],
+    # Keys encrypting secrets at rest (any strings; each is stretched to a Fernet key). The first encrypts,
+    # all decrypt. Empty: a key derived from SECRET_KEY (system check wecom_integration.W002 warns).
+    "FIELD_KEYS": [],
+    # /metrics: with a token, only ``Authorization: Bearer <token>``; without, loopback and these
+    # addresses or networks only.
+    "METRICS_TOKEN": "",
+    "METRICS_ALLOWED_IPS": [],
+    # The directory prometheus_client's multi-process mode writes to: the PROMETHEUS_MULTIPROC_DIR the
+    # process was started with, which prometheus_client itself reads. Empty: single-process metrics.
+    "METRICS_MULTIPROC_DIR": "",
+    # A Celery worker serves its own /metrics on this port (None: it does not) and address.
+    "WORKER_METRICS_PORT": None,
+    "WORKER_METRICS_ADDR": "127.0.0.1",
+}
+
+# Top-level setting -> WECOM key: the names these settings had before the WECOM dict held them all.
+ALIASES = {
+    "WECOM_API_BASE": "API_BASE",
+    "WECOM_FIELD_KEYS": "FIELD_KEYS",
+    "METRICS_TOKEN": "METRICS_TOKEN",
+    "METRICS_ALLOWED_IPS": "METRICS_ALLOWED_IPS",
 }
 
 
@@ -69,8 +98,10 @@ class WeComSettings:
             unknown = set(self._user) - set(self.defaults)
             if unknown:
                 raise ImproperlyConfigured(f"Unknown WECOM settings: {', '.join(sorted(unknown))}")
-            if getattr(settings, "WECOM_API_BASE", None) and "API_BASE" not in self._user:
-                self._user["API_BASE"] = settings.WECOM_API_BASE
+            for alias, name in ALIASES.items():
+                value = getattr(settings, alias, None)
+                if value and name not in self._user:
+                    self._user[name] = value
         return self._user
 
     def __getattr__(self, name):
@@ -92,7 +123,7 @@ wecom_settings = WeComSettings()
 
 
 def _reload(*, setting, **kwargs):
-    if setting in ("WECOM", "WECOM_API_BASE"):
+    if setting == "WECOM" or setting in ALIASES:
         wecom_settings.reload()
 
 

@@ -1,8 +1,9 @@
 """Encryption at rest for secrets, Tokens and AES keys.
 
-``WECOM_FIELD_KEYS`` holds one or more keys (any strings; each is stretched to a Fernet key). The first
-encrypts, every key decrypts, so a key is rotated by putting the new one first and running
-``manage.py wecom_rotate_keys``. Without keys (a laptop), a key is derived from ``SECRET_KEY``.
+``WECOM["FIELD_KEYS"]`` (or its alias ``WECOM_FIELD_KEYS``) holds one or more keys (any strings; each
+is stretched to a Fernet key). The first encrypts, every key decrypts, so a key is rotated by putting the
+new one first and running ``manage.py wecom_rotate_keys``.
+Without keys (a laptop), a key is derived from ``SECRET_KEY``.
 
 cryptography's MultiFernet is used rather than hand-made AES: it authenticates the ciphertext and does
 the rotation bookkeeping for us.
@@ -18,6 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.db import models
 
+from .conf import wecom_settings
+
 PREFIX = "enc1:"
 
 
@@ -28,12 +31,12 @@ def _fernet_key(material: str) -> bytes:
 
 @lru_cache(maxsize=1)
 def _keyring() -> MultiFernet:
-    keys = list(getattr(settings, "WECOM_FIELD_KEYS", None) or []) or [settings.SECRET_KEY]
+    keys = list(wecom_settings.FIELD_KEYS or []) or [settings.SECRET_KEY]
     return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
 
 
 def _clear_keyring(*, setting, **kwargs):
-    if setting in ("WECOM_FIELD_KEYS", "SECRET_KEY"):
+    if setting in ("WECOM", "WECOM_FIELD_KEYS", "SECRET_KEY"):
         _keyring.cache_clear()
 
 

@@ -8,9 +8,10 @@ Metrics
     would grow without limit; those go in the logs.
 
     With several processes per host (gunicorn workers, Celery prefork children) each process counts on
-    its own. Setting ``PROMETHEUS_MULTIPROC_DIR`` before the process starts switches prometheus_client to
-    its multi-process mode (one mmap file per process in that directory); ``metrics_registry()`` then
-    merges them. ``gunicorn.conf.py`` prepares the directory for the web processes and
+    its own. Setting the environment variable ``PROMETHEUS_MULTIPROC_DIR`` before the process starts
+    switches prometheus_client to its multi-process mode (one mmap file per process in that directory);
+    with the same directory in ``WECOM["METRICS_MULTIPROC_DIR"]``, ``metrics_registry()`` merges them.
+    This repository's ``gunicorn.conf.py`` prepares the directory for the web processes and
     ``celery_signals`` for the workers.
 
 Logs
@@ -157,8 +158,11 @@ def record_task(task_name, state, duration_seconds=None):
 
 
 def multiprocess_dir():
-    """The prometheus_client multi-process directory, or None in single-process mode."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    """The prometheus_client multi-process directory (``WECOM["METRICS_MULTIPROC_DIR"]``), or None in
+    single-process mode."""
+    from .conf import wecom_settings
+
+    return wecom_settings.METRICS_MULTIPROC_DIR or None
 
 
 def metrics_registry():

@@ -16,8 +16,7 @@ It starts the contact sync of each tenant whose WeComConfig has ``periodic_sync`
 import logging
 from datetime import timedelta
 
-from celery import shared_task
-from django.conf import settings
+from celery import current_app, shared_task
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -82,7 +81,7 @@ def start_sync(tenant, kind=SyncRun.Kind.CONTACTS, actor=None):
 def stale_after_seconds():
     """How long a run may stay pending or running before it is presumed dead: past Celery's hard time
     limit plus the longest rate-limit wait, it can no longer be alive."""
-    limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 3600
+    limit = current_app.conf.task_time_limit or 3600
     return limit + MAX_RATE_LIMIT_RETRIES * 120
 
 

@@ -2,7 +2,7 @@
 
 ``handle_callback_events`` (a batch of stored events, as web processes and the sweep send them) and
 ``handle_callback_event`` (one event: its retries and the admin's "retry") run on the "callbacks"
-queue (settings.CELERY_TASK_ROUTES) so a bulk sync never delays them. A failed handling is stored on
+queue (celery_config.TASK_ROUTES) so a bulk sync never delays them. A failed handling is stored on
 the event (status "failed", error, attempts) and retried with exponential backoff,
 ``HANDLER_RETRY_BACKOFF`` × 2ⁿ seconds, at most ``HANDLER_MAX_RETRIES`` times; after 45009/45033 the
 wait is the limit's ``retry_after`` instead. An error only the tenant's admin can fix (a wrong Secret,

@@ -13,7 +13,6 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
@@ -104,16 +103,3 @@ def method_schema(**kwargs):
         return extend_schema(**kwargs)(method)
 
     return decorator
-
-
-class AppSchemaGenerator(SchemaGenerator):
-    """The schema of this app's API views only (those built on :class:`TenantAPIMixin`): the host's own
-    DRF views, and their schema classes, are none of its business."""
-
-    def _initialise_endpoints(self):
-        super()._initialise_endpoints()
-        self.endpoints = [
-            endpoint
-            for endpoint in self.endpoints
-            if issubclass(getattr(endpoint[3], "cls", object), TenantAPIMixin)
-        ]

@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.settings import patched_settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, generics, serializers, status
@@ -35,7 +36,8 @@ from rest_framework.views import APIView
 from ..models import MessageLog
 from ..services import messaging
 from .auth import IsTenantAdmin, MaySendMessages, check_may_send, request_tenant
-from .base import AppSchemaGenerator, TenantAPIMixin, method_schema
+from .base import TenantAPIMixin, method_schema
+from .schema import SCHEMA_SETTINGS, AppSchemaGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -378,13 +380,14 @@ SCHEMA_URL_NAME = "wecom_integration:api-schema"
 
 
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI 3 schema of every API endpoint of the app; public, so integrators can read it before a
-    token."""
+    """The OpenAPI 3 schema of the app's API endpoints (none of the host's), whatever the host's DRF and
+    drf-spectacular settings; public, so integrators can read it before a token."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
     generator_class = AppSchemaGenerator
     schema = None  # not an endpoint of the API: left out of every schema generator
+    custom_settings = SCHEMA_SETTINGS
 
 
 class DocsView(SpectacularSwaggerView):
@@ -395,10 +398,13 @@ class DocsView(SpectacularSwaggerView):
     permission_classes = [AllowAny]
     url_name = SCHEMA_URL_NAME
     schema = None
+    title = SCHEMA_SETTINGS["TITLE"]
+    custom_settings = SCHEMA_SETTINGS
 
     @staticmethod
     def _sidecar():
-        return apps.is_installed("drf_spectacular_sidecar")
+        # Swagger UI's template is drf-spectacular's; its files are the sidecar's (the "swagger" extra).
+        return apps.is_installed("drf_spectacular_sidecar") and apps.is_installed("drf_spectacular")
 
     @staticmethod
     def _swagger_ui_resource(filename):
@@ -415,7 +421,8 @@ class DocsView(SpectacularSwaggerView):
     def get(self, request, *args, **kwargs):
         if self._sidecar():
             return super().get(request, *args, **kwargs)
-        schema = AppSchemaGenerator().get_schema(request=None, public=True)
+        with patched_settings(SCHEMA_SETTINGS):
+            schema = AppSchemaGenerator().get_schema(request=None, public=True)
         rows = format_html_join(
             "",
             "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",

@@ -17,19 +17,27 @@ CALLBACK_URL_NAMES = {
 }
 
 
-def absolute_url(path, request=None):
-    base = wecom_settings.PUBLIC_BASE_URL.rstrip("/")
+def public_base_url(request=None, base_url=None):
+    """The origin the deployment is reached at: ``base_url`` when given, else ``WECOM["PUBLIC_BASE_URL"]``,
+    else the request's own; "" when none is known (a command run without a request)."""
+    base = (base_url or wecom_settings.PUBLIC_BASE_URL or "").rstrip("/")
     if base:
-        return base + path
+        return base
     if request is not None:
-        return request.build_absolute_uri(path)
-    return "http://127.0.0.1:8000" + path
+        return request.build_absolute_uri("/").rstrip("/")
+    return ""
 
 
-def callback_urls(tenant_id, request=None):
-    """The three URLs to paste into WeCom, by kind."""
+def absolute_url(path, request=None, base_url=None):
+    """``path`` on the deployment's public origin (see :func:`public_base_url`); the bare path when no
+    origin is known, never a guessed host."""
+    return public_base_url(request, base_url) + path
+
+
+def callback_urls(tenant_id, request=None, base_url=None):
+    """The three URLs to paste into WeCom, by kind (paths only when no public origin is known)."""
     return {
-        kind: absolute_url(reverse(name, kwargs={"tenant_id": tenant_id}), request)
+        kind: absolute_url(reverse(name, kwargs={"tenant_id": tenant_id}), request, base_url)
         for kind, name in CALLBACK_URL_NAMES.items()
     }
 

@@ -3,9 +3,11 @@
 ``/healthz``  the process is up and serving (no I/O): a liveness probe.
 ``/readyz``   the database, the cache and the Celery broker answer: a readiness probe. 200 when all do,
               503 naming the one that does not. With eager Celery (no REDIS_URL) the broker is "eager".
-``/metrics``  Prometheus text format. With ``METRICS_TOKEN`` set, only with ``Authorization: Bearer
-              <token>``; without it, only from loopback or ``METRICS_ALLOWED_IPS`` and never through a
-              proxy (a request with X-Forwarded-For is refused).
+``/metrics``  Prometheus text format. With ``WECOM["METRICS_TOKEN"]`` set, only with ``Authorization:
+              Bearer <token>``; without it, only from loopback or ``WECOM["METRICS_ALLOWED_IPS"]`` and
+              never through a proxy (a request with X-Forwarded-For is refused).
+
+A host serves them with ``path("", include("wecom_integration.health_urls"))`` (docs/install.md).
 
 None of them needs a session or a user, and none says more than a check's name and an exception class:
 no hosts, URLs or messages, which can carry credentials.
@@ -17,7 +19,6 @@ import os
 import socket
 import threading
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -27,6 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client.exposition import choose_encoder
 
+from ..conf import wecom_settings
 from ..observability import metrics_registry
 
 # Seconds any single readiness check may take against the broker; the database and cache use their
@@ -135,8 +137,8 @@ def _drop_broker_connection():
 @never_cache
 @require_safe
 def metrics(request):
-    """Prometheus metrics of this process (or of every process sharing PROMETHEUS_MULTIPROC_DIR)."""
-    token = getattr(settings, "METRICS_TOKEN", "") or ""
+    """Prometheus metrics of this process (or of every process sharing WECOM["METRICS_MULTIPROC_DIR"])."""
+    token = wecom_settings.METRICS_TOKEN or ""
     if token:
         scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
@@ -167,7 +169,7 @@ def _allowed_without_token(request):
 
 def _allowed_networks():
     networks = []
-    for entry in getattr(settings, "METRICS_ALLOWED_IPS", None) or []:
+    for entry in wecom_settings.METRICS_ALLOWED_IPS or []:
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:

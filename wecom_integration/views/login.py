@@ -54,6 +54,10 @@ class LoginView(auth_views.LoginView):
 
     template_name = "wecom_integration/login/login.html"
 
+    def get_default_redirect_url(self):
+        """No safe ``next``: the adapter's choice (the host's LOGIN_REDIRECT_URL, never a 404)."""
+        return get_adapter(self.request).get_login_redirect_url(self.request, None)
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         next_url = context.get(self.redirect_field_name) or ""

@@ -1,33 +1,36 @@
 """Configuration as code: create or update a tenant and its WeCom configuration, print JSON.
 
-Secrets may come from the environment instead of the command line (which shows in `ps` and shell
-history): WECOM_SECRET, WECOM_CONTACT_SECRET, WECOM_CONTACT_TOKEN, WECOM_CONTACT_AES_KEY,
-WECOM_CUSTOMER_SECRET, WECOM_CUSTOMER_TOKEN, WECOM_CUSTOMER_AES_KEY, WECOM_APP_TOKEN, WECOM_APP_AES_KEY.
+Secrets should not be given on the command line (it shows in ``ps`` and shell history): put them in a
+JSON object read with ``--from-json FILE`` (``-`` reads standard input), keyed by the option names
+(``{"secret": "…", "contact_aes_key": "…"}``). Options given on the command line win over the file.
+
+The callback URLs printed are built on ``--base-url``, else ``WECOM["PUBLIC_BASE_URL"]``; with neither,
+the command prints their paths and says so on standard error (it has no request to take a host from).
 """
 
 import json
-import os
+import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from ...services.configuration import callback_urls, configure_tenant
+from ...services.configuration import callback_urls, configure_tenant, public_base_url
 
-# option name -> (model field, environment variable or None)
+# option name -> model field
 OPTIONS = {
-    "corp_id": ("corp_id", "WECOM_CORP_ID"),
-    "agent_id": ("agent_id", "WECOM_AGENT_ID"),
-    "secret": ("secret", "WECOM_SECRET"),
-    "contact_secret": ("contact_secret", "WECOM_CONTACT_SECRET"),
-    "contact_token": ("contact_token", "WECOM_CONTACT_TOKEN"),
-    "contact_aes_key": ("contact_aes_key", "WECOM_CONTACT_AES_KEY"),
-    "customer_credential": ("customer_credential", None),  # "secret" or "app" (docs 92994, 96316)
-    "customer_secret": ("customer_secret", "WECOM_CUSTOMER_SECRET"),
-    "customer_token": ("customer_token", "WECOM_CUSTOMER_TOKEN"),
-    "customer_aes_key": ("customer_aes_key", "WECOM_CUSTOMER_AES_KEY"),
-    "app_token": ("app_token", "WECOM_APP_TOKEN"),
-    "app_aes_key": ("app_aes_key", "WECOM_APP_AES_KEY"),
-    "two_step_credential": ("two_step_credential", None),  # "contacts" or "app" (docs 99499, 99500)
+    "corp_id": "corp_id",
+    "agent_id": "agent_id",
+    "secret": "secret",
+    "contact_secret": "contact_secret",
+    "contact_token": "contact_token",
+    "contact_aes_key": "contact_aes_key",
+    "customer_credential": "customer_credential",  # "secret" or "app" (docs 92994, 96316)
+    "customer_secret": "customer_secret",
+    "customer_token": "customer_token",
+    "customer_aes_key": "customer_aes_key",
+    "app_token": "app_token",
+    "app_aes_key": "app_aes_key",
+    "two_step_credential": "two_step_credential",  # "contacts" or "app" (docs 99499, 99500)
 }
 
 
@@ -39,17 +42,27 @@ class Command(BaseCommand):
         parser.add_argument("--tenant-name")
         parser.add_argument("--admin", help="An existing username to make an active admin of the tenant.")
         parser.add_argument("--disable", action="store_true", help="Turn the configuration off.")
+        parser.add_argument(
+            "--from-json", metavar="FILE",
+            help="A JSON object of option values (secrets), keyed by option name with underscores; - reads stdin.",
+        )
+        parser.add_argument(
+            "--base-url", metavar="URL",
+            help='The public origin WeCom reaches this site at, e.g. https://erp.example.com (default: '
+            'WECOM["PUBLIC_BASE_URL"]).',
+        )
         for option in OPTIONS:
             parser.add_argument("--" + option.replace("_", "-"), dest=option)
 
     def handle(self, *args, **options):
+        given = self._read_json(options["from_json"]) if options["from_json"] else {}
         values = {}
-        for option, (field, env) in OPTIONS.items():
+        for option, field in OPTIONS.items():
             value = options.get(option)
-            if value is None and env:
-                value = os.environ.get(env)
+            if value is None:
+                value = given.get(option)
             if value is not None:
-                values[field] = value.strip()
+                values[field] = str(value).strip()
         if "agent_id" in values:
             try:
                 values["agent_id"] = int(values["agent_id"])
@@ -57,6 +70,9 @@ class Command(BaseCommand):
                 raise CommandError("agent_id: AgentId must be a positive integer.") from None
         if options["disable"]:
             values["enabled"] = False
+        base_url = (options.get("base_url") or "").strip()
+        if base_url and not base_url.startswith(("https://", "http://")):
+            raise CommandError("--base-url must start with https:// (or http:// on a laptop).")
         try:
             tenant, config = configure_tenant(
                 tenant_code=options["tenant_code"],
@@ -66,6 +82,12 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(_format(exc)) from None
+        base = public_base_url(base_url=base_url)
+        if not base:
+            self.stderr.write(
+                'No public address is known (neither --base-url nor WECOM["PUBLIC_BASE_URL"]): the callback '
+                "URLs below are paths; prefix them with the address WeCom reaches this site at."
+            )
         self.stdout.write(
             json.dumps(
                 {
@@ -73,11 +95,29 @@ class Command(BaseCommand):
                     "tenant_code": tenant.code,
                     "corp_id": config.corp_id,
                     "agent_id": config.agent_id,
-                    "callback_urls": callback_urls(tenant.pk),
+                    "base_url": base or None,
+                    "callback_urls": callback_urls(tenant.pk, base_url=base_url),
                 },
                 ensure_ascii=False,
             )
         )
+
+    def _read_json(self, source):
+        try:
+            if source == "-":
+                data = json.load(sys.stdin)
+            else:
+                with open(source, encoding="utf-8") as handle:
+                    data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            # The class only: the message of a JSON error quotes the input, which holds secrets.
+            raise CommandError(f"--from-json: cannot read a JSON object ({type(exc).__name__}).") from None
+        if not isinstance(data, dict):
+            raise CommandError("--from-json: the file must hold one JSON object.")
+        unknown = sorted(set(data) - set(OPTIONS))
+        if unknown:
+            raise CommandError(f"--from-json: unknown keys {', '.join(unknown)}; known: {', '.join(OPTIONS)}.")
+        return data
 
 
 def _format(exc):

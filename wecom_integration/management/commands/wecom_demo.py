@@ -69,10 +69,7 @@ class Command(BaseCommand):
             values=values,
         )
         host = options["addr"]
-        urls = {
-            kind: url.replace("http://127.0.0.1:8000", f"http://{host}")
-            for kind, url in callback_urls(tenant.pk).items()
-        }
+        urls = callback_urls(tenant.pk, base_url=f"http://{host}")
         for kind in ("app", "contacts", "customers"):
             token, key = config.callback_credentials(kind)
             fake.register_callback(urls[kind], token, key, kind=kind)
