@@ -141,7 +141,7 @@ def test_plaintext_written_before_0006_is_readable_then_encrypted_by_the_migrati
     member.refresh_from_db()
     assert (member.mobile, member.email) == ("13900000009", "old@example.com")  # a rolling upgrade reads it
 
-    migration = importlib.import_module("wecom_integration.migrations.0006_setup22_setup")
+    migration = importlib.import_module("wecom_integration.migrations.0006_private_info_callback_attempts_egress")
     migration.encrypt_personal_data(None, SimpleNamespace(connection=connection))
 
     stored = raw_row("old")

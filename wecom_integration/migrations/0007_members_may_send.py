@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wecom_integration', '0005_callback_event_tenant_index'),
+        ('wecom_integration', '0006_private_info_callback_attempts_egress'),
     ]
 
     operations = [

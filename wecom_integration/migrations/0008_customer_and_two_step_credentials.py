@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('tenants', '0002_default_tenant'),
-        ('wecom_integration', '0005_callback_event_tenant_index'),
+        ('wecom_integration', '0007_members_may_send'),
     ]
 
     operations = [
