@@ -18,7 +18,7 @@ from wecom_integration.models import AuditLog, Binding, WeComUser
 from wecom_integration.services import bindings, sync
 
 from .factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
-from .test_login import callback, qr_state, session_user
+from .test_login import callback, qr_state, refusal, session_user
 
 User = get_user_model()
 pytestmark = pytest.mark.django_db
@@ -319,3 +319,43 @@ def test_a_superuser_may_bind_a_staff_account_by_hand(world):
     )
     assert answer.status_code == 302
     assert Binding.objects.get(tenant=tenant, user=admin).wecom_user == member
+
+
+# Bindings left by sign-up before the fix -----------------------------------------------------------
+
+
+def legacy_signup_binding(tenant, user, userid):
+    """What sign-up did before issue 16: bind an existing account, audited as a sign-in bind."""
+    member = WeComUser.objects.create(tenant=tenant, userid=userid, name=userid)
+    make_member(user, tenant, status=Membership.Status.ACTIVE)  # "approved" by the tenant admin
+    binding = Binding.objects.create(tenant=tenant, user=user, wecom_user=member)
+    bindings.audit(tenant.pk, AuditLog.Action.BIND, target_user=user, wecom_userid=userid, source="sign-in")
+    return binding
+
+
+def test_a_binding_left_by_the_old_signup_never_signs_in(world, fake):
+    tenant, _admin, superuser = world
+    legacy_signup_binding(tenant, superuser, "ps")
+
+    response, user = sign_in(fake, tenant, "ps")
+
+    assert response.status_code == 403 and refusal(response) == "not_bound"
+    assert not user.is_authenticated
+
+
+def test_the_same_pair_bound_again_by_a_superuser_signs_in(world, fake):
+    tenant, _admin, superuser = world
+    binding = legacy_signup_binding(tenant, superuser, "ps")
+    bindings.unbind(binding, actor=superuser)
+    bindings.bind(tenant, superuser, WeComUser.objects.get(tenant=tenant, userid="ps"), actor=superuser)
+
+    response, user = sign_in(fake, tenant, "ps")
+
+    assert response.status_code == 302 and user == superuser
+
+
+def test_an_account_made_by_signup_keeps_signing_in(world, fake):
+    tenant, _admin, _superuser = world
+    first = sign_in(fake, tenant, "lisi")[1]
+    response, again = sign_in(fake, tenant, "lisi")
+    assert response.status_code == 302 and again == first

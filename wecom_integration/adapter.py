@@ -133,13 +133,18 @@ class DefaultWeComAdapter:
 
     def check_can_login(self, request, tenant, binding):
         """Raise a LoginRefused unless ``binding``'s account may sign in to ``tenant``: the binding and the
-        account are active and the account's membership in the tenant is active."""
+        account are active, the binding was not made by sign-up for an account that existed before it
+        (issue 16), and the account's membership in the tenant is active."""
         # Imported here: the flows module imports this one.
+        from .services import bindings
         from .services import login as flows
 
         user = binding.user
         if not binding.is_active or not user.is_active:
             raise flows.AccountDeactivated(tenant=tenant, detail=f"user {user.pk}")
+        if bindings.made_by_signup_for_an_existing_account(binding):
+            # Issue 16: only a sync confirm or an admin's bind leads a WeCom member to an existing account.
+            raise flows.NotBound(tenant=tenant, detail=f"user {user.pk} bound by sign-up, not created by it")
         membership = Membership.objects.filter(user=user, tenant=tenant).only("status").first()
         if membership is None:
             raise flows.NoMembership(tenant=tenant, detail=f"user {user.pk}")

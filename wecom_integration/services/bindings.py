@@ -225,6 +225,32 @@ def bind(tenant, user, wecom_user, *, actor=None, source="manual", **detail) -> 
     return binding
 
 
+def made_by_signup_for_an_existing_account(binding) -> bool:
+    """Whether sign-up bound ``binding``'s account without having created it: what sign-up did before
+    issue 16 (house number + userid naming an existing account, even a superuser). Such a binding was
+    chosen by nobody, so it never lets a WeCom member sign in; a sync confirm or an admin's bind of the
+    same pair (a later ``bind`` audit record) does. One query for the bindings the sync or an admin made."""
+    last_bind = (
+        AuditLog.objects.filter(
+            tenant_id=binding.tenant_id,
+            target_user_id=binding.user_id,
+            wecom_userid=binding.wecom_user.userid,
+            action=AuditLog.Action.BIND,
+        )
+        .order_by("-id")
+        .values_list("detail", flat=True)
+        .first()
+    )
+    if not last_bind or last_bind.get("source") != SOURCE_SIGN_IN:
+        return False
+    return not AuditLog.objects.filter(
+        tenant_id=binding.tenant_id,
+        target_user_id=binding.user_id,
+        action=AuditLog.Action.CREATE_ACCOUNT,
+        detail__source=SOURCE_SIGN_IN,
+    ).exists()
+
+
 def unbind(binding, *, actor=None, source="manual") -> None:
     """Remove a binding and keep the system user; record who did it."""
     with transaction.atomic():
