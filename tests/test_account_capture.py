@@ -359,3 +359,17 @@ def test_an_account_made_by_signup_keeps_signing_in(world, fake):
     first = sign_in(fake, tenant, "lisi")[1]
     response, again = sign_in(fake, tenant, "lisi")
     assert response.status_code == 302 and again == first
+
+
+def test_name_matching_never_proposes_a_staff_account(review):
+    tenant, admin, superuser, run = review
+    WeComUser.objects.create(tenant=tenant, userid="boss", name="Big Boss")
+    staff = make_user("bigboss", staff=True, first_name="Big", last_name="Boss")
+    make_member(staff, tenant)
+
+    sync.build_proposals(run)
+
+    proposal = run.proposals.get(wecom_user__userid="boss")
+    assert proposal.user is None and proposal.action != "bind"
+    sync.confirm_run(run, actor=admin, accept_proposals=True)
+    assert not Binding.objects.filter(user=staff).exists()

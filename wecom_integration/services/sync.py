@@ -782,6 +782,9 @@ def build_proposals(run: SyncRun) -> dict:
             ),
         )
         .exclude(pk__in=bound.values("user_id"))
+        # Staff and superuser accounts are bound only by a superuser or their holder (issue 16), never
+        # proposed: a tenant admin accepting the proposals would otherwise have the confirm refused.
+        .exclude(Q(is_staff=True) | Q(is_superuser=True))
         .values_list("pk", "first_name", "last_name")
         .distinct()
     )
