@@ -219,6 +219,15 @@ class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("created_at",)
     change_form_template = "admin/tenants/tenant/change_form.html"
 
+    def get_readonly_fields(self, request, obj=None):
+        # The house number names the accounts made for WeCom members (code + userid): a tenant admin who
+        # could change it could aim a new account's name at an existing one (issue 16). A superuser sets
+        # it once; once the tenant has members it stays as it is.
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and (not request.user.is_superuser or obj.memberships.exists()):
+            fields.append("code")
+        return fields
+
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [

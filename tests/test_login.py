@@ -341,18 +341,20 @@ def test_signup_creates_the_account_as_the_sync_would(browser, fake, tenant):
     assert session_user(browser) == user
 
 
-def test_signup_of_an_existing_user_outside_the_tenant_waits_for_approval(browser, fake, tenant):
+def test_signup_never_binds_an_existing_user_of_the_same_name(browser, fake, tenant):
+    """Issue 16: the account made at sign-up is new; an existing account of its name is left alone."""
     tenant.wecom_config.allow_signup = True
     tenant.wecom_config.save()
     existing = make_user("acmelisi")
 
     response = callback(browser, fake.issue_oauth_code(userid="lisi"), qr_state(browser, tenant))
 
-    assert response.status_code == 403 and refusal(response) == "pending"
-    assert Membership.objects.get(user=existing, tenant=tenant).status == Membership.Status.PENDING
-    assert Binding.objects.filter(tenant=tenant, user=existing, wecom_user__userid="lisi").exists()
+    assert response.status_code == 302
+    user = session_user(browser)
+    assert user.pk != existing.pk and user.username == "acmelisi-2"
+    assert Binding.objects.get(tenant=tenant, wecom_user__userid="lisi").user == user
+    assert not Membership.objects.filter(user=existing).exists()
     assert existing.check_password("pw-123456!")  # the existing account is left as it was
-    assert "_auth_user_id" not in browser.session
 
 
 def test_pending_membership_is_refused(browser, fake, tenant):

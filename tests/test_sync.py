@@ -572,18 +572,19 @@ def test_accept_proposals_alone_creates_no_accounts(review):
     assert Binding.objects.filter(tenant=tenant).count() == 1
 
 
-def test_create_for_an_existing_username_outside_the_tenant_is_pending(review):
+def test_create_for_an_existing_username_makes_a_new_account(review):
+    """Issue 16: "create" never binds the existing account of its default name."""
     tenant, _members, _wang, _outsider, run = review
     elsewhere = make_user("T01zhaoliu", first_name="Other name", password=None)
 
     counts = sync.confirm_run(run, decisions=[sync.Decision("zhaoliu", "create")])
 
-    assert counts == {"bound": 1, "created": 0, "pending": 1, "updated": 0, "skipped": 0}
-    assert Binding.objects.get(tenant=tenant, wecom_user__userid="zhaoliu").user == elsewhere
-    assert Membership.objects.get(user=elsewhere, tenant=tenant).status == Membership.Status.PENDING
+    assert counts == {"bound": 1, "created": 1, "pending": 0, "updated": 0, "skipped": 0}
+    created = Binding.objects.get(tenant=tenant, wecom_user__userid="zhaoliu").user
+    assert created != elsewhere and created.username == "T01zhaoliu-2"
+    assert not Membership.objects.filter(user=elsewhere, tenant=tenant).exists()
     elsewhere.refresh_from_db()
-    assert elsewhere.first_name == "Other name"  # not a member here: their account is not touched
-    assert AuditLog.objects.filter(tenant=tenant, action="pending", target_user=elsewhere).exists()
+    assert elsewhere.first_name == "Other name"  # their account is not touched
 
 
 def test_bind_to_a_user_outside_the_tenant_is_pending(review):

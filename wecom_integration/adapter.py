@@ -122,55 +122,59 @@ class DefaultWeComAdapter:
         return f"{tenant.code}{wecom_user.userid}"
 
     def create_user(self, tenant, wecom_user):
-        """Bind ``wecom_user`` to an account as the contact sync would. Returns (binding, created).
+        """Make a new account for ``wecom_user`` and bind it (sign-up at sign-in). Returns (binding, created).
 
-        The account named :meth:`username_for` is created with an unusable password and an active
-        membership when it does not exist; an existing account of that name outside the tenant is bound
-        with a membership pending approval (seed 001: 审核中). Returns (None, False) when the rules of
-        :func:`~wecom_integration.services.bindings.bind` forbid the binding (e.g. that account is bound to
-        another WeCom member of the tenant).
+        The account is named :meth:`username_for`, or a unique variant of it when an account of that name
+        exists: sign-up never binds, and so never signs in to, an account that already exists (issue 16:
+        house number ``o`` + userid ``ps`` would otherwise reach the superuser ``ops``). The new account
+        has an unusable password and an active membership. Returns the binding that exists instead, or
+        (None, False), when the member was bound meanwhile (a concurrent sign-in or the sync).
         """
         from .services import bindings
 
         User = get_user_model()
-        username = self.username_for(tenant, wecom_user)
+        wanted = self.username_for(tenant, wecom_user)
+        username = bindings.available_usernames({wecom_user.userid: wanted})[wecom_user.userid]
         try:
             with transaction.atomic():
-                user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
-                created = user is None
-                if created:
-                    user = User(**{User.USERNAME_FIELD: username})
-                    if hasattr(user, "first_name"):
-                        user.first_name = (wecom_user.name or "")[:150]
-                    user.set_unusable_password()
-                    user.save()
-                    Membership.objects.create(user=user, tenant=tenant, status=Membership.Status.ACTIVE)
-                    bindings.audit(
-                        tenant.pk,
-                        AuditLog.Action.CREATE_ACCOUNT,
-                        target_user=user,
-                        wecom_userid=wecom_user.userid,
-                        source="sign-in",
-                    )
-                binding = bindings.bind(tenant, user, wecom_user, source="sign-in")
+                user = User(**{User.USERNAME_FIELD: username})
+                if hasattr(user, "first_name"):
+                    user.first_name = (wecom_user.name or "")[:150]
+                user.set_unusable_password()
+                user.save()
+                Membership.objects.create(user=user, tenant=tenant, status=Membership.Status.ACTIVE)
+                bindings.audit(
+                    tenant.pk,
+                    AuditLog.Action.CREATE_ACCOUNT,
+                    target_user=user,
+                    wecom_userid=wecom_user.userid,
+                    source=bindings.SOURCE_SIGN_IN,
+                    **({"wanted_username": wanted} if username != wanted else {}),
+                )
+                binding = bindings.bind(tenant, user, wecom_user, source=bindings.SOURCE_SIGN_IN)
         except (bindings.BindingError, IntegrityError) as exc:
-            # Forbidden, or a concurrent sign-in (or the sync) bound one side first: whatever binding
-            # exists now decides.
+            # A concurrent sign-in (or the sync) bound the member, or took the name, first: whatever
+            # binding exists now decides.
             logger.info("sign-up of WeCom member %s in tenant %s: %s", wecom_user.userid, tenant.pk, exc)
             return self.get_binding(tenant, wecom_user.userid), False
-        return binding, created
+        return binding, True
 
     # Who may sign in -----------------------------------------------------------------------------------
 
     def check_can_login(self, request, tenant, binding):
         """Raise a LoginRefused unless ``binding``'s account may sign in to ``tenant``: the binding and the
-        account are active and the account's membership in the tenant is active."""
+        account are active, the binding was not made by sign-up for an account that existed before it
+        (issue 16), and the account's membership in the tenant is active."""
         # Imported here: the flows module imports this one.
+        from .services import bindings
         from .services import login as flows
 
         user = binding.user
         if not binding.is_active or not user.is_active:
             raise flows.AccountDeactivated(tenant=tenant, detail=f"user {user.pk}")
+        if bindings.made_by_signup_for_an_existing_account(binding):
+            # Issue 16: only a sync confirm or an admin's bind leads a WeCom member to an existing account.
+            raise flows.NotBound(tenant=tenant, detail=f"user {user.pk} bound by sign-up, not created by it")
         membership = Membership.objects.filter(user=user, tenant=tenant).only("status").first()
         if membership is None:
             raise flows.NoMembership(tenant=tenant, detail=f"user {user.pk}")

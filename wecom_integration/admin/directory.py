@@ -265,6 +265,9 @@ class WeComUserAdmin(MirrorAdmin):
 class ManualBindForm(forms.ModelForm):
     """Bind any account of the tenant to any of its WeCom members (seed 001: manual association)."""
 
+    #: Who binds (set per request by BindingAdmin.get_form): a tenant admin may not bind a staff account.
+    actor = None
+
     class Meta:
         model = Binding
         fields = ("tenant", "user", "wecom_user")
@@ -274,7 +277,7 @@ class ManualBindForm(forms.ModelForm):
         tenant, user, wecom_user = data.get("tenant"), data.get("user"), data.get("wecom_user")
         if tenant and user and wecom_user:
             try:
-                bindings.check_bindable(tenant, user, wecom_user)
+                bindings.check_bindable(tenant, user, wecom_user, actor=self.actor, source="admin")
             except bindings.BindingError as exc:
                 raise forms.ValidationError(exc.message, code=exc.code) from None
         return data
@@ -309,6 +312,10 @@ class BindingAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         if obj is not None:
             return ("tenant", "user", "wecom_user", "is_active", "created_at", "updated_at")
         return ()
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": _("Bound WeCom users"), **(extra_context or {})}

@@ -17,6 +17,7 @@ from django.utils.translation import ngettext
 
 from tenants.admin_scoping import TenantScopedAdminMixin
 
+from .. import converters  # noqa: F401  (registers the <wecomid:...> path converter)
 from ..models import CallbackEvent, ExternalContact, FollowUser, InboxMessage, WeComUser
 from ..services import callbacks, inbox
 
@@ -264,7 +265,7 @@ class InboxMessageAdmin(ReadOnlyTenantAdmin):
                 name="%s_%s_conversations" % info,
             ),
             path(
-                "conversations/<int:tenant_id>/<str:wecom_userid>/",
+                "conversations/<int:tenant_id>/<wecomid:wecom_userid>/",
                 self.admin_site.admin_view(self.conversation_view),
                 name="%s_%s_conversation" % info,
             ),

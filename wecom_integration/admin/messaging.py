@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tenants.admin_scoping import TenantScopedAdminMixin, user_search_fields
 
+from .. import converters  # noqa: F401  (registers the <wecomid:...> path converter)
 from ..client import WeComConfigError, WeComError
 from ..models import InboxMessage, MessageLog, WeComConfig, WeComUser
 from ..services import menu as menu_service
@@ -252,7 +253,7 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             path("send-test/<path:config_id>/", view(self.send_test_view), name="%s_%s_send_test" % info),
             path("menu/<path:config_id>/", view(self.menu_view), name="%s_%s_menu" % info),
             path(
-                "reply/<int:tenant_id>/<str:wecom_userid>/",
+                "reply/<int:tenant_id>/<wecomid:wecom_userid>/",
                 view(self.inbox_reply_view),
                 name="%s_%s_inbox_reply" % info,
             ),

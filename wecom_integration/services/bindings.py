@@ -7,6 +7,10 @@ Rules (seed 001, "Bound Enterprise WeChat Users"):
 - removing a binding keeps the system user (they may belong to other tenants, or sign in otherwise);
 - binding a user who is not an active member of the tenant makes them a member *pending approval*
   (审核中) until a tenant admin approves them;
+- a staff or superuser account is bound only by a superuser or by its own holder, never by sign-up
+  (issue 16: else a tenant admin binds a superuser to a WeCom member, approves it and signs in as it);
+- an account made for a WeCom member (sign-up, the sync's "create") never takes over an existing one:
+  a name already in use gets a unique variant (:func:`available_usernames`);
 - every bind, unbind, account creation, pending membership and approval is recorded in the AuditLog
   with who did it and when.
 
@@ -14,6 +18,8 @@ The contact sync's confirm step (``services/sync.py``) applies the same rules in
 """
 
 from __future__ import annotations
+
+import secrets
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -118,8 +124,36 @@ def ensure_membership(user, tenant, *, actor=None, source="manual", **detail) ->
 # Binding and unbinding -----------------------------------------------------------------------------
 
 
-def check_bindable(tenant, user, wecom_user):
-    """Raise BindingError unless ``user`` and ``wecom_user`` may be bound in ``tenant`` now."""
+#: The ``source`` of bindings made by sign-up at WeCom sign-in (the adapter's ``create_user``).
+SOURCE_SIGN_IN = "sign-in"
+
+
+def is_privileged(user) -> bool:
+    """Staff and superuser accounts: what a WeCom sign-in must never reach unless a superuser (or the
+    account's holder) bound it on purpose."""
+    return bool(getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
+
+
+def may_bind_privileged(user, actor, source="manual") -> bool:
+    """Whether ``actor`` may bind the staff or superuser account ``user``: a superuser may, the holder
+    may bind their own account, sign-up never does. ``actor=None`` is the host's own code."""
+    if source == SOURCE_SIGN_IN:
+        return False
+    if actor is None:
+        return True
+    if not getattr(actor, "is_authenticated", False):
+        return False
+    return bool(actor.is_superuser or actor.pk == user.pk)
+
+
+def check_bindable(tenant, user, wecom_user, *, actor=None, source="manual"):
+    """Raise BindingError unless ``actor`` may bind ``user`` and ``wecom_user`` in ``tenant`` now."""
+    if is_privileged(user) and not may_bind_privileged(user, actor, source):
+        raise BindingError(
+            _("%(username)s is a staff or superuser account: only a superuser may bind it to a WeCom member.")
+            % {"username": user.get_username()},
+            "privileged_account",
+        )
     if wecom_user.tenant_id != tenant.pk:
         raise BindingError(_("This WeCom member belongs to another tenant."), "other_tenant")
     if wecom_user.removed or wecom_user.status in LEAVING_STATUSES:
@@ -157,12 +191,13 @@ def bind(tenant, user, wecom_user, *, actor=None, source="manual", **detail) -> 
     """Bind ``user`` to ``wecom_user`` in ``tenant`` (one-to-one) and record it.
 
     A user who is not an active member becomes a member pending approval. Binding the same pair again
-    reactivates a binding that was deactivated when the member left. Raises BindingError.
+    reactivates a binding that was deactivated when the member left. Raises BindingError (also for a
+    staff or superuser account that ``actor`` may not bind, see :func:`may_bind_privileged`).
     """
     with transaction.atomic():
         # Lock the WeCom member so that two admins binding it at once cannot both pass the checks.
         wecom_user = WeComUser.objects.select_for_update().get(pk=wecom_user.pk)
-        check_bindable(tenant, user, wecom_user)
+        check_bindable(tenant, user, wecom_user, actor=actor, source=source)
         binding = Binding.objects.filter(tenant=tenant, user=user, wecom_user=wecom_user).first()
         if binding is not None and binding.is_active:
             return binding
@@ -188,6 +223,32 @@ def bind(tenant, user, wecom_user, *, actor=None, source="manual", **detail) -> 
             **detail,
         )
     return binding
+
+
+def made_by_signup_for_an_existing_account(binding) -> bool:
+    """Whether sign-up bound ``binding``'s account without having created it: what sign-up did before
+    issue 16 (house number + userid naming an existing account, even a superuser). Such a binding was
+    chosen by nobody, so it never lets a WeCom member sign in; a sync confirm or an admin's bind of the
+    same pair (a later ``bind`` audit record) does. One query for the bindings the sync or an admin made."""
+    last_bind = (
+        AuditLog.objects.filter(
+            tenant_id=binding.tenant_id,
+            target_user_id=binding.user_id,
+            wecom_userid=binding.wecom_user.userid,
+            action=AuditLog.Action.BIND,
+        )
+        .order_by("-id")
+        .values_list("detail", flat=True)
+        .first()
+    )
+    if not last_bind or last_bind.get("source") != SOURCE_SIGN_IN:
+        return False
+    return not AuditLog.objects.filter(
+        tenant_id=binding.tenant_id,
+        target_user_id=binding.user_id,
+        action=AuditLog.Action.CREATE_ACCOUNT,
+        detail__source=SOURCE_SIGN_IN,
+    ).exists()
 
 
 def unbind(binding, *, actor=None, source="manual") -> None:
@@ -241,3 +302,57 @@ def tenant_users(tenant):
             Membership.Status.INACTIVE,
         ),
     )
+
+
+# Names of new accounts -----------------------------------------------------------------------------
+
+#: Numbered variants tried before a random one: ``ops`` taken → ``ops-2`` … ``ops-9`` → ``ops-3f9a0c1b``.
+NUMBERED_VARIANTS = 8
+_LOOKUP_CHUNK = 5000
+
+
+def _variant(base: str, suffix: str, max_length: int) -> str:
+    return f"{base[: max(max_length - len(suffix) - 1, 1)]}-{suffix}"
+
+
+def _existing_usernames(names) -> set:
+    User = get_user_model()
+    field = User.USERNAME_FIELD
+    names = list(dict.fromkeys(names))
+    found = set()
+    for start in range(0, len(names), _LOOKUP_CHUNK):
+        chunk = names[start : start + _LOOKUP_CHUNK]
+        found.update(User._default_manager.filter(**{f"{field}__in": chunk}).values_list(field, flat=True))
+    return found
+
+
+def available_usernames(wanted: dict, reserved=()) -> dict:
+    """``{key: username}`` for new accounts, from ``{key: wanted name}``: the wanted name when no account
+    has it, else its first free variant (``name-2`` … ``name-9``, then ``name-`` + 8 random hex digits),
+    never a name in ``reserved`` nor one given to another key. So an account made for a WeCom member
+    never takes over an existing one (issue 16: house number ``o`` + userid ``ps`` is the superuser
+    ``ops``). Two queries for any number of names; a concurrent insert still fails on the unique
+    constraint, which callers treat as a conflict."""
+    User = get_user_model()
+    max_length = User._meta.get_field(User.USERNAME_FIELD).max_length or 150
+    wanted = {key: (name or "")[:max_length] for key, name in wanted.items()}
+    taken = set(reserved) | _existing_usernames(wanted.values())
+    result, clashes = {}, []
+    for key, name in wanted.items():
+        if name and name not in taken:
+            result[key] = name
+            taken.add(name)
+        else:
+            clashes.append(key)
+    if not clashes:
+        return result
+    variants = {key: [_variant(wanted[key], str(n), max_length) for n in range(2, NUMBERED_VARIANTS + 2)]
+                for key in clashes}
+    taken |= _existing_usernames(name for names in variants.values() for name in names)
+    for key in clashes:
+        name = next((name for name in variants[key] if name not in taken), None)
+        while name is None or name in taken:
+            name = _variant(wanted[key], secrets.token_hex(4), max_length)
+        result[key] = name
+        taken.add(name)
+    return result

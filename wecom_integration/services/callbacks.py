@@ -205,6 +205,18 @@ def verify_url(tenant_id: int, kind: str, *, msg_signature: str, timestamp: str,
         raise CallbackRefused(exc.reason, code=exc.code) from None
 
 
+def check_envelope(endpoint: Endpoint, envelope) -> None:
+    """Refuse an envelope whose ``ToUserName`` is not the receive id the cipher checks (the tenant's
+    CorpID; a suite's id for third-party suites): an envelope naming another corp, or none, is not
+    stored (issue 16). One string comparison, on the hot path.
+
+    https://developer.work.weixin.qq.com/document/path/90930 (ToUserName: 企业微信的CorpID，当为第三方
+    套件回调事件时，CorpID的内容为suiteid)
+    """
+    if envelope.to_user_name != endpoint.config.corp_id:
+        raise CallbackRefused("envelope_not_for_this_corp" if envelope.to_user_name else "envelope_without_corp")
+
+
 def receive(
     tenant_id: int,
     kind: str,
@@ -218,9 +230,10 @@ def receive(
     """Accept one callback POST and return the answer for WeCom.
 
     https://developer.work.weixin.qq.com/document/path/90930 and 90238: verify the signature and the
-    timestamp window, decrypt, parse, store the event once per dedupe key, enqueue its handling after
-    the commit and answer "success" or, for app messages, an encrypted passive reply. A retried
-    delivery (same dedupe key) is answered the same way and neither stored nor handled again.
+    timestamp window, decrypt, check that the envelope names the tenant's corp, parse, store the event
+    once per dedupe key, enqueue its handling after the commit and answer "success" or, for app
+    messages, an encrypted passive reply. A retried delivery (same dedupe key) is answered the same
+    way and neither stored nor handled again.
     """
     endpoint = load_endpoint(tenant_id, kind)
     check_timestamp(timestamp, window=wecom_settings.CALLBACK_TIMESTAMP_WINDOW)
@@ -229,6 +242,7 @@ def receive(
         xml = endpoint.crypto.decrypt(msg_signature, timestamp, nonce, envelope.encrypt)
     except WeComCryptoError as exc:
         raise CallbackRefused(exc.reason, code=exc.code) from None
+    check_envelope(endpoint, envelope)
     try:
         event = parse_event(xml)
     except EventParseError:

@@ -52,6 +52,7 @@ from .. import observability
 from ..adapter import get_adapter
 from ..client import WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComConfig, WeComUser
+from . import bindings
 from .directory import (
     DEPARTMENT_FIELDS,
     LEAVING_STATUSES,
@@ -781,6 +782,9 @@ def build_proposals(run: SyncRun) -> dict:
             ),
         )
         .exclude(pk__in=bound.values("user_id"))
+        # Staff and superuser accounts are bound only by a superuser or their holder (issue 16), never
+        # proposed: a tenant admin accepting the proposals would otherwise have the confirm refused.
+        .exclude(Q(is_staff=True) | Q(is_superuser=True))
         .values_list("pk", "first_name", "last_name")
         .distinct()
     )
@@ -1016,6 +1020,7 @@ class _Account:
     pk: int
     username: str
     full_name: str
+    privileged: bool = False
 
 
 def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
@@ -1046,7 +1051,7 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
             Binding.objects.filter(tenant=tenant, wecom_user_id__in=chunk).values_list("wecom_user_id", flat=True)
         )
     errors = []
-    wanted = {}
+    wanted, defaulted = {}, {}
     adapter = get_adapter()
     for decision in active:
         if decision.action not in ("bind", "create"):
@@ -1055,15 +1060,19 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
         username = decision.username.strip() if decision.username else ""
         member = members.get(decision.wecom_userid)
         if decision.action == "create" and not username and member is not None:
-            username = adapter.username_for(tenant, WeComUser(tenant=tenant, userid=member.userid, name=member.name))
+            defaulted[decision.wecom_userid] = adapter.username_for(
+                tenant, WeComUser(tenant=tenant, userid=member.userid, name=member.name)
+            )
         wanted[decision.wecom_userid] = username
+    # A default name already in use gets a unique variant: "create" never binds an existing account.
+    wanted.update(bindings.available_usernames(defaulted, reserved={u for u in wanted.values() if u}))
     accounts = {}
     for chunk in chunks([u for u in wanted.values() if u]):
         rows = User.objects.filter(**{f"{username_field}__in": chunk}).values_list(
-            "pk", username_field, "first_name", "last_name"
+            "pk", username_field, "first_name", "last_name", "is_staff", "is_superuser"
         )
-        for pk, username, first, last in rows:
-            accounts[username] = _Account(pk, username, f"{first} {last}".strip())
+        for pk, username, first, last, staff, superuser in rows:
+            accounts[username] = _Account(pk, username, f"{first} {last}".strip(), staff or superuser)
     bound_accounts = set()
     for chunk in chunks([a.pk for a in accounts.values()]):
         bound_accounts.update(
@@ -1091,11 +1100,19 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
             message = _("Choose the account to bind.") if not username else _("No account has this username.")
             errors.append(_error(decision, code, message, username))
             continue
+        if decision.action == "create" and account is not None:
+            errors.append(_error(decision, "username_taken", _(
+                "An account already has this username: choose another name, or bind that account."), username))
+            continue
         if account is None:
             problem = _username_problem(username, username_max, validators)
             if problem:
                 errors.append(_error(decision, "invalid_username", problem, username))
                 continue
+        elif account.privileged and not bindings.may_bind_privileged(account, actor):
+            errors.append(_error(decision, "privileged_account", _(
+                "This is a staff or superuser account: only a superuser may bind it to a WeCom member."), username))
+            continue
         elif account.pk in bound_accounts:
             errors.append(
                 _error(decision, "user_bound", _("This account is already bound to a WeCom member."), username)
