@@ -156,6 +156,9 @@ def fillings(route, pattern, objects_b):
             kwargs[name] = str(objects_b[BY_ARGUMENT[name]].pk)
         elif name == "wecom_userid":
             kwargs[name] = objects_b[m.WeComUser].userid
+        elif name == "name" and m.DomainVerificationFile in objects_b:
+            # /WW_verify_<code>.txt: the file's own name is its address.
+            kwargs[name] = objects_b[m.DomainVerificationFile].name
         elif name in OBJECT_ARGUMENTS:
             model = model_of(route, pattern)
             if model not in objects_b:
