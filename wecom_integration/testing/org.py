@@ -316,6 +316,9 @@ class Org:
         self.avatar_base = "https://wework.qpic.cn/wwpic"
         root = Department(1, company[0], company[1], 0, 100000000, 1)
         self.departments[1] = root
+        # The self-built app's visible range (可见范围): None is the whole corp.
+        self._visible_departments: frozenset[int] | None = None
+        self._visible_users: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- generation
     @classmethod
@@ -465,6 +468,67 @@ class Org:
         user.follows.append(follow)
         contact.followers.append(follow)
         self.external_contacts[contact.external_userid] = contact
+
+    # ---------------------------------------------------------------- the app's visible range
+    def set_visible_range(self, departments=(), users=()) -> None:
+        """Set the self-built app's visible range (应用可见范围, set in the WeCom admin under the app's
+        page): whole departments (each with its whole subtree) and single members, by object or id.
+        With neither, the app sees the whole corp (the default).
+
+        What the app's secret reads follows it: https://developer.work.weixin.qq.com/document/path/90196
+        ("应用只能获取可见范围内的成员信息"), department/list
+        https://developer.work.weixin.qq.com/document/path/90208, and the customer APIs
+        https://developer.work.weixin.qq.com/document/path/92994 ("应用只能获取到可见范围内的成员")."""
+        dept_ids = frozenset(int(getattr(d, "id", d)) for d in departments)
+        userids = frozenset(str(getattr(u, "userid", u)) for u in users)
+        if not dept_ids and not userids:
+            self.clear_visible_range()
+            return
+        self._visible_departments = dept_ids
+        self._visible_users = userids
+
+    def clear_visible_range(self) -> None:
+        """The app sees the whole corp again."""
+        self._visible_departments = None
+        self._visible_users = frozenset()
+
+    @property
+    def visible_range(self) -> dict | None:
+        """The range as set (``{"departments": [...], "users": [...]}``), None for the whole corp."""
+        if self._visible_departments is None:
+            return None
+        return {"departments": sorted(self._visible_departments), "users": sorted(self._visible_users)}
+
+    def app_sees_department(self, dept) -> bool:
+        """True when the department (object or id) is in the app's visible range: it, or a department
+        above it, was put in the range."""
+        visible = self._visible_departments
+        if visible is None:
+            return True
+        dept_id = int(getattr(dept, "id", dept))
+        departments = self.departments
+        for _ in range(64):  # deeper than WeCom's 15 levels: a parent cycle cannot spin
+            if dept_id in visible:
+                return True
+            node = departments.get(dept_id)
+            if node is None or node.parentid == 0:
+                return False
+            dept_id = node.parentid
+        return False
+
+    def app_sees_user(self, user) -> bool:
+        """True when the member (object or userid) is in the app's visible range: named in it, or in
+        one of its departments (or below one)."""
+        if self._visible_departments is None:
+            return True
+        if isinstance(user, str):
+            found = self.users.get(user)
+            if found is None:
+                return user in self._visible_users
+            user = found
+        if user.userid in self._visible_users:
+            return True
+        return any(self.app_sees_department(d) for d in user.departments)
 
     # ---------------------------------------------------------------- queries
     def subtree(self, dept_id: int) -> list[Department]:
