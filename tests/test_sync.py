@@ -124,7 +124,8 @@ def test_changes_removed_and_disabled_members(tenant, fake_wecom):
 
     assert run.status == SyncRun.Status.REVIEW, run.errors
     assert run.counts["users"] == {
-        "created": 1, "updated": 2, "removed": 1, "unchanged": len(org.users) - 3, "skipped_newer": 0, "written": 4,
+        "created": 1, "updated": 2, "removed": 1, "not_visible": 0, "unchanged": len(org.users) - 3, "skipped_newer": 0,
+        "written": 4,
     }
     row = WeComUser.objects.get(tenant=tenant, userid=renamed.userid)
     assert (row.name, row.position) == ("改名测试", "新岗位")
