@@ -1,20 +1,26 @@
 """The contact sync at scale, against the fake WeCom in this process.
 
-    .venv/bin/python bench/sync.py [--users 100000] [--departments 5000]
+    .venv/bin/python bench/sync.py [--users 100000] [--departments 5000] [--worlds old,2022]
                                    [--fallback-users 20000] [--per-minute 6000] [--skip-fallback]
 
-Part 1, full lists (the fake's rate limits off, the client's budget off): the first sync of
-``--users`` members in ``--departments`` departments, the confirm that binds them all, a second sync
-with nothing changed, and a third after 1% of the members changed (the fake's org is mutated directly,
-without callbacks). For each it prints the wall time, the database queries (counted with
-``connection.execute_wrapper``), the rows written (the rowcount of INSERT/UPDATE/DELETE; the run's own
-progress rows are shown apart) and the peak memory (the process's peak RSS over the step, reset through
-/proc/self/clear_refs, minus the RSS before it).
+Part 1, in each world of ``--worlds`` (the fake's rate limits off, the client's budget off): the first
+sync of ``--users`` members in ``--departments`` departments, the confirm that binds them all, a second
+sync with nothing changed, and a third after 1% of the members changed (the fake's org is mutated
+directly, without callbacks). The *old* world reads everything with the contact-sync Secret
+(``department/list`` + ``user/list``); the *2022* world (the fake ``restricted``: the contact-sync
+Secret lists ids only, 48009 for details) takes ids from it (``department/simplelist``,
+``user/list_id``) and names, departments and positions from the app Secret (``department/list`` +
+``user/list``), the app seeing the whole corp. For each step it prints the wall time, the database
+queries (counted with ``connection.execute_wrapper``), the rows written (the rowcount of
+INSERT/UPDATE/DELETE; the run's own progress rows are shown apart) and the peak memory (the process's
+peak RSS over the step, reset through /proc/self/clear_refs, minus the RSS before it); then the worlds
+side by side.
 
-Part 2, fallback with WeCom's limits (the fake restricted and limited to ``--per-minute`` calls per
-API per minute): a sync of ``--fallback-users`` members through user/list_id + user/get with the
-client's budget set just under the limit. It prints any 45009 received (target: none) and the time
-measured against the time the limit implies (calls / per-minute; target: at most 1.1x).
+Part 2, the 2022 world's worst case with WeCom's limits (the fake restricted, its app seeing each
+member one by one, so no bulk list holds them, and limited to ``--per-minute`` calls per API per
+minute): a sync of ``--fallback-users`` members through user/list_id + user/get with the client's
+budget set just under the limit. It prints any 45009 received (target: none) and the time measured
+against the time the limit implies (calls / per-minute; target: at most 1.1x).
 
 Databases: a fresh SQLite file by default; with DATABASE_URL set (e.g.
 postgres://postgres@127.0.0.1:5432/wecom_bench) that database, created if missing. Its tables are
@@ -172,6 +178,10 @@ def reset_peak():
         return False
 
 
+#: The figures of each measured step, for the side-by-side summary: label -> (seconds, queries, rows).
+FIGURES = {}
+
+
 def measure(label, func):
     """Run ``func`` and print its figures; returns its result."""
     from django.db import connection
@@ -185,6 +195,7 @@ def measure(label, func):
     meter.finish()
     seconds = time.perf_counter() - started
     peak = rss_kib("VmHWM")
+    FIGURES[label] = (seconds, meter.queries, meter.rows, max(0, peak - before) / 1024)
     print(
         f"{label:<34} {seconds:8.2f} s  {meter.queries:7d} queries  {meter.rows:8d} rows written"
         f"  ({meter.apart()})  peak RSS {peak / 1024:7.1f} MiB"
@@ -194,48 +205,80 @@ def measure(label, func):
     return result
 
 
-def full_lists(args):
+STEPS = ("first sync", "confirm (bind or create all)", "second sync", "third sync")
+WORLD_LABELS = {"old": "old world (contact Secret reads all)", "2022": "2022 world (ids + app Secret)"}
+
+
+def full_lists(args, world="old"):
     from tests.factories import config_from_fake, make_tenant
     from wecom_integration.client import RateBudget
     from wecom_integration.models import SyncRun
     from wecom_integration.services import sync
     from wecom_integration.testing import FakeWeCom
 
-    print(f"\nPart 1: {args.users:,} members in {args.departments:,} departments, full lists, no rate limits")
+    print(f"\nPart 1, {WORLD_LABELS[world]}: {args.users:,} members in {args.departments:,} departments, "
+          "no rate limits")
     started = time.perf_counter()
-    fake = FakeWeCom(users=args.users, departments=args.departments, seed=11).start()
+    fake = FakeWeCom(users=args.users, departments=args.departments, seed=11, restricted=world == "2022").start()
     print(f"  (fake org generated and listening in {time.perf_counter() - started:.1f} s: {fake.org.stats()})")
     try:
-        tenant = make_tenant("bench")
+        tenant = make_tenant(f"bench-{world}")
         config = config_from_fake(tenant, fake)
 
-        def client():
+        def client(kind="contacts"):
             # Budget off: the fake's limits are off too, and this part measures our own work.
-            return sync.sync_client(config, "contacts", api_base=fake.api_base,
+            return sync.sync_client(config, kind, api_base=fake.api_base,
                                     rate_budget=RateBudget(config.corp_id, per_window=0))
 
         def one_sync():
-            run = sync.execute_contact_run(sync.create_run(tenant).pk, client=client())
+            run = sync.execute_contact_run(sync.create_run(tenant).pk, client=client(),
+                                           app_client=lambda: client("app"))
             if run.status not in (SyncRun.Status.REVIEW, SyncRun.Status.SUCCEEDED):
                 raise SystemExit(f"sync failed: {run.errors}")
+            if run.fallback_mode != (world == "2022"):
+                raise SystemExit(f"the sync did not detect the {world} world")
             return run
 
-        first = measure("first sync", one_sync)
+        def step(label, func):
+            result = measure(label, func)
+            FIGURES[(world, label.split(",")[0])] = FIGURES.pop(label)
+            return result
+
+        first = step("first sync", one_sync)
         print(f"    fetch {first.counts['fetch_seconds']} s; {first.counts['users']}")
         print(f"    proposals {first.counts['proposals']}")
-        confirm = measure(
+        confirm = step(
             "confirm (bind or create all)",
             lambda: sync.confirm_run(first, accept_proposals=True, create_unmatched=True),
         )
         print(f"    {confirm}")
-        second = measure("second sync, nothing changed", one_sync)
+        second = step("second sync, nothing changed", one_sync)
         print(f"    fetch {second.counts['fetch_seconds']} s; {second.counts['users']}")
         changed = mutate(fake.org, args.users // 100)
-        third = measure(f"third sync, {changed} members changed", one_sync)
+        third = step(f"third sync, {changed} members changed", one_sync)
         print(f"    fetch {third.counts['fetch_seconds']} s; {third.counts['users']}; left {third.counts['left']}")
-        print(f"  calls the fake served: {dict(fake.calls)}")
+        print(f"  calls the fake served (3 syncs): {dict(fake.calls)}")
+        FIGURES[(world, "calls")] = sum(fake.calls.values())
+        FIGURES[(world, "fetch")] = (first.counts["fetch_seconds"], second.counts["fetch_seconds"])
     finally:
         fake.stop()
+
+
+def print_side_by_side(worlds):
+    """The worlds' figures next to each other (what issue 22's closing note quotes)."""
+    if len(worlds) < 2:
+        return
+    print(f"\nSide by side, {', '.join(WORLD_LABELS[w] for w in worlds)}:")
+    print(f"  {'step':<30}" + "".join(f"{w + ' world':>40}" for w in worlds))
+    for label in STEPS:
+        cells = []
+        for world in worlds:
+            seconds, queries, rows, memory = FIGURES[(world, label)]
+            cells.append(f"{seconds:8.2f} s {queries:6d} q {rows:7d} rows {memory:6.1f} MiB")
+        print(f"  {label:<30}" + "".join(f"{c:>40}" for c in cells))
+    print(f"  {'fetch of 1st / 2nd sync':<30}"
+          + "".join(f"{'%.2f s / %.2f s' % FIGURES[(w, 'fetch')]:>40}" for w in worlds))
+    print(f"  {'WeCom calls, 3 syncs':<30}" + "".join(f"{FIGURES[(w, 'calls')]:>40,}" for w in worlds))
 
 
 def mutate(org, count):
@@ -271,8 +314,10 @@ def fallback_with_limits(args):
     from wecom_integration.testing import FakeWeCom
 
     users, per_minute = args.fallback_users, args.per_minute
-    print(f"\nPart 2: {users:,} members, fallback mode (restricted), the fake limited to {per_minute:,}/min per API")
+    print(f"\nPart 2: {users:,} members, 2022 world, the app seeing each member one by one (one user/get each), "
+          f"the fake limited to {per_minute:,}/min per API")
     fake = FakeWeCom(users=users, departments=max(2, users // 20), seed=12, restricted=True).start()
+    fake.set_visible_range(users=list(fake.org.users))
     fake.set_rate_limit(per_minute=per_minute, block_seconds=60)
     try:
         tenant = make_tenant("bench-fallback")
@@ -287,7 +332,8 @@ def fallback_with_limits(args):
 
             def run():
                 result = sync.execute_contact_run(
-                    sync.create_run(tenant).pk, client=sync.contacts_client(config)
+                    sync.create_run(tenant).pk, client=sync.contacts_client(config),
+                    app_client=sync.app_client_factory(config),
                 )
                 stop.set()
                 return result
@@ -313,6 +359,8 @@ def main():
     parser.add_argument("--departments", type=int, default=5_000)
     parser.add_argument("--fallback-users", type=int, default=20_000)
     parser.add_argument("--per-minute", type=int, default=6_000)
+    parser.add_argument("--worlds", default="old,2022",
+                        help="Part 1's worlds, comma-separated: old, 2022 (default both, side by side)")
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--skip-fallback", action="store_true")
     parser.add_argument("--i-know-this-empties-the-database", action="store_true")
@@ -322,8 +370,14 @@ def main():
 
     logging.getLogger("wecom_integration").setLevel(logging.WARNING)
     print(f"database: {database}; CPUs: {os.cpu_count()}")
+    worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
+    unknown = set(worlds) - set(WORLD_LABELS)
+    if unknown:
+        parser.error(f"unknown worlds: {sorted(unknown)}")
     if not args.skip_full:
-        full_lists(args)
+        for world in worlds:
+            full_lists(args, world)
+        print_side_by_side(worlds)
     if not args.skip_fallback:
         fallback_with_limits(args)
 

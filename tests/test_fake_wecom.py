@@ -138,8 +138,10 @@ def test_missing_unknown_and_invalidated_tokens(fake_wecom):
 def test_secret_kinds_are_enforced(fake_wecom):
     app, contacts, customers = (Api(fake_wecom, k) for k in ("app", "contacts", "customers"))
     someone = next(u for u in fake_wecom.org.users.values() if u.follows)
-    assert app.get("user/list", department_id=1)["errcode"] == 48002
-    assert app.get("department/list")["errcode"] == 48002
+    # The app secret reads the directory within its visible range (the whole corp by default).
+    assert app.get("user/list", department_id=1)["errcode"] == 0
+    assert app.get("department/list")["errcode"] == 0
+    assert customers.get("user/list", department_id=1)["errcode"] == 48002
     assert app.post("user/list_id", {})["errcode"] == 48009
     assert customers.post("user/list_id", {})["errcode"] == 48009
     assert contacts.send(touser=someone.userid)["errcode"] == 48002
@@ -283,20 +285,83 @@ def test_restricted_mode(fake_wecom):
     fake_wecom.restricted = True
     contacts, app = Api(fake_wecom), Api(fake_wecom, "app")
     user = next(iter(fake_wecom.org.users.values()))
-    assert contacts.get("user/list", department_id=1)["errcode"] == 48009
-    assert contacts.get("department/list")["errcode"] == 48009
-    # The path that still works: simplelist -> list_id -> user/get.
+    # The contact-sync secret lists ids only; every read of details is refused.
     assert contacts.get("department/simplelist")["errcode"] == 0
     assert contacts.post("user/list_id", {})["errcode"] == 0
-    detail = contacts.get("user/get", userid=user.userid)
+    for path, params in (("user/get", {"userid": user.userid}), ("user/list", {"department_id": 1}),
+                         ("user/simplelist", {"department_id": 1}), ("department/list", {}),
+                         ("department/get", {"id": 1})):
+        answer = contacts.get(path, **params)
+        assert answer["errcode"] == 48009, path
+        assert answer["errmsg"].startswith("api forbidden for contact assistant")
+    # The app secret reads names and departments, without the sensitive fields (a new app).
+    detail = app.get("user/get", userid=user.userid)
     assert detail["errcode"] == 0 and detail["name"] == user.name
     assert not set(SENSITIVE_USER_FIELDS) & set(detail)
-    assert "mobile" not in app.get("user/get", userid=user.userid)
+    listed = app.get("user/list", department_id=1, fetch_child=1)["userlist"]
+    assert len(listed) == len(fake_wecom.org.users) and "mobile" not in listed[0]
+    assert app.get("department/list")["department"][0]["name"]
+    assert app.get("department/get", id=1)["department"]["name"]
+    # An app created before 2022-06-20 still gets them.
+    fake_wecom.new_app = False
+    assert app.get("user/get", userid=user.userid)["mobile"] == user.mobile
+    fake_wecom.new_app = None
     # OAuth detail is the sanctioned way to the sensitive fields.
     code = fake_wecom.issue_oauth_code(userid=user.userid, scope="snsapi_privateinfo")
     info = app.get("auth/getuserinfo", code=code)
     sensitive = app.post("auth/getuserdetail", {"user_ticket": info["user_ticket"]})
     assert sensitive["mobile"] == user.mobile and sensitive["email"] == user.email
+
+
+def test_the_app_reads_within_its_visible_range(fake_wecom):
+    org = fake_wecom.org
+    top = org.departments[org.departments[1].children[0]]
+    fake_wecom.set_visible_range(departments=[top])
+    app, contacts = Api(fake_wecom, "app"), Api(fake_wecom)
+    inside = {d.id for d in org.subtree(top.id)}
+    seen = {d["id"] for d in app.get("department/list")["department"]}
+    assert seen == inside
+    assert {d["id"] for d in app.get("department/simplelist")["department_id"]} == inside
+    members = {u.userid for u in org.users.values() if set(u.departments) & inside}
+    listed = {u["userid"] for u in app.get("user/list", department_id=top.id, fetch_child=1)["userlist"]}
+    assert listed == {u.userid for u in org.members_of(top.id, recursive=True)} and listed <= members
+    outside_user = next(u for u in org.users.values() if u.userid not in members)
+    outside_dept = next(d for d in org.departments.values() if d.id not in inside)
+    assert app.get("user/get", userid=outside_user.userid)["errcode"] == 60011
+    assert app.get("department/get", id=outside_dept.id)["errcode"] == 60011
+    assert app.get("user/list", department_id=outside_dept.id)["errcode"] == 60011
+    assert app.get("department/list", id=outside_dept.id)["errcode"] == 60011
+    assert org.app_sees_user(next(iter(members))) and not org.app_sees_user(outside_user.userid)
+    assert org.app_sees_department(top.id) and not org.app_sees_department(outside_dept)
+    # The contact secret is not bound by the app's range (old world).
+    assert contacts.get("user/get", userid=outside_user.userid)["errcode"] == 0
+    # A single member can be put in the range; the control API sets and clears it.
+    fake_wecom.set_visible_range(users=[outside_user])
+    assert app.get("user/get", userid=outside_user.userid)["errcode"] == 0
+    requests.post(f"{fake_wecom.api_base}/fake/settings", json={"visible_range": None}, timeout=5)
+    assert org.visible_range is None
+    requests.post(f"{fake_wecom.api_base}/fake/settings",
+                  json={"visible_range": {"departments": [top.id]}, "new_app": True}, timeout=5)
+    assert org.visible_range == {"departments": [top.id], "users": []} and fake_wecom.new_app
+    assert "mobile" not in app.get("user/get", userid=next(iter(members)))
+
+
+def test_customer_reads_with_the_app_secret_follow_its_visible_range(fake_wecom):
+    org = fake_wecom.org
+    follows = [u for u in org.users.values() if u.follows]
+    hidden, shown = follows[0], follows[1]
+    fake_wecom.set_visible_range(users=[shown])
+    app, customers = Api(fake_wecom, "app"), Api(fake_wecom, "customers")
+    batch = app.post("externalcontact/batch/get_by_user",
+                     {"userid_list": [hidden.userid, shown.userid], "limit": 100})
+    assert {row["follow_info"]["userid"] for row in batch["external_contact_list"]} == {shown.userid}
+    assert app.get("externalcontact/list", userid=hidden.userid)["errcode"] == 60011
+    contact = hidden.follows[0].contact
+    answer = app.get("externalcontact/get", external_userid=contact.external_userid)
+    assert hidden.userid not in {f["userid"] for f in answer.get("follow_user", [])}
+    # The customer-contact secret is not bound by the app's range.
+    full = customers.get("externalcontact/get", external_userid=contact.external_userid)
+    assert hidden.userid in {f["userid"] for f in full["follow_user"]}
 
 
 # ---------------------------------------------------------------------------------------- messages

@@ -124,7 +124,8 @@ def test_changes_removed_and_disabled_members(tenant, fake_wecom):
 
     assert run.status == SyncRun.Status.REVIEW, run.errors
     assert run.counts["users"] == {
-        "created": 1, "updated": 2, "removed": 1, "unchanged": len(org.users) - 3, "skipped_newer": 0, "written": 4,
+        "created": 1, "updated": 2, "removed": 1, "not_visible": 0, "unchanged": len(org.users) - 3, "skipped_newer": 0,
+        "written": 4,
     }
     row = WeComUser.objects.get(tenant=tenant, userid=renamed.userid)
     assert (row.name, row.position) == ("改名测试", "新岗位")
@@ -212,14 +213,16 @@ def test_fallback_mode_when_the_full_lists_are_forbidden(tenant, fake_wecom):
 
     assert run.status == SyncRun.Status.REVIEW, run.errors
     assert run.fallback_mode
-    assert fake_wecom.calls["user/list"] == 0 or fake_wecom.calls["user/get"] == len(fake_wecom.org.users)
-    assert fake_wecom.calls["user/get"] == len(fake_wecom.org.users)
+    # Details come from the app Secret in bulk: no user/get when every member is in a listed department.
+    assert fake_wecom.calls["user/get"] == 0 and fake_wecom.calls["user/list"] >= 1
+    assert fake_wecom.gettoken_calls["app"] == 1
     some = next(iter(fake_wecom.org.users.values()))
     row = WeComUser.objects.get(tenant=tenant, userid=some.userid)
     assert row.name == some.name and row.departments == list(some.departments)
-    assert row.mobile == ""  # withheld under the 2022 rules
-    # Department names are not given by simplelist: new departments have none yet.
-    assert Department.objects.filter(tenant=tenant).count() == len(fake_wecom.org.departments)
+    assert row.position == some.position
+    assert row.mobile == ""  # withheld from a new app under the 2022 rules
+    names = dict(Department.objects.filter(tenant=tenant).values_list("dept_id", "name"))
+    assert names == {d.id: d.name for d in fake_wecom.org.departments.values()}
     again = run_sync(tenant)
     assert again.counts["rows_written"] == 0
 
@@ -244,6 +247,7 @@ def test_failed_fetch_leaves_the_mirror_unchanged(tenant, fake_wecom):
         first = next(iter(org.users.values()))
         first.name = "不该出现"
     fake_wecom.restricted = True
+    fake_wecom.set_visible_range(users=list(org.users)[:40])  # 40 user/get calls
     fake_wecom.reset_stats()
     # 40058 is not retried by the client: the run fails part-way through the user/get calls.
     fake_wecom.set_faults(error_rate=0.2, errcodes=[40058], paths=["user/get"], seed=3)
@@ -289,7 +293,9 @@ def test_one_sync_at_a_time(tenant):
 def test_progress_is_saved_outside_the_transaction_as_it_goes(fake_wecom, api_base):
     tenant = make_tenant("prog")
     config_from_fake(tenant, fake_wecom)
-    fake_wecom.restricted = True  # one user/get per member: a long phase with many steps
+    fake_wecom.restricted = True
+    # Members put in the app's range one by one: one user/get each, a long phase with many steps.
+    fake_wecom.set_visible_range(users=list(fake_wecom.org.users))
     run = sync.create_run(tenant)
     seen = []
 

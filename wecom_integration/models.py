@@ -231,6 +231,9 @@ class Department(models.Model):
     order = models.BigIntegerField(_("order"), default=0)
     leaders = models.JSONField(_("leaders"), default=list, blank=True)
     removed = models.BooleanField(_("removed from WeCom"), default=False)
+    # False when the last sync saw the id but could not read the department: it is outside the app's
+    # visible range (可见范围). Kept as it was, never marked removed for that.
+    visible = models.BooleanField(_("in the app's visible range"), default=True)
     # CreateTime of the newest contact-change event applied: callbacks can arrive out of order, and an
     # older one must not undo a newer one (or bring back a removed department).
     last_event_time = models.BigIntegerField(_("last change event time"), default=0)
@@ -277,6 +280,9 @@ class WeComUser(models.Model):
     )
     status = models.PositiveSmallIntegerField(_("status"), choices=Status.choices, default=Status.ACTIVE)
     removed = models.BooleanField(_("removed from WeCom"), default=False)
+    # False when the last sync found the member in WeCom but could not read them: outside the app's
+    # visible range (可见范围). Kept as they were, never deactivated for that.
+    visible = models.BooleanField(_("in the app's visible range"), default=True)
     # CreateTime of the newest contact-change event applied: an older update arriving late is ignored,
     # so it cannot overwrite newer fields or bring back a deleted member.
     last_event_time = models.BigIntegerField(_("last change event time"), default=0)
@@ -496,6 +502,9 @@ class FollowUser(models.Model):
     state = models.CharField(_("state"), max_length=64, blank=True)
     removed = models.BooleanField(_("deleted"), default=False)
     removed_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
+    # False when the last customer sync could not see this relation: its member is outside the visible
+    # range of the app that reads customers. Kept as it was, never ended for that.
+    visible = models.BooleanField(_("in the app's visible range"), default=True)
 
     class Meta:
         verbose_name = _("follow user")

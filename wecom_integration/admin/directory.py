@@ -542,6 +542,8 @@ class SyncRunAdmin(MirrorAdmin):
         if action in SyncProposal.Action.values:
             proposals = proposals.filter(action=action)
         page = Paginator(proposals, REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
+        # Members the app could not read (outside its visible range), with what to change in WeCom.
+        outside_range = (run.counts or {}).get("outside_range") or {}
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -553,6 +555,8 @@ class SyncRunAdmin(MirrorAdmin):
             "action_filter": action or "",
             "actions": SyncProposal.Action.choices,
             "counts": (run.counts or {}).get("proposals", {}),
+            "outside_range": outside_range,
+            "outside_range_more": max(0, outside_range.get("users", 0) - len(outside_range.get("userids", ()))),
             "editable": run.status == SyncRun.Status.REVIEW,
             "search_url": reverse("admin:wecom_integration_syncrun_review_search", args=[run.pk]),
             "progress_url": reverse("admin:wecom_integration_syncrun_progress", args=[run.pk]),

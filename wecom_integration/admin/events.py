@@ -328,7 +328,7 @@ def _inbox_reply_url(tenant_id, wecom_userid):
 
 class FollowUserInline(admin.TabularInline):
     model = FollowUser
-    fields = ("userid", "remark", "add_time", "state", "removed", "removed_at")
+    fields = ("userid", "remark", "add_time", "state", "visible", "removed", "removed_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -376,3 +376,40 @@ class ExternalContactAdmin(ReadOnlyTenantAdmin):
     )
     exclude = ("fingerprint",)
     inlines = [FollowUserInline]
+
+    def changelist_view(self, request, extra_context=None):
+        hidden = FollowUser.objects.filter(
+            contact__in=self.get_queryset(request), visible=False, removed=False
+        ).values("userid").distinct().count()
+        if hidden:
+            self._warn_outside_range(request, hidden)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        contact = self.get_object(request, object_id)
+        if contact is not None:
+            hidden = contact.follow_users.filter(visible=False, removed=False).count()
+            if hidden:
+                self._warn_outside_range(request, hidden)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _warn_outside_range(self, request, count):
+        """Relations the customer sync could not see (their member is outside the visible range of the
+        app that reads customers, doc 92994) are kept, not ended: say so, and what to change."""
+        self.message_user(
+            request,
+            ngettext(
+                "The customers of %(count)d member are not visible to the app that reads customers: the "
+                "member is outside its visible range. Their relations are kept as last seen, not ended. "
+                "To see them, add the member or their department to the app's visible range in the WeCom "
+                "admin console (App Management → the app → Visible Range; 应用管理 → 应用 → 可见范围), "
+                "then run the customer sync again.",
+                "The customers of %(count)d members are not visible to the app that reads customers: the "
+                "members are outside its visible range. Their relations are kept as last seen, not ended. "
+                "To see them, add the members or their departments to the app's visible range in the WeCom "
+                "admin console (App Management → the app → Visible Range; 应用管理 → 应用 → 可见范围), "
+                "then run the customer sync again.",
+                count,
+            ) % {"count": count},
+            messages.WARNING,
+        )

@@ -10,12 +10,21 @@ current (``services/customers.py``, whose field mapping and fingerprint are reus
 changed rows are upserted in batches, unchanged ones are not written, and a relation or customer
 WeCom no longer lists is marked removed (with ``removed_at``), never deleted. The members asked about
 are the tenant's mirror (run the contact sync first): a relation of a member who left is ended too.
+
+What was not listed was not necessarily ended: read with a self-built app's secret (corps since
+2023-12-01, or no customer secret), ``batch/get_by_user`` silently leaves out the members outside the
+app's visible range ("应用只能获取到可见范围内的成员", https://developer.work.weixin.qq.com/document/path/92994).
+So before a stored relation is ended, its member is asked about with ``externalcontact/list``
+(https://developer.work.weixin.qq.com/document/path/92113, one call per such member): 60011 means the
+member is outside the range, and their relations are kept and marked not visible; only a relation the
+member's own list no longer holds is ended.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -27,6 +36,8 @@ from .customers import CONTACT_FIELDS, contact_fields_from_api, contact_fingerpr
 from .sync import (
     BATCH_SIZE,
     DEFAULT_WORKERS,
+    NOT_VISIBLE,
+    USER_NOT_FOUND,
     Progress,
     chunks,
     fail_run,
@@ -94,13 +105,55 @@ def fetch_customers(client, userids: list[str], progress: Progress, workers: int
     return contacts, follows
 
 
-def apply_customers(tenant, contacts: dict, follows: dict) -> dict:
-    """Bring the tenant's customers up to date with a complete fetch (inside the caller's
-    transaction); returns counts including ``rows_written``."""
+@dataclass
+class Unseen:
+    """What :func:`probe_unlisted` learnt about stored relations the fetch did not list: members outside
+    the app's visible range (``hidden``) and relations still on their member's list (``listed``)."""
+
+    hidden: set[str] = field(default_factory=set)
+    listed: set[tuple[str, str]] = field(default_factory=set)
+
+
+def probe_unlisted(client, tenant, follows: dict, asked: list[str], workers: int = DEFAULT_WORKERS) -> Unseen:
+    """Ask ``externalcontact/list`` about every asked member with a stored relation the fetch did not
+    list, so that no relation is ended only because the app could not see it."""
+    asked_set = set(asked)
+    stored = FollowUser.objects.filter(contact__tenant=tenant, removed=False).values_list(
+        "userid", "contact__external_userid"
+    )
+    members = sorted({userid for userid, external_userid in stored.iterator(chunk_size=5000)
+                      if userid in asked_set and (external_userid, userid) not in follows})
+    unseen = Unseen()
+
+    def ask(userid):
+        try:
+            return client.externalcontact.list(userid)
+        except WeComError as exc:
+            if exc.errcode == NOT_VISIBLE:
+                return None
+            if exc.errcode == USER_NOT_FOUND:
+                return []
+            raise
+
+    def collect(userid, listed):
+        if listed is None:
+            unseen.hidden.add(userid)
+        else:
+            unseen.listed.update((str(e), userid) for e in listed)
+
+    run_pool(ask, members, workers, collect)
+    return unseen
+
+
+def apply_customers(tenant, contacts: dict, follows: dict, unseen: Unseen | None = None) -> dict:
+    """Bring the tenant's customers up to date with a fetch (inside the caller's transaction); the
+    relations ``unseen`` says were merely out of sight are kept. Returns counts including
+    ``rows_written``."""
     now = timezone.now()
+    unseen = unseen or Unseen()
     contact_counts = _apply_contacts(tenant, contacts, now)
     ids = dict(ExternalContact.objects.filter(tenant=tenant).values_list("external_userid", "pk"))
-    follow_counts = _apply_follows(tenant, follows, ids, now)
+    follow_counts = _apply_follows(tenant, follows, ids, now, unseen)
     # A customer no relation points to any more is gone from the corp.
     orphaned_ids = list(
         ExternalContact.objects.filter(tenant=tenant, removed=False)
@@ -153,10 +206,10 @@ def _apply_contacts(tenant, fetched: dict, now) -> dict:
     return {"created": created, "updated": updated, "unchanged": unchanged, "removed": 0}
 
 
-def _apply_follows(tenant, fetched: dict, contact_ids: dict, now) -> dict:
+def _apply_follows(tenant, fetched: dict, contact_ids: dict, now, unseen: Unseen) -> dict:
     existing = {}
     rows = FollowUser.objects.filter(contact__tenant=tenant).values_list(
-        "contact__external_userid", "userid", "removed", *FOLLOW_FIELDS
+        "contact__external_userid", "userid", "removed", "visible", *FOLLOW_FIELDS
     )
     for row in rows.iterator(chunk_size=5000):
         existing[(row[0], row[1])] = row[2:]
@@ -167,25 +220,37 @@ def _apply_follows(tenant, fetched: dict, contact_ids: dict, now) -> dict:
             full = {"remark": "", "add_time": 0, "state": ""}
             created += 1
         else:
-            full = dict(zip(FOLLOW_FIELDS, old[1:], strict=True))
+            full = dict(zip(FOLLOW_FIELDS, old[2:], strict=True))
         changed = any(full[name] != value for name, value in fields.items())
         full.update(fields)
         if old is not None:
-            if not changed and not old[0]:
+            if not changed and not old[0] and old[1]:
                 unchanged += 1
                 continue
             updated += 1
         batch.append(
-            FollowUser(contact_id=contact_ids[key[0]], userid=key[1], removed=False, removed_at=None, **full)
+            FollowUser(contact_id=contact_ids[key[0]], userid=key[1], removed=False, removed_at=None, visible=True,
+                       **full)
         )
     FollowUser.objects.bulk_create(
         batch,
         batch_size=BATCH_SIZE,
         update_conflicts=True,
         unique_fields=["contact", "userid"],
-        update_fields=[*FOLLOW_FIELDS, "removed", "removed_at"],
+        update_fields=[*FOLLOW_FIELDS, "removed", "removed_at", "visible"],
     )
-    ended = [key for key, old in existing.items() if not old[0]]
+    # Not listed: out of the app's sight (kept, marked not visible), still on the member's own list
+    # (kept as is), or really ended.
+    hidden = [key for key, old in existing.items() if not old[0] and key[1] in unseen.hidden]
+    ended = [key for key, old in existing.items()
+             if not old[0] and key[1] not in unseen.hidden and key not in unseen.listed]
+    newly_hidden = {}
+    for external_userid, userid in hidden:
+        if existing[(external_userid, userid)][1]:
+            newly_hidden.setdefault(userid, []).append(contact_ids[external_userid])
+    for userid, contact_pks in newly_hidden.items():
+        for chunk in chunks(contact_pks):
+            FollowUser.objects.filter(contact_id__in=chunk, userid=userid).update(visible=False)
     by_contact = {}
     for external_userid, userid in ended:
         by_contact.setdefault(contact_ids[external_userid], []).append(userid)
@@ -197,7 +262,8 @@ def _apply_follows(tenant, fetched: dict, contact_ids: dict, now) -> dict:
         "updated": updated,
         "unchanged": unchanged,
         "removed": len(ended),
-        "written": created + updated + len(ended),
+        "not_visible": len(hidden),
+        "written": created + updated + len(ended) + sum(len(v) for v in newly_hidden.values()),
     }
 
 
@@ -221,11 +287,13 @@ def execute_customer_run(run_id: int, *, client=None, workers: int = DEFAULT_WOR
         members = WeComUser.objects.filter(tenant=run.tenant, removed=False).order_by("userid")
         userids = list(members.values_list("userid", flat=True))
         contacts, follows = fetch_customers(client, userids, progress, workers)
-        fetch_seconds = time.monotonic() - clock
         group_count = progress.total
+        unseen = probe_unlisted(client, run.tenant, follows, userids, workers)
+        fetch_seconds = time.monotonic() - clock
         progress.start(Phase.SAVING)
         with transaction.atomic():
-            counts = apply_customers(run.tenant, contacts, follows)
+            counts = apply_customers(run.tenant, contacts, follows, unseen)
+            counts["outside_range"] = {"users": len(unseen.hidden), "userids": sorted(unseen.hidden)[:200]}
             counts.update(
                 members=len(userids),
                 fetched_customers=len(contacts),

@@ -6,15 +6,25 @@ The flow (issue 5, seed 001's "Synchronize user departments to local"):
    per tenant and kind, so a second start raises :class:`SyncAlreadyRunning`.
 2. :func:`execute_contact_run` (the Celery task calls it) fetches *everything* first — the department
    tree and every member — saving the run's phase and done/total as it goes, each save its own short
-   autocommitted UPDATE so the admin's progress page sees it while the task runs. Where WeCom still
-   allows it (``department/list`` + ``user/list`` per department) that is one call per department;
-   where it answers 48009 (apps and IPs set up since 2022) it falls back to ``department/simplelist``
-   → ``user/list_id`` → ``user/get`` per member on a few threads, as fast as the client's rate budget
-   allows (https://developer.work.weixin.qq.com/document/path/96067).
+   autocommitted UPDATE so the admin's progress page sees it while the task runs. Two worlds:
+
+   * the old one (corps and IPs set up before the 2022 rules): the contact-sync secret reads
+     everything, ``department/list`` + ``user/list`` per department (subtrees at once);
+   * since 2022 the contact-sync secret called from a new IP may only list ids, and answers 48009 "api
+     forbidden for contact assistant" to every read of details (wecom-facts.md; the 48009 page). On the
+     first 48009 the sync takes the ids from the contact secret (``department/simplelist``,
+     ``user/list_id``, https://developer.work.weixin.qq.com/document/path/96067) and the names,
+     departments and positions from the app secret, in bulk (``department/list``, ``user/list`` per
+     department), with ``user/get`` only for the members no list gave. The app sees its visible range
+     (可见范围) only: members and departments outside it are *not visible*, kept as they were and listed
+     on the review screen with what to change in the WeCom admin, never ended nor created nameless.
+
+   Both secrets' clients spend the same per-corp rate budget (``client/ratelimit.py``).
 3. Then, in one transaction, the mirror is brought up to date: new and changed rows are upserted in
    batches, unchanged members are recognised by their fingerprint and not written at all, and what
-   WeCom no longer lists is marked removed, never deleted. A fetch that fails half-way therefore
-   leaves the mirror as it was, and the run failed with its error.
+   WeCom no longer lists is marked removed, never deleted; what the sync could not see is never marked
+   removed. A fetch that fails half-way therefore leaves the mirror as it was, and the run failed with
+   its error.
 4. Matching (seed 001): unbound WeCom members are matched by name with the tenant's unbound accounts;
    names are compared after NFKC, trimming, collapsing whitespace and case folding, and a name held by
    more than one person on either side is never matched automatically. The result is a
@@ -76,6 +86,14 @@ SUBTREE_DEPARTMENTS = 200
 FORBIDDEN_API = 48009
 #: ``user/get`` of a userid that no longer exists (the member left between list_id and get).
 USER_NOT_FOUND = 60111
+#: A member or department outside the app's visible range ("no privilege to access/modify
+#: contact/party/agent", https://developer.work.weixin.qq.com/document/path/90313).
+NOT_VISIBLE = 60011
+#: ``department/get`` of a department that no longer exists (60003 department not found; 60123 invalid
+#: party id on some WeCom versions).
+DEPARTMENT_NOT_FOUND = frozenset({60003, 60123})
+#: How many userids of members outside the app's visible range a run keeps for the review screen.
+OUTSIDE_RANGE_LISTED = 200
 #: Statuses of members that may be bound or get an account (active, not yet activated).
 BINDABLE_STATUSES = (WeComUser.Status.ACTIVE, WeComUser.Status.NOT_ACTIVATED)
 
@@ -285,6 +303,21 @@ def contacts_client(config: WeComConfig, **kwargs):
         return sync_client(config, "app", **kwargs)
 
 
+def app_client_factory(config: WeComConfig, **kwargs) -> Callable:
+    """Build the app Secret's client only when the 2022 world needs it (WeComNotConfigured then if the
+    app Secret is empty: the admin is told to fill it in)."""
+    return lambda: sync_client(config, "app", **kwargs)
+
+
+def outside_range_help() -> str:
+    """What the admin must change in WeCom for members outside the app's visible range."""
+    return _(
+        "This WeCom member is outside the app's visible range, so the app cannot read their name. In the "
+        "WeCom admin console open App Management → this app → Visible Range (应用管理 → 应用 → 可见范围) "
+        "and add the member or their department, then sync again."
+    )
+
+
 # Fetching ------------------------------------------------------------------------------------------
 
 
@@ -294,11 +327,18 @@ class Snapshot:
 
     ``users`` maps userid to the fields :func:`directory.user_fields_from_api` made of the member: only
     the keys WeCom gave (fields withheld under the 2022 rules are absent, and stay as stored).
+    ``hidden_users`` / ``hidden_departments`` exist in WeCom but the app may not read them (outside its
+    visible range): they are kept as stored and marked not visible. ``complete`` is False when the ids
+    came from the app's lists only (no contact Secret): then what is absent may merely be out of range,
+    and :func:`probe_unseen` asks about each stored one before anything is marked removed.
     """
 
     departments: dict[int, dict] = field(default_factory=dict)
     users: dict[str, dict] = field(default_factory=dict)
+    hidden_users: set[str] = field(default_factory=set)
+    hidden_departments: set[int] = field(default_factory=set)
     fallback: bool = False
+    complete: bool = True
     vanished: int = 0
 
 
@@ -335,18 +375,22 @@ def _is_forbidden(exc: WeComError) -> bool:
     return isinstance(exc, WeComConfigError) and exc.errcode == FORBIDDEN_API
 
 
-def fetch_directory(client, progress: Progress, workers: int = DEFAULT_WORKERS) -> Snapshot:
-    """Fetch the department tree and every member the client may see; nothing is written here."""
-    snapshot = Snapshot()
+def fetch_directory(client, progress: Progress, workers: int = DEFAULT_WORKERS,
+                    app_client: Callable | None = None) -> Snapshot:
+    """Fetch the department tree and every member the client may see; nothing is written here.
+
+    ``client`` is the contact Secret's (else the app Secret's); ``app_client`` builds the app Secret's
+    client, called only in the 2022 world (the first 48009).
+    """
+    snapshot = Snapshot(complete=client.kind != "app")
     progress.start(Phase.DEPARTMENTS)
     try:
         raw_departments = client.department.list()
     except WeComError as exc:
         if not _is_forbidden(exc):
             raise
-        logger.info("department/list forbidden (48009): falling back to department/simplelist")
-        snapshot.fallback = True
-        raw_departments = client.department.simplelist()
+        logger.info("department/list forbidden (48009): ids from the contact Secret, details from the app")
+        return _fetch_2022(client, app_client, snapshot, progress, workers)
     for item in raw_departments:
         try:
             dept_id = int(item["id"])
@@ -356,21 +400,69 @@ def fetch_directory(client, progress: Progress, workers: int = DEFAULT_WORKERS) 
     del raw_departments
     progress.set_total(len(snapshot.departments))
     progress.advance(len(snapshot.departments))
-
-    if not snapshot.fallback:
-        try:
-            _fetch_user_lists(client, snapshot, progress, workers)
-        except WeComError as exc:
-            if not _is_forbidden(exc):
-                raise
-            logger.info("user/list forbidden (48009): falling back to user/list_id + user/get")
-            snapshot.fallback = True
-            snapshot.users.clear()
-    if snapshot.fallback:
-        _fetch_user_details(client, snapshot, progress, workers)
+    try:
+        _fetch_user_lists(client, snapshot, progress, workers)
+    except WeComError as exc:
+        if not _is_forbidden(exc):
+            raise
+        logger.info("user/list forbidden (48009): ids from the contact Secret, details from the app")
+        snapshot = Snapshot(complete=snapshot.complete)
+        return _fetch_2022(client, app_client, snapshot, progress, workers)
     return snapshot
 
 
+def _fetch_2022(ids_client, app_client: Callable | None, snapshot: Snapshot, progress: Progress,
+                workers: int) -> Snapshot:
+    """The 2022 world: every id from the contact Secret, the details from the app Secret.
+
+    ``department/simplelist`` and ``user/list_id`` (contact Secret) say what exists; ``department/list``
+    and ``user/list`` per department (app Secret, https://developer.work.weixin.qq.com/document/path/90201)
+    give names, departments and positions of what the app's visible range holds; ``user/get`` is asked
+    only for members no list gave (members put in the range one by one): 60011 means outside the range.
+    """
+    snapshot.fallback = True
+    if app_client is None:
+        raise WeComNotConfigured("app", "secret")
+    details = app_client()
+    ids = {}
+    for item in ids_client.department.simplelist():
+        try:
+            ids[int(item["id"])] = item
+        except (KeyError, TypeError, ValueError):
+            continue
+    try:
+        named = details.department.list()
+    except WeComConfigError as exc:
+        if exc.errcode != NOT_VISIBLE:
+            raise
+        named = []
+    for item in named:
+        try:
+            dept_id = int(item["id"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if dept_id in ids and str(item.get("name") or "").strip():
+            snapshot.departments[dept_id] = department_fields_from_api(item)
+    snapshot.hidden_departments = set(ids) - set(snapshot.departments)
+    del named
+    progress.set_total(len(ids))
+    progress.advance(len(ids))
+
+    progress.start(Phase.USER_IDS)
+    userids = {}
+    for entry in ids_client.user.iter_list_id():
+        userid = entry.get("userid")
+        if userid and userid not in userids:
+            userids[userid] = None
+            progress.advance()
+
+    _fetch_user_lists(details, snapshot, progress, workers)
+    # Listed by user/list but not by list_id: left meanwhile (list_id came first) or a race; keep
+    # only what both agree exists.
+    for userid in [u for u in snapshot.users if u not in userids]:
+        del snapshot.users[userid]
+    _fetch_user_details(details, snapshot, [u for u in userids if u not in snapshot.users], progress, workers)
+    return snapshot
 def plan_user_lists(departments: dict[int, dict], subtree_limit: int | None = None) -> list[tuple[int, bool]]:
     """The ``user/list`` calls that cover every department: ``(dept_id, recursive)``.
 
@@ -465,15 +557,10 @@ def _fetch_user_lists(client, snapshot: Snapshot, progress: Progress, workers: i
         run_pool(fetch, below, workers, collect)
 
 
-def _fetch_user_details(client, snapshot: Snapshot, progress: Progress, workers: int) -> None:
-    """The 2022 way: every userid from ``user/list_id``, then ``user/get`` of each."""
-    progress.start(Phase.USER_IDS)
-    userids = {}
-    for entry in client.user.iter_list_id():
-        userid = entry.get("userid")
-        if userid and userid not in userids:
-            userids[userid] = None
-            progress.advance()
+def _fetch_user_details(client, snapshot: Snapshot, userids: list[str], progress: Progress,
+                        workers: int) -> None:
+    """``user/get`` of each of ``userids`` (those no bulk list gave): a member outside the app's
+    visible range (60011) is noted in ``hidden_users``, one who left meanwhile (60111) is counted."""
     progress.start(Phase.DETAILS, len(userids))
     users = snapshot.users
 
@@ -481,18 +568,45 @@ def _fetch_user_details(client, snapshot: Snapshot, progress: Progress, workers:
         try:
             return client.user.get(userid)
         except WeComError as exc:
-            if exc.errcode == USER_NOT_FOUND:
-                return None
+            if exc.errcode in (USER_NOT_FOUND, NOT_VISIBLE):
+                return exc.errcode
             raise
 
     def collect(userid, data):
-        if data is None:
+        if data == USER_NOT_FOUND:
             snapshot.vanished += 1
+        elif data == NOT_VISIBLE:
+            snapshot.hidden_users.add(userid)
         else:
             users[userid] = user_fields_from_api(data)
         progress.advance()
 
     run_pool(get, userids, workers, collect)
+
+
+def probe_unseen(client, tenant, snapshot: Snapshot, progress: Progress, workers: int = DEFAULT_WORKERS) -> None:
+    """When only the app's lists were read (no contact Secret), a stored member or department missing
+    from them may have left or may merely be outside the app's visible range: ask about each (a
+    ``user/get`` / ``department/get``) so only what WeCom says is gone gets marked removed."""
+    if snapshot.complete:
+        return
+    stored = WeComUser.objects.filter(tenant=tenant, removed=False).values_list("userid", flat=True)
+    missing = [u for u in stored.iterator(chunk_size=5000) if u not in snapshot.users]
+    _fetch_user_details(client, snapshot, missing, progress, workers)
+    stored_departments = Department.objects.filter(tenant=tenant, removed=False).values_list("dept_id", flat=True)
+    for dept_id in [d for d in stored_departments if d not in snapshot.departments]:
+        try:
+            data = client.get("department/get", {"id": dept_id}).get("department") or {}
+        except WeComError as exc:
+            if exc.errcode == NOT_VISIBLE:
+                snapshot.hidden_departments.add(dept_id)
+                continue
+            if exc.errcode in DEPARTMENT_NOT_FOUND:
+                continue
+            raise
+        if str(data.get("name") or "").strip():
+            snapshot.departments[dept_id] = department_fields_from_api(data)
+    snapshot.complete = True
 
 
 # Applying ------------------------------------------------------------------------------------------
@@ -514,15 +628,22 @@ def apply_snapshot(tenant, snapshot: Snapshot, since: int) -> dict:
     ``since`` is when the fetch began (Unix time): a row a contact callback changed after that holds
     newer news than the snapshot and is left alone. Returns counts, including ``rows_written``.
     """
-    departments = _apply_departments(tenant, snapshot.departments, since)
-    users, changed = _apply_users(tenant, snapshot.users, since)
+    departments = _apply_departments(tenant, snapshot.departments, since, snapshot.hidden_departments)
+    users, changed = _apply_users(tenant, snapshot.users, since, snapshot.hidden_users)
     left = deactivate_leavers(tenant)
     renamed = refresh_bound_names(tenant, changed)
+    hidden = sorted(snapshot.hidden_users)
     return {
         "departments": departments,
         "users": users,
         "left": left,
         "accounts_renamed": renamed,
+        # For the review screen: who exists in WeCom but could not be read (outside the app's range).
+        "outside_range": {
+            "users": len(hidden),
+            "userids": hidden[:OUTSIDE_RANGE_LISTED],
+            "departments": len(snapshot.hidden_departments),
+        },
         "rows_written": departments["written"] + users["written"] + left["rows_written"] + renamed,
     }
 
@@ -547,7 +668,9 @@ def refresh_bound_names(tenant, userids: list[str]) -> int:
     return len(renamed)
 
 
-def _apply_departments(tenant, fetched: dict[int, dict], since: int) -> dict:
+def _apply_departments(tenant, fetched: dict[int, dict], since: int, hidden: set[int] = frozenset()) -> dict:
+    """Upsert the fetched departments; a department WeCom lists but the app may not read (``hidden``) is
+    kept as stored and marked not visible, and one not stored yet is not created (it has no name)."""
     existing = {row.dept_id: row for row in Department.objects.filter(tenant=tenant)}
     created, changed_rows, changed_fields = [], [], set()
     unchanged = skipped = 0
@@ -563,28 +686,36 @@ def _apply_departments(tenant, fetched: dict[int, dict], since: int) -> dict:
         if row.removed:
             row.removed = False
             changed.append("removed")
+        if not row.visible:
+            row.visible = True
+            changed.append("visible")
         if not changed:
             unchanged += 1
             continue
         for name in changed:
-            if name != "removed":
+            if name not in ("removed", "visible"):
                 setattr(row, name, fields[name])
         row.last_event_time = since
         changed_rows.append(row)
         changed_fields.update(changed)
-    gone = [row.pk for row in existing.values() if not row.removed and row.last_event_time <= since]
+    unseen = [row.pk for dept_id, row in existing.items() if dept_id in hidden and row.visible]
+    gone = [row.pk for dept_id, row in existing.items()
+            if dept_id not in hidden and not row.removed and row.last_event_time <= since]
     Department.objects.bulk_create(created, batch_size=BATCH_SIZE)
     if changed_rows:
         _bulk_update_departments(changed_rows, changed_fields)
     for chunk in chunks(gone):
         Department.objects.filter(pk__in=chunk).update(removed=True, updated_at=timezone.now())
+    for chunk in chunks(unseen):
+        Department.objects.filter(pk__in=chunk).update(visible=False, updated_at=timezone.now())
     return {
         "created": len(created),
         "updated": len(changed_rows),
         "removed": len(gone),
+        "not_visible": len(hidden),
         "unchanged": unchanged,
         "skipped_newer": skipped,
-        "written": len(created) + len(changed_rows) + len(gone),
+        "written": len(created) + len(changed_rows) + len(gone) + len(unseen),
     }
 
 
@@ -592,11 +723,14 @@ def _bulk_update_departments(rows, fields):
     now = timezone.now()
     for row in rows:
         row.updated_at = now
-    names = [name for name in (*DEPARTMENT_FIELDS, "removed") if name in fields]
+    names = [name for name in (*DEPARTMENT_FIELDS, "removed", "visible") if name in fields]
     Department.objects.bulk_update(rows, [*names, "last_event_time", "updated_at"], batch_size=BATCH_SIZE)
 
 
-def _apply_users(tenant, fetched: dict[str, dict], since: int) -> dict:
+def _apply_users(tenant, fetched: dict[str, dict], since: int, hidden: set[str] = frozenset()) -> dict:
+    """Upsert the fetched members; a member WeCom lists but the app may not read (``hidden``) is kept as
+    stored and marked not visible (never removed, so never deactivated), and one not stored yet is not
+    created: it has no name to show or match."""
     all_fields = set(USER_FIELDS)
     # Fields WeCom withheld from some members (2022 rules: mobile, email, avatar …): for those the
     # stored value stands, so it has to be read to compute the fingerprint the row will have.
@@ -608,13 +742,13 @@ def _apply_users(tenant, fetched: dict[str, dict], since: int) -> dict:
     defaults = _user_defaults()
     existing = {}
     rows = WeComUser.objects.filter(tenant=tenant).values_list(
-        "userid", "fingerprint", "removed", "last_event_time", *withheld
+        "userid", "fingerprint", "removed", "last_event_time", "visible", *withheld
     )
     for row in rows.iterator(chunk_size=5000):
         existing[row[0]] = row[1:]
     created = updated = unchanged = skipped = 0
     batch, changed = [], []
-    upsert_fields = [*USER_FIELDS, "fingerprint", "removed", "last_event_time", "updated_at"]
+    upsert_fields = [*USER_FIELDS, "fingerprint", "removed", "visible", "last_event_time", "updated_at"]
 
     def flush():
         WeComUser.objects.bulk_create(
@@ -631,7 +765,7 @@ def _apply_users(tenant, fetched: dict[str, dict], since: int) -> dict:
         if len(fields) < len(all_fields):
             full = dict(defaults)
             if old is not None:
-                full.update(zip(withheld, old[3:], strict=True))
+                full.update(zip(withheld, old[4:], strict=True))
             full.update(fields)
         else:
             full = fields
@@ -641,30 +775,35 @@ def _apply_users(tenant, fetched: dict[str, dict], since: int) -> dict:
         elif old[2] > since:
             skipped += 1
             continue
-        elif old[0] == digest and not old[1]:
+        elif old[0] == digest and not old[1] and old[3]:
             unchanged += 1
             continue
         else:
             updated += 1
             changed.append(userid)
         batch.append(
-            WeComUser(tenant=tenant, userid=userid, removed=False, fingerprint=digest, last_event_time=since, **full)
+            WeComUser(tenant=tenant, userid=userid, removed=False, visible=True, fingerprint=digest,
+                      last_event_time=since, **full)
         )
         if len(batch) >= BATCH_SIZE:
             flush()
     if batch:
         flush()
-    gone = [userid for userid, old in existing.items() if not old[1] and old[2] <= since]
+    gone = [userid for userid, old in existing.items() if userid not in hidden and not old[1] and old[2] <= since]
+    unseen = [userid for userid, old in existing.items() if userid in hidden and old[3]]
     del existing
     for chunk in chunks(gone):
         WeComUser.objects.filter(tenant=tenant, userid__in=chunk).update(removed=True, updated_at=timezone.now())
+    for chunk in chunks(unseen):
+        WeComUser.objects.filter(tenant=tenant, userid__in=chunk).update(visible=False, updated_at=timezone.now())
     counts = {
         "created": created,
         "updated": updated,
         "removed": len(gone),
+        "not_visible": len(hidden),
         "unchanged": unchanged,
         "skipped_newer": skipped,
-        "written": created + updated + len(gone),
+        "written": created + updated + len(gone) + len(unseen),
     }
     return counts, changed
 
@@ -768,7 +907,8 @@ def build_proposals(run: SyncRun) -> dict:
     User = get_user_model()
     bound = Binding.objects.filter(tenant=tenant)
     members = list(
-        WeComUser.objects.filter(tenant=tenant, removed=False, status__in=BINDABLE_STATUSES)
+        WeComUser.objects.filter(tenant=tenant, removed=False, visible=True, status__in=BINDABLE_STATUSES)
+        .exclude(name="")
         .exclude(pk__in=bound.values("wecom_user_id"))
         .values_list("pk", "name")
     )
@@ -846,13 +986,15 @@ def _supersede_reviews(run: SyncRun) -> None:
 # The run -------------------------------------------------------------------------------------------
 
 
-def execute_contact_run(run_id: int, *, client=None, workers: int = DEFAULT_WORKERS) -> SyncRun:
+def execute_contact_run(run_id: int, *, client=None, app_client: Callable | None = None,
+                        workers: int = DEFAULT_WORKERS) -> SyncRun:
     """Run a pending contact sync to its end: fetch, apply, match. Returns the run.
 
     The outcome is recorded on the run (``review`` when there are proposals, else ``succeeded``;
     ``failed`` with the error). WeComRateLimited is re-raised after the run is put back to pending, for
     the task to retry after ``retry_after`` seconds. A run that is no longer pending or running (a
-    redelivered task) is returned untouched.
+    redelivered task) is returned untouched. ``client`` / ``app_client`` (a callable building the app
+    Secret's client) replace the tenant's own, e.g. in benchmarks.
     """
     run = SyncRun.objects.select_related("tenant").get(pk=run_id)
     if run.status not in SyncRun.ACTIVE_STATUSES:
@@ -866,8 +1008,11 @@ def execute_contact_run(run_id: int, *, client=None, workers: int = DEFAULT_WORK
     clock = time.monotonic()
     try:
         if client is None:
-            client = contacts_client(sync_config(run.tenant, "contacts"))
-        snapshot = fetch_directory(client, progress, workers)
+            config = sync_config(run.tenant, "contacts")
+            client = contacts_client(config)
+            app_client = app_client or app_client_factory(config)
+        snapshot = fetch_directory(client, progress, workers, app_client)
+        probe_unseen(client, run.tenant, snapshot, progress, workers)
         fetch_seconds = time.monotonic() - clock
         progress.start(Phase.SAVING)
         with transaction.atomic():
@@ -1013,6 +1158,7 @@ class _Member:
     name: str
     email: str
     left: bool
+    visible: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -1041,10 +1187,10 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
     members = {}
     for chunk in chunks([d.wecom_userid for d in active]):
         rows = WeComUser.objects.filter(tenant=tenant, userid__in=chunk).values_list(
-            "pk", "userid", "name", "email", "status", "removed"
+            "pk", "userid", "name", "email", "status", "removed", "visible"
         )
-        for pk, userid, name, email, status, removed in rows:
-            members[userid] = _Member(pk, userid, name, email, removed or status in LEAVING_STATUSES)
+        for pk, userid, name, email, status, removed, visible in rows:
+            members[userid] = _Member(pk, userid, name, email, removed or status in LEAVING_STATUSES, visible)
     bound_members = set()
     for chunk in chunks([m.pk for m in members.values()]):
         bound_members.update(
@@ -1093,6 +1239,10 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
             continue
         if member.pk in bound_members:
             errors.append(_error(decision, "wecom_user_bound", _("This WeCom member is already bound.")))
+            continue
+        if decision.action == "create" and (not member.visible or not member.name.strip()):
+            # An account is never named after a userid: the app must be able to read the member's name.
+            errors.append(_error(decision, "wecom_user_not_visible", outside_range_help()))
             continue
         account = accounts.get(username) if username else None
         if decision.action == "bind" and account is None:
@@ -1163,7 +1313,7 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
     new_users = [
         User(
             **{username_field: username},
-            first_name=(member.name or member.userid)[:first_max],
+            first_name=member.name[:first_max],
             last_name="",
             email=(member.email or "")[:email_max],
             password=_unusable_password(),

@@ -319,6 +319,9 @@ class Org:
         self.avatar_base = "https://wework.qpic.cn/wwpic"
         root = Department(1, company[0], company[1], 0, 100000000, 1)
         self.departments[1] = root
+        # The self-built app's visible range (可见范围): None is the whole corp.
+        self._visible_departments: frozenset[int] | None = None
+        self._visible_users: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- generation
     @classmethod
@@ -470,6 +473,67 @@ class Org:
         contact.followers.append(follow)
         self.external_contacts[contact.external_userid] = contact
 
+    # ---------------------------------------------------------------- the app's visible range
+    def set_visible_range(self, departments=(), users=()) -> None:
+        """Set the self-built app's visible range (应用可见范围, set in the WeCom admin under the app's
+        page): whole departments (each with its whole subtree) and single members, by object or id.
+        With neither, the app sees the whole corp (the default).
+
+        What the app's secret reads follows it: https://developer.work.weixin.qq.com/document/path/90196
+        ("应用只能获取可见范围内的成员信息"), department/list
+        https://developer.work.weixin.qq.com/document/path/90208, and the customer APIs
+        https://developer.work.weixin.qq.com/document/path/92994 ("应用只能获取到可见范围内的成员")."""
+        dept_ids = frozenset(int(getattr(d, "id", d)) for d in departments)
+        userids = frozenset(str(getattr(u, "userid", u)) for u in users)
+        if not dept_ids and not userids:
+            self.clear_visible_range()
+            return
+        self._visible_departments = dept_ids
+        self._visible_users = userids
+
+    def clear_visible_range(self) -> None:
+        """The app sees the whole corp again."""
+        self._visible_departments = None
+        self._visible_users = frozenset()
+
+    @property
+    def visible_range(self) -> dict | None:
+        """The range as set (``{"departments": [...], "users": [...]}``), None for the whole corp."""
+        if self._visible_departments is None:
+            return None
+        return {"departments": sorted(self._visible_departments), "users": sorted(self._visible_users)}
+
+    def app_sees_department(self, dept) -> bool:
+        """True when the department (object or id) is in the app's visible range: it, or a department
+        above it, was put in the range."""
+        visible = self._visible_departments
+        if visible is None:
+            return True
+        dept_id = int(getattr(dept, "id", dept))
+        departments = self.departments
+        for _ in range(64):  # deeper than WeCom's 15 levels: a parent cycle cannot spin
+            if dept_id in visible:
+                return True
+            node = departments.get(dept_id)
+            if node is None or node.parentid == 0:
+                return False
+            dept_id = node.parentid
+        return False
+
+    def app_sees_user(self, user) -> bool:
+        """True when the member (object or userid) is in the app's visible range: named in it, or in
+        one of its departments (or below one)."""
+        if self._visible_departments is None:
+            return True
+        if isinstance(user, str):
+            found = self.users.get(user)
+            if found is None:
+                return user in self._visible_users
+            user = found
+        if user.userid in self._visible_users:
+            return True
+        return any(self.app_sees_department(d) for d in user.departments)
+
     # ---------------------------------------------------------------- queries
     def subtree(self, dept_id: int) -> list[Department]:
         """The department and all below it, parents before children (WeCom's recursive listing)."""
@@ -551,43 +615,6 @@ class Org:
             i += 1
             j = 0
         return out, ""
-
-    # ---------------------------------------------------------------- the app's visible range (可见范围)
-    # Which members and departments the self-built app may see, as set in the WeCom admin under the app's
-    # 可见范围. Departments include their whole subtree; nothing set means the whole corp (the default).
-    # https://developer.work.weixin.qq.com/document/path/90196 (60011 outside the range),
-    # https://developer.work.weixin.qq.com/document/path/90236 (recipients outside it are invaliduser).
-    def set_visible_range(self, departments=(), users=()) -> None:
-        """Limit the app to these departments (with their subtrees) and members; both empty = whole corp."""
-        self.visible_departments = frozenset(int(d) for d in departments)
-        self.visible_users = frozenset(users)
-
-    def clear_visible_range(self) -> None:
-        self.set_visible_range()
-
-    def _range_is_whole_corp(self) -> bool:
-        return not getattr(self, "visible_departments", None) and not getattr(self, "visible_users", None)
-
-    def app_sees_department(self, dept: Department) -> bool:
-        """True when ``dept`` or one of its ancestors is in the visible range."""
-        if self._range_is_whole_corp():
-            return True
-        departments = self.departments
-        node: Department | None = dept
-        while node is not None:
-            if node.id in self.visible_departments:
-                return True
-            node = departments.get(node.parentid) if node.parentid else None
-        return False
-
-    def app_sees_user(self, user: User) -> bool:
-        """True when the member is named in the range or belongs to a visible department."""
-        if self._range_is_whole_corp():
-            return True
-        if user.userid in self.visible_users:
-            return True
-        departments = self.departments
-        return any(d in departments and self.app_sees_department(departments[d]) for d in user.departments)
 
     # ---------------------------------------------------------------- JSON shapes
     def user_json(self, user: User, sensitive: bool = True) -> dict:

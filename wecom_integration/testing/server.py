@@ -11,8 +11,21 @@ the handler's docstring:
   reports it with the contact-assistant code (see wecom-facts.md);
 * trusted IPs (``trusted_ips``): a call from any other address answers 60020 "not allow to access from
   your ip, …, from ip: <caller>" (doc 90313; gettoken is not checked);
-* the 2022 restrictions (``restricted``): user/list and department/list answer 48009, user/get and
-  contact callbacks withhold mobile, email, avatar and the like;
+* the 2022 rules per secret (``restricted``; wecom-facts.md, and the 48009 page "no longer allowed to
+  read directory details from a new IP"): the contact-sync secret may only list ids (``user/list_id``,
+  ``department/simplelist``); every read of details with it (``user/get``, ``user/list``,
+  ``user/simplelist``, ``department/list``, ``department/get``) answers 48009 "api forbidden for contact
+  assistant" (the errmsg users of every SDK report, e.g. openscrm/api-server#26). Contact callbacks
+  withhold mobile, email, avatar and the like;
+* the self-built app's visible range (``Org.set_visible_range``, 可见范围), applied to every read with the
+  app secret, in both worlds: departments and members outside it are absent from lists and answer 60011
+  "no privilege to access/modify contact/party/agent" on a direct read (user/get
+  https://developer.work.weixin.qq.com/document/path/90196, department/list
+  https://developer.work.weixin.qq.com/document/path/90208); the customer APIs list only follow users
+  inside it ("应用只能获取到可见范围内的成员", https://developer.work.weixin.qq.com/document/path/92994);
+* a new app (``new_app``, created after 2022-06-20; by default as ``restricted``): its secret reads
+  members without mobile, email, avatar, gender, QR code and address (those need the member's consent,
+  ``snsapi_privateinfo``);
 * rate limits per corp per API (45009 with the minute/hour blocks), an optional concurrency limit
   (45033) and WeCom's silent per-member message quota (30/min, 1000/h);
 * fault injection with a seeded random: errcodes, dropped connections, answers slower than the
@@ -149,9 +162,10 @@ ERRMSG = {
     46003: "menu no exist",
     47001: "data format error",
     48002: "api forbidden",
-    48009: "api forbidden for contact sync",
+    48009: "api forbidden for contact assistant",
     60001: "invalid department name",
     60003: "department not found",
+    60011: "no privilege to access/modify contact/party/agent",
     60004: "parent department not found",
     60005: "department contains user",
     60006: "department contains sub-department",
@@ -217,10 +231,10 @@ _CUSTOMERS = frozenset({"customers", "app"})
 
 ROUTES = {
     "gettoken": _Route("GET", None, "_api_gettoken"),
-    "department/list": _Route("GET", _CONTACTS, "_api_department_list"),
+    "department/list": _Route("GET", _DIRECTORY, "_api_department_list"),
     "department/simplelist": _Route("GET", _DIRECTORY, "_api_department_simplelist"),
     "department/get": _Route("GET", _DIRECTORY, "_api_department_get"),
-    "user/list": _Route("GET", _CONTACTS, "_api_user_list"),
+    "user/list": _Route("GET", _DIRECTORY, "_api_user_list"),
     "user/simplelist": _Route("GET", _DIRECTORY, "_api_user_simplelist"),
     "user/get": _Route("GET", _DIRECTORY, "_api_user_get"),
     "user/list_id": _Route("POST", _CONTACTS, "_api_user_list_id", forbidden=48009),
@@ -426,7 +440,8 @@ class FakeWeCom:
                  restricted: bool = False, rate_limits: bool = False, corp_id: str | None = None,
                  agent_id: int = 1000002, org: Org | None = None, trusted_ips: Iterable[str] | None = None,
                  customer_contact: str = "secret", customer_app_authorised: bool = False,
-                 account_limit: int | None = None):
+                 account_limit: int | None = None, new_app: bool | None = None,
+                 visible_departments: Iterable = (), visible_users: Iterable = ()):
         self.org = org if org is not None else Org.generate(users=users, departments=departments, seed=seed)
         self.corp_id = corp_id or "ww" + secrets.token_hex(8)
         self.agent_id = int(agent_id)
@@ -453,6 +468,10 @@ class FakeWeCom:
         # What externalcontact/get answers for a customer the corp no longer has: WeCom documents 84061, and
         # users report 40096 for deleted customers too (WxJava PR #2591); tests set either.
         self.deleted_customer_errcode = 40096
+        # None: a new app exactly when the corp follows the 2022 rules (the stricter pairing).
+        self._new_app = new_app
+        if visible_departments or visible_users:
+            self.org.set_visible_range(departments=visible_departments, users=visible_users)
         # WeCom's callback patience; lower it in tests that simulate a hung receiver.
         self.callback_timeout = 5.0
         self.callback_tries = 3
@@ -581,6 +600,26 @@ class FakeWeCom:
                     "callbacks": len(self.callback_log)}
 
     # ------------------------------------------------------------------ switches
+    @property
+    def new_app(self) -> bool:
+        """The app was created after 2022-06-20: its secret reads members without the sensitive fields
+        (https://developer.work.weixin.qq.com/document/path/90196, "2022年6月20号20点00分以后新创建的自建
+        应用将不再返回" mobile, gender, avatar, email, ...). Unless set, it follows ``restricted``."""
+        return self.restricted if self._new_app is None else self._new_app
+
+    @new_app.setter
+    def new_app(self, value: bool | None) -> None:
+        self._new_app = None if value is None else bool(value)
+
+    def set_visible_range(self, departments: Iterable = (), users: Iterable = ()) -> None:
+        """The app's visible range (see :meth:`Org.set_visible_range`); nothing given: the whole corp."""
+        with self.org.lock:
+            self.org.set_visible_range(departments=departments, users=users)
+
+    def clear_visible_range(self) -> None:
+        with self.org.lock:
+            self.org.clear_visible_range()
+
     @property
     def rate_limits(self) -> bool:
         return self._limiter.enabled
@@ -1136,14 +1175,28 @@ class FakeWeCom:
             raise _ApiError(60003)
         return dept_id
 
+    def _forbid_contact_details(self, request: _Request) -> None:
+        """The 2022 rule: the contact-sync secret reads ids only; any read of details answers 48009."""
+        if self.restricted and request.kind == "contacts":
+            raise _ApiError(48009)
+
+    def _visible_subtree(self, request: _Request, root: int) -> list:
+        """The departments under ``root`` the caller may see: all for the contact secret, those in the
+        app's visible range for the app secret (60011 when ``root`` was asked for and is outside)."""
+        org = self.org
+        if request.kind != "app":
+            return org.subtree(root)
+        if request.param("id") not in (None, "") and not org.app_sees_department(root):
+            raise _ApiError(60011)
+        return [d for d in org.subtree(root) if org.app_sees_department(d)]
+
     def _api_department_list(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/90208"""
-        if self.restricted:
-            raise _ApiError(48009)
+        self._forbid_contact_details(request)
         org = self.org
         with org.lock:
             root = self._department_param(request, "id", 1)
-            return {"department": [org.department_json(d) for d in org.subtree(root)]}
+            return {"department": [org.department_json(d) for d in self._visible_subtree(request, root)]}
 
     def _api_department_simplelist(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/95350"""
@@ -1151,37 +1204,54 @@ class FakeWeCom:
         with org.lock:
             root = self._department_param(request, "id", 1)
             return {"department_id": [{"id": d.id, "parentid": d.parentid, "order": d.order}
-                                      for d in org.subtree(root)]}
+                                      for d in self._visible_subtree(request, root)]}
 
     def _api_department_get(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/95351"""
+        self._forbid_contact_details(request)
         org = self.org
         with org.lock:
             dept_id = self._department_param(request, "id", None)
+            if request.kind == "app" and not org.app_sees_department(dept_id):
+                raise _ApiError(60011)
             return {"department": org.department_json(org.departments[dept_id])}
 
     # ------------------------------------------------------------------ API: members
     def _api_user_list(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/90201 (fetch_child is deprecated by
         WeCom but still honoured here)."""
-        if self.restricted:
-            raise _ApiError(48009)
+        self._forbid_contact_details(request)
         org = self.org
         with org.lock:
-            dept_id = self._department_param(request, "department_id", None)
-            users = org.members_of(dept_id, recursive=request.param("fetch_child") == "1")
-            return {"userlist": [org.user_json(u) for u in users]}
+            sensitive = self._sensitive_for(request)
+            return {"userlist": [org.user_json(u, sensitive=sensitive) for u in self._listed_members(request)]}
 
     def _api_user_simplelist(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/90200"""
+        self._forbid_contact_details(request)
         org = self.org
         with org.lock:
-            dept_id = self._department_param(request, "department_id", None)
-            users = org.members_of(dept_id, recursive=request.param("fetch_child") == "1")
-            return {"userlist": [org.user_simple_json(u) for u in users]}
+            return {"userlist": [org.user_simple_json(u) for u in self._listed_members(request)]}
+
+    def _listed_members(self, request: _Request) -> list:
+        """The members user/list and user/simplelist answer: with the app secret, the department must be
+        in the app's visible range (60011) and members outside it are left out."""
+        org = self.org
+        dept_id = self._department_param(request, "department_id", None)
+        if request.kind == "app" and not org.app_sees_department(dept_id):
+            raise _ApiError(60011)
+        users = org.members_of(dept_id, recursive=request.param("fetch_child") == "1")
+        if request.kind == "app":
+            users = [u for u in users if org.app_sees_user(u)]
+        return users
+
+    def _sensitive_for(self, request: _Request) -> bool:
+        """Whether member reads carry mobile, email, avatar …: not for a new app's secret."""
+        return not (request.kind == "app" and self.new_app)
 
     def _api_user_get(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/90196"""
+        self._forbid_contact_details(request)
         userid = request.param("userid")
         if not userid:
             raise _ApiError(41009)
@@ -1190,7 +1260,9 @@ class FakeWeCom:
             user = org.users.get(userid)
             if user is None:
                 raise _ApiError(60111)
-            return org.user_json(user, sensitive=not self.restricted)
+            if request.kind == "app" and not org.app_sees_user(user):
+                raise _ApiError(60011)
+            return org.user_json(user, sensitive=self._sensitive_for(request))
 
     def _api_user_list_id(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/96067"""
@@ -1518,20 +1590,31 @@ class FakeWeCom:
             user = self.org.users.get(userid)
             if user is None:
                 raise _ApiError(60111)
+            if request.kind == "app" and not self.org.app_sees_user(user):
+                raise _ApiError(60011)
             if not user.follows:
                 raise _ApiError(84061)
             return {"external_userid": [f.contact.external_userid for f in user.follows]}
 
     def _api_externalcontact_get(self, request: _Request) -> dict:
-        """https://developer.work.weixin.qq.com/document/path/92114 (follow_user fits in one page)."""
+        """https://developer.work.weixin.qq.com/document/path/92114 (follow_user fits in one page).
+
+        With the app secret only follow users inside the app's visible range are listed; a customer none
+        of whose follow users the app sees answers 84061, as if it were nobody's customer (stricter than
+        an empty list: a product that ends relations on 84061 is caught)."""
         external_userid = request.param("external_userid")
         org = self.org
         with org.lock:
             contact = org.external_contacts.get(external_userid or "")
             if contact is None:
                 raise _ApiError(self.deleted_customer_errcode if external_userid else 40096)
+            followers = contact.followers
+            if request.kind == "app":
+                followers = [f for f in followers if org.app_sees_user(f.user)]
+                if not followers:
+                    raise _ApiError(84061)
             return {"external_contact": org.contact_json(contact),
-                    "follow_user": [org.follow_user_json(f) for f in contact.followers], "next_cursor": ""}
+                    "follow_user": [org.follow_user_json(f) for f in followers], "next_cursor": ""}
 
     def _api_externalcontact_batch(self, request: _Request) -> dict:
         """https://developer.work.weixin.qq.com/document/path/93010"""
@@ -1542,6 +1625,10 @@ class FakeWeCom:
         if not all(isinstance(u, str) for u in userids):
             raise _ApiError(40058)
         userids = list(dict.fromkeys(userids))
+        if request.kind == "app":
+            # "应用只能获取到可见范围内的成员" (doc 92994): the others are silently left out.
+            with self.org.lock:
+                userids = [u for u in userids if self.org.app_sees_user(u)]
         cursor = data.get("cursor") or ""
         limit = data.get("limit", 50)
         # WeCom's rule: a limit above the maximum falls back to the default.
@@ -1704,6 +1791,12 @@ class FakeWeCom:
                 self.customer_app_authorised = bool(data["customer_app_authorised"])
             if "two_step_page" in data:
                 self.two_step_page = str(data["two_step_page"])
+            if "new_app" in data:
+                self.new_app = data["new_app"]
+            if "visible_range" in data:
+                visible = data["visible_range"] or {}
+                self.set_visible_range(departments=visible.get("departments") or (),
+                                       users=visible.get("users") or ())
             return {}
         if route == ("POST", "oauth_code", 1):
             return {"code": self.issue_oauth_code(userid=data.get("userid"), openid=data.get("openid"),
