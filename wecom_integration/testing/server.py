@@ -172,7 +172,6 @@ ERRMSG = {
     60007: "not allow to delete root department",
     60008: "department existed",
     60010: "department has circular dependency",
-    60011: "no privilege to access/modify contact/party/agent",
     60102: "userid existed",
     60111: "userid not found",
     60112: "invalid username",
