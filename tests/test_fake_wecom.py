@@ -350,6 +350,7 @@ def test_customer_reads_with_the_app_secret_follow_its_visible_range(fake_wecom)
     org = fake_wecom.org
     follows = [u for u in org.users.values() if u.follows]
     hidden, shown = follows[0], follows[1]
+    fake_wecom.customer_app_authorised = True  # listed under 客户联系 → 可调用接口的应用
     fake_wecom.set_visible_range(users=[shown])
     app, customers = Api(fake_wecom, "app"), Api(fake_wecom, "customers")
     batch = app.post("externalcontact/batch/get_by_user",

@@ -243,8 +243,11 @@ def relations(tenant):
 def test_customer_relations_of_members_outside_the_range_are_kept(client, tenant, fake_wecom):
     org = fake_wecom.org
     config = tenant.wecom_config
-    config.customer_secret = ""  # customers are read with the app Secret, bound by its visible range
+    # Customers are read with the app Secret (authorised for customer contact), bound by its visible range.
+    config.customer_secret = ""
+    config.customer_credential = "app"
     config.save()
+    fake_wecom.customer_app_authorised = True
     run_sync(tenant)
     assert run_customers(tenant).status == SyncRun.Status.SUCCEEDED
     before = relations(tenant)
