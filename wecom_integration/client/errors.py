@@ -113,9 +113,10 @@ class WeComConfigError(WeComError):
             )
         if code == 48009:
             return gettext(
-                "WeCom does not allow the %(label)s to call %(path)s. Apps created after 2022-06-20, and "
-                "contact sync from new IPs, may no longer read the full contact list; the integration "
-                "falls back to the calls that still work; or enter the contact Secret."
+                "WeCom does not allow the %(label)s to call %(path)s: since 2022 the contact-sync Secret, "
+                "called from a new IP, may only list ids. The sync then reads names and departments with "
+                "the app Secret, within the app's visible range (可见范围): enter the app Secret and give "
+                "the app the departments it must see."
             ) % {"label": label, "path": self.path}
         if code == 48002:
             return gettext(
