@@ -155,16 +155,16 @@ def _float(element: Element | None) -> float | None:
 def _str_list(element: Element | None) -> list[str] | None:
     if element is None:
         return None
-    return [item.strip() for item in (element.text or "").split(",") if item.strip()]
+    return [item for item in map(str.strip, (element.text or "").split(",")) if item]
 
 
 def _int_list(element: Element | None) -> list[int] | None:
     items = _str_list(element)
     if items is None:
         return None
-    if not all(_INT_RE.fullmatch(item) for item in items):
+    if not all(map(_INT_RE.fullmatch, items)):
         raise _BadValue(element.tag)
-    return [int(item) for item in items]
+    return list(map(int, items))
 
 
 def _child_texts(tag: str, inner: str | None = None) -> Callable[[Element | None], list[str] | None]:
