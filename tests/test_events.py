@@ -781,6 +781,17 @@ def test_parse_xml_gives_the_tree_defusedxml_gives(xml):
     )
 
 
+def test_repeated_top_level_tags_keep_every_value_and_the_first_is_typed():
+    xml = sys_xml(
+        "change_contact", "update_user", "<UserID>u1</UserID><Name>first</Name><Name>second</Name><Status>1</Status>"
+    )
+    event = parse_event(xml)
+    assert isinstance(event, ContactUserEvent)
+    assert event.name == "first" and event.status == 1
+    assert event.fields["Name"] == ["first", "second"]
+    assert event.fields["UserID"] == "u1"
+
+
 def test_doctype_words_inside_a_message_are_kept_as_text():
     xml = app_xml("text", "<Content><![CDATA[<!DOCTYPE html> &lol; <!ENTITY x SYSTEM 'f'>]]></Content><MsgId>7</MsgId>")
     event = parse_event(xml)

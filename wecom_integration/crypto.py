@@ -141,9 +141,11 @@ def signature(token: str, timestamp: str | int, nonce: str, encrypt: str) -> str
     """
     if isinstance(timestamp, int) and not isinstance(timestamp, bool):
         timestamp = str(timestamp)
-    parts = [token, timestamp, nonce, encrypt]
-    if not all(isinstance(part, str) for part in parts):
+    if not (
+        isinstance(token, str) and isinstance(timestamp, str) and isinstance(nonce, str) and isinstance(encrypt, str)
+    ):
         raise ComputeSignatureError("bad_signature_input", "token, timestamp, nonce and encrypt must be str")
+    parts = [token, timestamp, nonce, encrypt]
     parts.sort()
     try:
         joined = "".join(parts).encode("utf-8")

@@ -79,6 +79,8 @@ _MAX_DEPTH = 16
 _ROUTING_TAGS = frozenset({"ToUserName", "AgentID"})
 # Bounded so int() never meets a string past Python's digit limit; WeCom's ints fit in 64 bits.
 _INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+# The form WeCom writes its lists in ("1,2,3"): read with one match instead of one per item.
+_PLAIN_INT_LIST_RE = re.compile(r"[+-]?[0-9]{1,20}(?:,[+-]?[0-9]{1,20})*")
 
 
 # Every XML attack defusedxml guards against (entity declarations and so billion laughs and quadratic
@@ -135,7 +137,8 @@ def _int(element: Element | None) -> int | None:
     text = (element.text or "").strip()
     if not text:
         return None
-    if not _INT_RE.fullmatch(text):
+    # isdigit alone would let other scripts' digits through, and int() would read them.
+    if not (text.isascii() and text.isdigit() and len(text) <= 20) and not _INT_RE.fullmatch(text):
         raise _BadValue(element.tag)
     return int(text)
 
@@ -159,6 +162,8 @@ def _str_list(element: Element | None) -> list[str] | None:
 
 
 def _int_list(element: Element | None) -> list[int] | None:
+    if element is not None and element.text and _PLAIN_INT_LIST_RE.fullmatch(element.text):
+        return list(map(int, element.text.split(",")))
     items = _str_list(element)
     if items is None:
         return None
@@ -699,6 +704,18 @@ EVENT_TYPES: Mapping[tuple[str, str | None, str | None], type[Event]] = MappingP
 )
 
 
+def _read_plan(cls: type[Event]) -> tuple[tuple[tuple[str, str], ...], Spec]:
+    """``cls._SPEC`` split into the direct children's plain texts and the fields that need a reader."""
+    plain = [(attr, path) for attr, path, read in cls._SPEC if read is _text and "/" not in path]
+    others = tuple((attr, path, read) for attr, path, read in cls._SPEC if (attr, path) not in plain)
+    return tuple(plain), others
+
+
+_READ_PLANS: Mapping[type[Event], tuple[tuple[tuple[str, str], ...], Spec]] = MappingProxyType(
+    {cls: _read_plan(cls) for cls in set(EVENT_TYPES.values())}
+)
+
+
 def parse_event(xml_text: str | bytes) -> Event:
     """Parse one decrypted callback (the text :meth:`WeComCrypto.decrypt` returns) into an event.
 
@@ -719,10 +736,14 @@ def parse_event(xml_text: str | bytes) -> Event:
     if root.tag != "xml":
         raise EventParseError("callback XML root must be <xml>")
 
-    # One pass gives both the fields and, per tag, the first child (what root.find(tag) would walk
-    # the children again for, once per field read below).
-    first: dict[str, Element] = {}
-    fields = _collect(root, 0, first)
+    # The first child of each tag, looked up below in place of root.find(tag), which would walk the
+    # children again for each field. WeCom repeats no tag at the top level, which the fast path takes.
+    fields = {child.tag: _collect(child, 1) if len(child) else (child.text or "") for child in root}
+    if len(fields) == len(root):
+        first = dict(zip(fields, root, strict=True))
+    else:
+        first = {}
+        fields = _collect(root, 0, first)
     msg_type = _routing_text(first.get("MsgType"))
     event = _routing_text(first.get("Event"))
     change_type = _routing_text(first.get("ChangeType"))
@@ -755,10 +776,12 @@ def parse_event(xml_text: str | bytes) -> Event:
     cls = _lookup(msg_type, event, change_type)
     if cls is None:
         return UnknownEvent(reason="unknown type", **common)
+    texts, others = _READ_PLANS[cls]
+    # Most typed fields are the plain text of a direct child: read inline, not through a reader call.
+    typed = {attr: None if (element := first.get(tag)) is None else (element.text or "") for attr, tag in texts}
     try:
-        typed = {
-            attr: read(first.get(path) if "/" not in path else root.find(path)) for attr, path, read in cls._SPEC
-        }
+        for attr, path, read in others:
+            typed[attr] = read(first.get(path) if "/" not in path else root.find(path))
     except _BadValue as bad:
         return UnknownEvent(reason=f"bad value in <{bad.tag}>", **common)
     return cls(**common, **typed)
