@@ -10,6 +10,10 @@ https://developer.work.weixin.qq.com/document/path/91144:
 - ciphertext length, PKCS#7 padding (block 32), the length field and the receiveid are all checked,
   and the signature is checked before anything is decrypted, so the padding checks are no oracle
   for someone without the Token;
+- a ciphertext that is a whole number of 16-byte AES blocks but not of WeCom's 32-byte padding
+  blocks is refused as bad padding;
+- the envelope is parsed by expat with defusedxml's refusals (a DOCTYPE, entity declarations,
+  external references stop the parse where they start);
 - only :class:`WeComCryptoError` subclasses ever leave this module's public functions.
 
 Which error for which fault (``code`` / ``reason``)::
