@@ -1,6 +1,6 @@
 """How long one contact-change callback takes in-process: verify, decrypt, parse.
 
-Run: .venv/bin/python bench/callbacks_inprocess.py [--calls N] [--repeats R]
+Run: .venv/bin/python bench/callbacks_inprocess.py [--calls N] [--repeats R] [--parsers]
 
 Times our path (parse_envelope + WeComCrypto.decrypt + parse_event) against wechatpy 1.8.18 on the
 same payload in the same process (``WeChatCrypto.decrypt_message`` + ``parse_message``, the
@@ -99,6 +99,79 @@ def wechatpy_path(msg_signature: str, body: bytes):
     return lambda: parse_message(crypto.decrypt_message(body, msg_signature, TIMESTAMP, NONCE))
 
 
+def parser_options(envelope_text: str, plaintext: str) -> dict:
+    """Issue 19's candidates for the callback's XML, each on the envelope and on the plaintext.
+
+    Each refuses a DTD (and so entities and external references): defusedxml by its handlers on the
+    pure-Python parser; expat by the same refusing handlers, with the elements built in Python; the C
+    ElementTree behind the ``<!DOCTYPE`` check (:func:`parse_xml`, what parse_event uses); lxml with a
+    hardened parser behind the same check, when lxml is installed (it is no dependency).
+    """
+    import pyexpat
+    from xml.etree.ElementTree import Element
+
+    from wecom_integration.events import parse_xml
+
+    def refuse(*_):
+        raise ValueError("DTD")
+
+    def expat_elements(text: str):
+        parser = pyexpat.ParserCreate(namespace_separator="}")
+        parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = refuse
+        parser.UnparsedEntityDeclHandler = parser.ExternalEntityRefHandler = refuse
+        parser.buffer_text = True
+        stack, roots = [], []
+
+        def start(tag, attributes):
+            element = Element(tag)
+            (stack[-1].append(element) if stack else roots.append(element))
+            stack.append(element)
+
+        def data(text):
+            element = stack[-1]
+            if len(element):
+                element[-1].tail = (element[-1].tail or "") + text
+            else:
+                element.text = (element.text or "") + text
+
+        parser.StartElementHandler, parser.CharacterDataHandler = start, data
+        parser.EndElementHandler = lambda tag: stack.pop()
+        parser.Parse(text, True)
+        return roots[0]
+
+    options = {
+        "defusedxml (pure-Python parser)": lambda text: DET.fromstring(
+            text, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        ),
+        "expat + refusing handlers, Python tree": expat_elements,
+        "C ElementTree behind <!DOCTYPE check": parse_xml,
+    }
+    try:
+        from lxml import etree
+    except ImportError:
+        pass
+    else:
+        hardened = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, encoding="utf-8",
+            remove_pis=True, remove_comments=True,
+        )
+
+        def lxml_tree(text: str):
+            if "<!DOCTYPE" in text:
+                raise ValueError("DTD")
+            return etree.fromstring(text.encode(), parser=hardened)
+
+        options["lxml, hardened, behind <!DOCTYPE check"] = lxml_tree
+    rows = {}
+    for label, parse in options.items():
+        rows[f"envelope   {label}"] = lambda parse=parse: parse(envelope_text)
+        rows[f"plaintext  {label}"] = lambda parse=parse: parse(plaintext)
+        # What parse_event does with the tree next: every child's tag and text.
+        rows[f"plaintext  {label} + walk"] = lambda parse=parse: {c.tag: c.text for c in parse(plaintext)}
+    rows["envelope   parse_envelope (expat + 3 callbacks)"] = lambda: parse_envelope(envelope_text)
+    return rows
+
+
 def medians_us(rows: dict, calls: int, repeats: int) -> dict:
     """Per-call microseconds of each row, the median over ``repeats`` interleaved rounds."""
     per_call = {label: [] for label in rows}
@@ -115,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500, help="calls per path per round")
     parser.add_argument("--repeats", type=int, default=21, help="rounds; the median is reported")
+    parser.add_argument("--parsers", action="store_true", help="also time issue 19's XML parser options")
     args = parser.parse_args()
 
     crypto = WeComCrypto(TOKEN, ENCODING_AES_KEY, CORP_ID)
@@ -157,6 +231,10 @@ def main() -> None:
     )
     for label, us in medians_us(parts, args.calls, args.repeats).items():
         print(f"{label:<40} {us:8.1f} us")
+    if args.parsers:
+        options = parser_options(body.decode(), plaintext)
+        for label, us in medians_us(options, args.calls, args.repeats).items():
+            print(f"{label:<58} {us:8.1f} us")
     total = medians_us(totals, args.calls, args.repeats)
     for label, us in total.items():
         print(f"{label + '  verify+decrypt+parse, total':<40} {us:8.1f} us/callback")
