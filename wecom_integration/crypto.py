@@ -308,7 +308,7 @@ class WeComCrypto:
     string for some personal third-party apps), compared byte for byte with each plaintext's tail.
     """
 
-    __slots__ = ("_token", "_key", "_iv", "_aes", "_receive_id", "_receive_id_bytes")
+    __slots__ = ("_token", "_key", "_iv", "_cipher", "_receive_id", "_receive_id_bytes")
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
         if not isinstance(token, str) or not token:
@@ -322,8 +322,9 @@ class WeComCrypto:
         self._token = token
         self._key = _decode_aes_key(encoding_aes_key)
         self._iv = self._key[:_AES_BLOCK]
-        # The key, checked once; each call gets its own CBC context (they chain, so they are not shared).
-        self._aes = algorithms.AES(self._key)
+        # Key, IV and mode, checked once: a Cipher is an immutable description, and each call takes its
+        # own context from it (contexts chain from block to block, so they are never shared).
+        self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._iv))
         self._receive_id = receive_id
         self._receive_id_bytes = receive_id_bytes
 
@@ -371,7 +372,7 @@ class WeComCrypto:
         plain = b"".join((os.urandom(16), struct.pack(">I", len(body)), body, self._receive_id_bytes))
         pad = _PAD_BLOCK - len(plain) % _PAD_BLOCK
         plain += bytes((pad,)) * pad
-        encryptor = Cipher(self._aes, modes.CBC(self._iv)).encryptor()
+        encryptor = self._cipher.encryptor()
         ciphertext = encryptor.update(plain) + encryptor.finalize()
         encrypt = base64.b64encode(ciphertext).decode("ascii")
         return encrypt, signature(self._token, timestamp, nonce, encrypt)
@@ -435,7 +436,7 @@ class WeComCrypto:
             raise DecryptAESError("bad_padding", "padded to 16-byte blocks, WeCom pads to 32")
         # cryptography (OpenSSL) rather than pycryptodome here: a CBC context costs less to set up
         # than pycryptodome's, and less than its ECB call plus the XOR of the chain in Python (issue 19).
-        decryptor = Cipher(self._aes, modes.CBC(self._iv)).decryptor()
+        decryptor = self._cipher.decryptor()
         plain = decryptor.update(ciphertext) + decryptor.finalize()
 
         # Padding failures are reported as -40007 (a decryption fault: wrong key or corrupted
