@@ -237,7 +237,7 @@ def main() -> None:
             print(f"{label:<58} {us:8.1f} us")
     total = medians_us(totals, args.calls, args.repeats)
     for label, us in total.items():
-        print(f"{label + '  verify+decrypt+parse, total':<40} {us:8.1f} us/callback")
+        print(f"{label + '  verify+decrypt+parse, total':<46} {us:8.1f} us/callback")
     if wechatpy is None:
         print("wechatpy not installed: .venv/bin/pip install wechatpy==1.8.18 for the issue-19 comparison")
     else:
