@@ -503,3 +503,140 @@ def test_fuzz_parse_envelope_near_valid_xml(inner):
             parse_envelope(body.encode("utf-8", "surrogatepass"))
         except WeComCryptoError as exc:
             assert exc.code == -40002
+
+
+# Strict padding (issue 20): WeCom pads to 32-byte blocks, so a plaintext padded to 16 only is refused.
+
+
+def _padded_to_16_only(message: bytes) -> bytes:
+    """``layout(message)`` with valid 16-byte-block PKCS#7, its length a multiple of 16 but not of 32."""
+    body = layout(message)
+    if (len(body) + 16 - len(body) % 16) % 32 == 0:
+        body = layout(message + b" " * 16)
+    pad = 16 - len(body) % 16
+    plaintext = body + bytes([pad]) * pad
+    assert len(plaintext) % 16 == 0 and len(plaintext) % 32 == 16
+    return plaintext
+
+
+@pytest.mark.parametrize("message", [b"<xml/>", b"<xml><a>1</a></xml>", b"<xml>" + b"x" * 40 + b"</xml>"])
+def test_padding_to_16_byte_blocks_is_refused(crypto, message):
+    with pytest.raises(DecryptAESError) as excinfo:
+        decrypt_signed(crypto, seal(_padded_to_16_only(message)))
+    assert_error(excinfo, DecryptAESError, -40007, "bad_padding")
+
+
+@pytest.mark.parametrize("length", range(0, 70))
+def test_every_message_we_seal_is_padded_to_32(crypto, length):
+    # The fake WeCom's signer and our passive replies both seal through WeComCrypto.encrypt.
+    encrypt, _ = crypto.encrypt("x" * length, NONCE, TS)
+    assert len(base64.b64decode(encrypt)) % 32 == 0
+    assert decrypt_signed(crypto, encrypt) == "x" * length
+
+
+# The envelope parse against a reference (defusedxml's ElementTree, what it replaced): same
+# envelope, or the same refusal, for any near-valid input (issue 19).
+
+
+def _reference_envelope(body: bytes):
+    from defusedxml import DTDForbidden
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8"
+    try:
+        root = DET.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DTDForbidden:
+        return "forbidden_dtd"
+    except (DET.ParseError, ValueError):
+        return "malformed_xml"
+    if root.tag != "xml":
+        return "bad_root"
+    found = root.findall("Encrypt")
+    if len(found) != 1:
+        return "duplicate_encrypt" if found else "no_encrypt"
+    if len(found[0]):
+        return "bad_encrypt"
+    encrypt = (found[0].text or "").strip()
+    if not encrypt:
+        return "empty_encrypt"
+
+    def optional(tag):
+        element = root.find(tag)
+        return None if element is None else (element.text or "").strip()
+
+    return Envelope(encrypt, optional("ToUserName"), optional("AgentID"))
+
+
+def _ours(body: bytes):
+    try:
+        return parse_envelope(body)
+    except ParseXmlError as exc:
+        return exc.reason
+
+
+envelope_pieces = st.sampled_from(
+    [
+        "<xml>", "</xml>", "<Encrypt>", "</Encrypt>", "<ToUserName>", "</ToUserName>", "<AgentID>",
+        "</AgentID>", "<![CDATA[", "]]>", "QUJD", " ", "\n", "<b/>", "<!-- c -->", "<?pi x?>", "&amp;",
+        "&e;", "<!DOCTYPE xml>", '<?xml version="1.0" encoding="GBK"?>', "<Inner>", "</Inner>", "测",
+        '<xml xmlns="urn:x">', "<a:xml>", "<!DOCTYPE",
+    ]
+)
+
+
+@settings(max_examples=400)
+@given(pieces=st.lists(envelope_pieces, max_size=14))
+def test_parse_envelope_agrees_with_the_defusedxml_reference(pieces):
+    body = "".join(pieces).encode()
+    assert _ours(body) == _reference_envelope(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><ToUserName>a<b/>tail</ToUserName><Encrypt>QUJD</Encrypt></xml>",
+        b"<xml><ToUserName>one</ToUserName><ToUserName>two</ToUserName><Encrypt>QUJD</Encrypt></xml>",
+        b"<xml><Encrypt>QU<!-- split -->JD</Encrypt><AgentID> 7 </AgentID></xml>",
+        b"<xml><Encrypt><![CDATA[QU]]>JD<![CDATA[<!DOCTYPE is text here>]]></Encrypt></xml>",
+        b"<xml><Encrypt>" + b"QUJD" * 5000 + b"</Encrypt></xml>",  # past expat's 8 KB text buffer
+        b"\xef\xbb\xbf<xml><Encrypt>QUJD</Encrypt></xml>",
+    ],
+)
+def test_parse_envelope_reads_texts_as_elementtree_does(body):
+    assert _ours(body) == _reference_envelope(body)
+    assert isinstance(_ours(body), Envelope)
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        # A DOCTYPE anywhere in the prolog, whatever it declares, stops the parse where it starts.
+        (b'<?xml version="1.0"?><!DOCTYPE xml><xml><Encrypt>QUJD</Encrypt></xml>', "forbidden_dtd"),
+        (b"<!-- hi --><?pi x?>\n<!DOCTYPE xml><xml><Encrypt>QUJD</Encrypt></xml>", "forbidden_dtd"),
+        (b'<!DOCTYPE xml PUBLIC "-//X//EN" "http://127.0.0.1:9/x.dtd"><xml><Encrypt>QUJD</Encrypt></xml>',
+         "forbidden_dtd"),
+        (b'<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><xml><Encrypt>Q</Encrypt></xml>',
+         "forbidden_dtd"),
+        (b'<!DOCTYPE xml [<!ENTITY u SYSTEM "x" NDATA gif>]><xml><Encrypt>QUJD</Encrypt></xml>', "forbidden_dtd"),
+        # After the root it is no DOCTYPE at all but a well-formedness error.
+        (b"<xml><Encrypt>QUJD</Encrypt></xml><!DOCTYPE xml>", "malformed_xml"),
+        (b"<xml><!DOCTYPE xml><Encrypt>QUJD</Encrypt></xml>", "malformed_xml"),
+        (b'<xml><Encrypt>QUJD</Encrypt><!ENTITY e "x"></xml>', "malformed_xml"),
+        (b"<xml><Encrypt>&#0;</Encrypt></xml>", "malformed_xml"),
+        (b'<xml xmlns="urn:x"><Encrypt>QUJD</Encrypt></xml>', "bad_root"),
+        (b'<xml xmlns:e="urn:x"><e:Encrypt>QUJD</e:Encrypt></xml>', "no_encrypt"),
+        (b"<a:xml><Encrypt>QUJD</Encrypt></a:xml>", "malformed_xml"),  # unbound prefix
+        ("<xml><Encrypt>QUJD\ud800</Encrypt></xml>", "malformed_xml"),  # lone surrogate in a str
+    ],
+)
+def test_parse_envelope_refusals(body, reason):
+    with pytest.raises(ParseXmlError) as excinfo:
+        parse_envelope(body)
+    assert_error(excinfo, ParseXmlError, -40002, reason)
+
+
+def test_parse_envelope_keeps_instructions_and_comments_out():
+    body = b'<?xml-stylesheet href="http://127.0.0.1:9/x.xsl"?><xml><?php x ?><Encrypt>QUJD</Encrypt></xml>'
+    assert parse_envelope(body) == Envelope("QUJD", None, None)

@@ -3,6 +3,9 @@
 import dataclasses
 
 import pytest
+from defusedxml import DTDForbidden
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import fromstring as defused_fromstring
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +43,7 @@ from wecom_integration.events import (
     build_passive_reply_xml,
     cdata,
     parse_event,
+    parse_xml,
 )
 
 
@@ -720,6 +724,100 @@ def test_fuzz_parse_event_raises_only_event_parse_error(text):
         return
     assert isinstance(event, Event)
     assert isinstance(event.dedupe_key, str)
+
+
+# The parser behind parse_event (issue 19): the C ElementTree for text without a DOCTYPE, defusedxml's
+# refusals for text with one, and the same tree either way.
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+    "<xml><Content>&lol3;</Content></xml>"
+)
+
+
+@pytest.mark.parametrize(
+    "xml, error",
+    [
+        ("<!DOCTYPE xml><xml/>", DTDForbidden),
+        ('<?xml version="1.0"?>\n<!-- c --><?pi x?><!DOCTYPE xml><xml/>', DTDForbidden),
+        ('<!DOCTYPE xml [<!ENTITY e "x">]><xml>&e;</xml>', DTDForbidden),
+        ('<!DOCTYPE xml SYSTEM "file:///etc/passwd"><xml/>', DTDForbidden),
+        ('<!DOCTYPE xml PUBLIC "-//X//EN" "http://127.0.0.1:9/x.dtd"><xml/>', DTDForbidden),
+        ('<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><xml/>', DTDForbidden),
+        ('<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><UserID>&x;</UserID></xml>', DTDForbidden),
+        (BILLION_LAUGHS, DTDForbidden),
+        ("<xml>&undeclared;</xml>", ParseError),
+        ("<xml><!DOCTYPE xml></xml>", ParseError),
+        ('<xml/><!ENTITY e "x">', ParseError),
+        ("<xml>\ud800</xml>", ValueError),
+    ],
+)
+def test_parse_xml_refuses_what_defusedxml_refuses(xml, error):
+    with pytest.raises(error):
+        parse_xml(xml)
+    with pytest.raises((error, ParseError)):
+        defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        "<xml><Content><![CDATA[<!DOCTYPE html><html>&amp;</html>]]></Content></xml>",  # the slow path
+        "<xml><!-- <!DOCTYPE x> --><Content>a</Content></xml>",
+        '<xml xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="file:///etc/passwd" parse="text"/></xml>',
+        '<?xml-stylesheet href="http://127.0.0.1:9/x.xsl"?><xml><?php system("x"); ?><A>1</A></xml>',
+        '<?xml version="1.0" encoding="UTF-16"?><xml><A>测试 &amp; &#x41;</A></xml>',
+        "<xml>\n <A>1<B>2</B>tail</A>\n <A>3</A></xml>",
+    ],
+)
+def test_parse_xml_gives_the_tree_defusedxml_gives(xml):
+    def shape(element):
+        return (element.tag, element.text, element.tail, element.attrib, [shape(child) for child in element])
+
+    assert shape(parse_xml(xml)) == shape(
+        defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    )
+
+
+def test_repeated_top_level_tags_keep_every_value_and_the_first_is_typed():
+    xml = sys_xml(
+        "change_contact", "update_user", "<UserID>u1</UserID><Name>first</Name><Name>second</Name><Status>1</Status>"
+    )
+    event = parse_event(xml)
+    assert isinstance(event, ContactUserEvent)
+    assert event.name == "first" and event.status == 1
+    assert event.fields["Name"] == ["first", "second"]
+    assert event.fields["UserID"] == "u1"
+
+
+def test_doctype_words_inside_a_message_are_kept_as_text():
+    xml = app_xml("text", "<Content><![CDATA[<!DOCTYPE html> &lol; <!ENTITY x SYSTEM 'f'>]]></Content><MsgId>7</MsgId>")
+    event = parse_event(xml)
+    assert isinstance(event, TextMessage)
+    assert event.content == "<!DOCTYPE html> &lol; <!ENTITY x SYSTEM 'f'>"
+
+
+def test_xinclude_and_instructions_are_inert():
+    xml = app_xml(
+        "text",
+        '<Content xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="file:///etc/passwd" parse="text"/>'
+        "</Content><?xml-stylesheet href='file:///etc/passwd'?><MsgId>8</MsgId>",
+    )
+    event = parse_event(xml)
+    assert isinstance(event, TextMessage)
+    assert event.content == ""  # the include is an element nobody follows, not the file
+    assert "root:" not in repr(event.fields)
+    assert event.fields["Content"] == {"{http://www.w3.org/2001/XInclude}include": ""}
+
+
+def test_declared_encoding_is_ignored_for_decoded_text():
+    xml = '<?xml version="1.0" encoding="GBK"?>' + app_xml("text", "<Content>测试</Content><MsgId>9</MsgId>")
+    assert parse_event(xml).content == "测试"
+    assert parse_event(xml.encode("utf-8")).content == "测试"
+    with pytest.raises(EventParseError):
+        parse_event(xml.encode("gbk"))
 
 
 # Passive replies (doc 90241, seed 003).

@@ -25,10 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, ParseError, XMLParser
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError
 from defusedxml.ElementTree import fromstring as _defused_fromstring
 
 __all__ = [
@@ -70,6 +69,7 @@ __all__ = [
     "build_passive_reply_xml",
     "cdata",
     "parse_event",
+    "parse_xml",
 ]
 
 # Deeper nesting than any WeCom payload (ExtAttr is three levels) is refused rather than walked.
@@ -79,6 +79,35 @@ _MAX_DEPTH = 16
 _ROUTING_TAGS = frozenset({"ToUserName", "AgentID"})
 # Bounded so int() never meets a string past Python's digit limit; WeCom's ints fit in 64 bits.
 _INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+# The form WeCom writes its lists in ("1,2,3"): read with one match instead of one per item.
+_PLAIN_INT_LIST_RE = re.compile(r"[+-]?[0-9]{1,20}(?:,[+-]?[0-9]{1,20})*")
+
+
+# Every XML attack defusedxml guards against (entity declarations and so billion laughs and quadratic
+# blowup, external entities, external DTDs, parameter entities) needs a document type declaration, and
+# XML 1.0 spells its start one way only: this literal, case and all (https://www.w3.org/TR/xml/#dt-doctype).
+_DOCTYPE = "<!DOCTYPE"
+
+
+def parse_xml(text: str) -> Element:
+    """Parse XML text at C speed, refusing what defusedxml refuses; the root element.
+
+    Text without ``<!DOCTYPE`` cannot declare or reference anything but XML's five predefined entities
+    (an undeclared ``&x;`` is a well-formedness error), so it goes to the C parser that
+    :mod:`xml.etree.ElementTree` is backed by. Text holding the literal (a real DOCTYPE, or the words
+    inside a CDATA section or comment) goes to defusedxml, which refuses the DTD and entities
+    and parses the rest as XML; that path is slow and rare (issue 19). Only ``str`` is accepted: the
+    caller decodes the bytes, so an ``encoding="..."`` declaration cannot reinterpret them.
+
+    Raises what defusedxml raises: :class:`defusedxml.DTDForbidden`, :class:`defusedxml.EntitiesForbidden`,
+    :class:`defusedxml.ExternalReferenceForbidden`, :class:`xml.etree.ElementTree.ParseError`, and
+    ValueError for a lone surrogate, which has no UTF-8 form to hand the parser.
+    """
+    if _DOCTYPE in text:
+        return _defused_fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    parser = XMLParser()
+    parser.feed(text)
+    return parser.close()
 
 
 class EventParseError(ValueError):
@@ -108,7 +137,8 @@ def _int(element: Element | None) -> int | None:
     text = (element.text or "").strip()
     if not text:
         return None
-    if not _INT_RE.fullmatch(text):
+    # isdigit alone would let other scripts' digits through, and int() would read them.
+    if not (text.isascii() and text.isdigit() and len(text) <= 20) and not _INT_RE.fullmatch(text):
         raise _BadValue(element.tag)
     return int(text)
 
@@ -128,16 +158,18 @@ def _float(element: Element | None) -> float | None:
 def _str_list(element: Element | None) -> list[str] | None:
     if element is None:
         return None
-    return [item.strip() for item in (element.text or "").split(",") if item.strip()]
+    return [item for item in map(str.strip, (element.text or "").split(",")) if item]
 
 
 def _int_list(element: Element | None) -> list[int] | None:
+    if element is not None and element.text and _PLAIN_INT_LIST_RE.fullmatch(element.text):
+        return list(map(int, element.text.split(",")))
     items = _str_list(element)
     if items is None:
         return None
-    if not all(_INT_RE.fullmatch(item) for item in items):
+    if not all(map(_INT_RE.fullmatch, items)):
         raise _BadValue(element.tag)
-    return [int(item) for item in items]
+    return list(map(int, items))
 
 
 def _child_texts(tag: str, inner: str | None = None) -> Callable[[Element | None], list[str] | None]:
@@ -672,6 +704,18 @@ EVENT_TYPES: Mapping[tuple[str, str | None, str | None], type[Event]] = MappingP
 )
 
 
+def _read_plan(cls: type[Event]) -> tuple[tuple[tuple[str, str], ...], Spec]:
+    """``cls._SPEC`` split into the direct children's plain texts and the fields that need a reader."""
+    plain = [(attr, path) for attr, path, read in cls._SPEC if read is _text and "/" not in path]
+    others = tuple((attr, path, read) for attr, path, read in cls._SPEC if (attr, path) not in plain)
+    return tuple(plain), others
+
+
+_READ_PLANS: Mapping[type[Event], tuple[tuple[tuple[str, str], ...], Spec]] = MappingProxyType(
+    {cls: _read_plan(cls) for cls in set(EVENT_TYPES.values())}
+)
+
+
 def parse_event(xml_text: str | bytes) -> Event:
     """Parse one decrypted callback (the text :meth:`WeComCrypto.decrypt` returns) into an event.
 
@@ -686,20 +730,27 @@ def parse_event(xml_text: str | bytes) -> Event:
     if not isinstance(xml_text, str):
         raise EventParseError("callback XML must be str")
     try:
-        root = _defused_fromstring(xml_text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = parse_xml(xml_text)
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise EventParseError(f"callback XML is not well-formed: {exc}") from None
     if root.tag != "xml":
         raise EventParseError("callback XML root must be <xml>")
 
-    fields = _collect(root, 0)
-    msg_type = _routing_text(root, "MsgType")
-    event = _routing_text(root, "Event")
-    change_type = _routing_text(root, "ChangeType")
+    # The first child of each tag, looked up below in place of root.find(tag), which would walk the
+    # children again for each field. WeCom repeats no tag at the top level, which the fast path takes.
+    fields = {child.tag: _collect(child, 1) if len(child) else (child.text or "") for child in root}
+    if len(fields) == len(root):
+        first = dict(zip(fields, root, strict=True))
+    else:
+        first = {}
+        fields = _collect(root, 0, first)
+    msg_type = _routing_text(first.get("MsgType"))
+    event = _routing_text(first.get("Event"))
+    change_type = _routing_text(first.get("ChangeType"))
     common = {
         "xml": xml_text,
-        "to_user_name": _routing_text(root, "ToUserName"),
-        "from_user_name": _routing_text(root, "FromUserName"),
+        "to_user_name": _routing_text(first.get("ToUserName")),
+        "from_user_name": _routing_text(first.get("FromUserName")),
         "msg_type": msg_type,
         "event": event,
         "change_type": change_type,
@@ -707,11 +758,11 @@ def parse_event(xml_text: str | bytes) -> Event:
     }
     problem = None
     try:
-        agent_id = _int(root.find("AgentID"))
+        agent_id = _int(first.get("AgentID"))
     except _BadValue as bad:
         agent_id, problem = None, f"bad value in <{bad.tag}>"
     try:
-        create_time = _int(root.find("CreateTime"))
+        create_time = _int(first.get("CreateTime"))
     except _BadValue as bad:
         create_time, problem = None, f"bad value in <{bad.tag}>"
     if create_time is None and problem is None:
@@ -725,8 +776,12 @@ def parse_event(xml_text: str | bytes) -> Event:
     cls = _lookup(msg_type, event, change_type)
     if cls is None:
         return UnknownEvent(reason="unknown type", **common)
+    texts, others = _READ_PLANS[cls]
+    # Most typed fields are the plain text of a direct child: read inline, not through a reader call.
+    typed = {attr: None if (element := first.get(tag)) is None else (element.text or "") for attr, tag in texts}
     try:
-        typed = {attr: read(root.find(path)) for attr, path, read in cls._SPEC}
+        for attr, path, read in others:
+            typed[attr] = read(first.get(path) if "/" not in path else root.find(path))
     except _BadValue as bad:
         return UnknownEvent(reason=f"bad value in <{bad.tag}>", **common)
     return cls(**common, **typed)
@@ -741,25 +796,29 @@ def _lookup(msg_type: str | None, event: str | None, change_type: str | None) ->
     return EVENT_TYPES.get((mt, ev, ct)) or EVENT_TYPES.get((mt, ev, None))
 
 
-def _routing_text(root: Element, tag: str) -> str | None:
-    element = root.find(tag)
+def _routing_text(element: Element | None) -> str | None:
     if element is None:
         return None
     return (element.text or "").strip()
 
 
-def _collect(element: Element, depth: int) -> dict[str, Any]:
+def _collect(element: Element, depth: int, first: dict[str, Element] | None = None) -> dict[str, Any]:
+    """The children of ``element`` by tag (see :class:`Event`); ``first`` is filled with the first
+    child of each tag when given."""
     if depth >= _MAX_DEPTH:
         raise EventParseError("callback XML is nested too deeply")
     out: dict[str, Any] = {}
     for child in element:
+        tag = child.tag
         value: Any = _collect(child, depth + 1) if len(child) else (child.text or "")
-        if child.tag not in out:
-            out[child.tag] = value
-        elif isinstance(out[child.tag], list):
-            out[child.tag].append(value)
+        if tag not in out:
+            out[tag] = value
+            if first is not None:
+                first[tag] = child
+        elif isinstance(out[tag], list):
+            out[tag].append(value)
         else:
-            out[child.tag] = [out[child.tag], value]
+            out[tag] = [out[tag], value]
     return out
 
 
