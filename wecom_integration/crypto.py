@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass
 from xml.parsers.expat import ExpatError, ParserCreate
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from Crypto.Cipher import AES
 
 from .events import cdata
 
@@ -308,7 +308,7 @@ class WeComCrypto:
     string for some personal third-party apps), compared byte for byte with each plaintext's tail.
     """
 
-    __slots__ = ("_token", "_key", "_iv", "_cipher", "_receive_id", "_receive_id_bytes")
+    __slots__ = ("_token", "_key", "_iv", "_receive_id", "_receive_id_bytes")
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
         if not isinstance(token, str) or not token:
@@ -322,9 +322,6 @@ class WeComCrypto:
         self._token = token
         self._key = _decode_aes_key(encoding_aes_key)
         self._iv = self._key[:_AES_BLOCK]
-        # Key, IV and mode, checked once: a Cipher is an immutable description, and each call takes its
-        # own context from it (contexts chain from block to block, so they are never shared).
-        self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._iv))
         self._receive_id = receive_id
         self._receive_id_bytes = receive_id_bytes
 
@@ -372,8 +369,8 @@ class WeComCrypto:
         plain = b"".join((os.urandom(16), struct.pack(">I", len(body)), body, self._receive_id_bytes))
         pad = _PAD_BLOCK - len(plain) % _PAD_BLOCK
         plain += bytes((pad,)) * pad
-        encryptor = self._cipher.encryptor()
-        ciphertext = encryptor.update(plain) + encryptor.finalize()
+        # A CBC object chains from block to block: one per call, never shared between threads.
+        ciphertext = AES.new(self._key, AES.MODE_CBC, self._iv).encrypt(plain)
         encrypt = base64.b64encode(ciphertext).decode("ascii")
         return encrypt, signature(self._token, timestamp, nonce, encrypt)
 
@@ -434,10 +431,8 @@ class WeComCrypto:
             # PKCS#7 to 32-byte blocks leaves a multiple of 32; one of 16 only was padded by someone
             # else's rules (issue 20), a padding fault like any other.
             raise DecryptAESError("bad_padding", "padded to 16-byte blocks, WeCom pads to 32")
-        # cryptography (OpenSSL) rather than pycryptodome here: a CBC context costs less to set up
-        # than pycryptodome's, and less than its ECB call plus the XOR of the chain in Python (issue 19).
-        decryptor = self._cipher.decryptor()
-        plain = decryptor.update(ciphertext) + decryptor.finalize()
+        # pycryptodome, the project's cipher library (a CBC object per call: it chains from block to block).
+        plain = AES.new(self._key, AES.MODE_CBC, self._iv).decrypt(ciphertext)
 
         # Padding failures are reported as -40007 (a decryption fault: wrong key or corrupted
         # ciphertext), not -40008, which is kept for a well-padded plaintext with a bad layout.
