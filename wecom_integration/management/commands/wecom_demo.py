@@ -78,7 +78,8 @@ class Command(BaseCommand):
         if password:
             self.stdout.write(f"  Log in as:  {DEMO_USERNAME} / {password}")
         else:
-            self.stdout.write(f"  Log in as:  {DEMO_USERNAME} (password as printed when it was created)")
+            self.stdout.write(f"  Log in as:  {DEMO_USERNAME} (password printed on the first run)")
+            self.stdout.write(f"  Forgot it?  python manage.py changepassword {DEMO_USERNAME}")
         self.stdout.write(f"  Tenant:     {tenant.name} (id {tenant.pk}), configured against the fake WeCom")
         self.stdout.write(f"  Fake WeCom: {fake.api_base} ({options['users']} people)")
         if options["no_server"]:
