@@ -61,6 +61,9 @@ DEFAULTS = {
     # Who may do what is decided by the API's own permissions (an active member of the X-Tenant-Id tenant),
     # never by the host's DEFAULT_PERMISSION_CLASSES.
     "API_AUTHENTICATION_CLASSES": [],
+    # The tenant an API request without X-Tenant-Id acts in. None: JeecgBoot's 0 with the default tenant
+    # model (tenants.Tenant), a 400 asking for the header with a host's own WECOM_TENANT_MODEL.
+    "DEFAULT_TENANT_ID": None,
     # Keys encrypting secrets at rest (any strings; each is stretched to a Fernet key). The first encrypts,
     # all decrypt. Empty: a key derived from SECRET_KEY (system check wecom_integration.W002 warns).
     "FIELD_KEYS": [],

@@ -6,13 +6,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
-from tenants.admin_scoping import TenantScopedAdminMixin
-
 from ..forms import WeComConfigForm
 from ..models import DOMAIN_FILE_MAX_BYTES, DomainVerificationFile, WeComConfig, validate_domain_file_name
 from ..services import callback_attempts
 from ..services.configuration import callback_urls
 from ..services.login import homepage_urls, verification_page_urls
+from .scoping import TenantScopedAdminMixin
 
 
 @admin.register(WeComConfig)

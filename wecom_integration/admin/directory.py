@@ -22,13 +22,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from tenants.admin_scoping import TenantScopedAdminMixin, user_search_fields
-from tenants.models import Tenant
-from tenants.scoping import admin_tenant_ids
-
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
 from ..services import bindings, sync
 from ..sync_tasks import start_sync
+from ..tenancy import get_tenant_model, tenants_ordered
+from .scoping import TenantScopedAdminMixin, admin_tenant_ids, user_search_fields
 
 REVIEW_PAGE_SIZE = 100
 SEARCH_LIMIT = 50
@@ -42,9 +40,7 @@ class TenantFilter(admin.SimpleListFilter):
     parameter_name = "tenant__id__exact"
 
     def lookups(self, request, model_admin):
-        ids = admin_tenant_ids(request.user)
-        tenants = Tenant.objects.all() if ids is None else Tenant.objects.filter(pk__in=ids)
-        return [(str(t.pk), str(t)) for t in tenants.order_by("name")]
+        return [(str(t.pk), str(t)) for t in tenant_choices(request)]
 
     def has_output(self):
         return len(self.lookup_choices) > 1
@@ -87,16 +83,16 @@ def admin_tenant(request, tenant_id=None):
             raise PermissionDenied from None
         if ids is not None and tenant_id not in ids:
             raise PermissionDenied
-        return get_object_or_404(Tenant, pk=tenant_id)
+        return get_object_or_404(get_tenant_model(), pk=tenant_id)
     if ids is not None and len(ids) == 1:
-        return Tenant.objects.get(pk=next(iter(ids)))
+        return get_tenant_model()._default_manager.get(pk=next(iter(ids)))
     return None
 
 
 def tenant_choices(request):
     ids = admin_tenant_ids(request.user)
-    tenants = Tenant.objects.all() if ids is None else Tenant.objects.filter(pk__in=ids)
-    return tenants.order_by("name")
+    manager = get_tenant_model()._default_manager
+    return tenants_ordered(manager.all() if ids is None else manager.filter(pk__in=ids))
 
 
 # Departments and the org chart ---------------------------------------------------------------------
@@ -642,4 +638,3 @@ class SyncRunAdmin(MirrorAdmin):
 
 
 # Approvals of pending members are audited from every entry point, the admin's included.
-bindings.register_hooks()

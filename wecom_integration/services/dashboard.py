@@ -12,8 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from tenants.models import Membership
-
+from ..adapter import get_adapter
 from ..models import Binding, CallbackEvent, MessageLog, SyncRun, WeComConfig, WeComUser
 from .sync import BINDABLE_STATUSES
 
@@ -93,7 +92,7 @@ def tenant_dashboard(tenant, now=None) -> Dashboard:
         members=member_counts["total"],
         bound=Binding.objects.filter(tenant=tenant, is_active=True).count(),
         unbound=member_counts["unbound"],
-        pending=Membership.objects.filter(tenant=tenant, status=Membership.Status.PENDING).count(),
+        pending=get_adapter().pending_membership_count(tenant),
         hours=callbacks_per_hour(tenant, now),
         failed_events=failed_events(tenant),
         failed_syncs=failed_syncs(tenant, now),

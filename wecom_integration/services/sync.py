@@ -56,9 +56,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tenants.models import Membership
-
-from .. import observability
+from .. import observability, tenancy
 from ..adapter import get_adapter
 from ..client import WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComConfig, WeComUser
@@ -657,7 +655,7 @@ def refresh_bound_names(tenant, userids: list[str]) -> int:
     for chunk in chunks(userids):
         rows = (
             Binding.objects.filter(tenant=tenant, is_active=True, wecom_user__userid__in=chunk)
-            .filter(user__memberships__tenant=tenant, user__memberships__status=Membership.Status.ACTIVE)
+            .filter(user_id__in=get_adapter().member_user_ids(tenant, (tenancy.ACTIVE,)))
             .exclude(wecom_user__name="")
             .values_list("user_id", "wecom_user__name", "user__first_name", "user__last_name")
         )
@@ -913,14 +911,7 @@ def build_proposals(run: SyncRun) -> dict:
         .values_list("pk", "name")
     )
     accounts = list(
-        User.objects.filter(
-            memberships__tenant=tenant,
-            memberships__status__in=(
-                Membership.Status.ACTIVE,
-                Membership.Status.PENDING,
-                Membership.Status.INACTIVE,
-            ),
-        )
+        User.objects.filter(pk__in=get_adapter().member_user_ids(tenant, tenancy.BINDABLE))
         .exclude(pk__in=bound.values("user_id"))
         # Staff and superuser accounts are bound only by a superuser or their holder (issue 16), never
         # proposed: a tenant admin accepting the proposals would otherwise have the confirm refused.
@@ -1333,9 +1324,9 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
             user.pk = ids[getattr(user, username_field)]
     created = {getattr(u, username_field): u.pk for u in new_users}
     existing_ids = [account.pk for _member, account, _username in steps if account is not None]
-    memberships = {m.user_id: m for m in Membership.objects.filter(tenant=tenant, user_id__in=existing_ids)}
-    new_memberships, reopened, renamed, bound, audits = [], [], [], [], []
-    now = timezone.now()
+    adapter = get_adapter()
+    memberships = adapter.membership_statuses(tenant, existing_ids)
+    membership_changes, renamed, bound, audits = {}, [], [], []
     actor_id = actor.pk if actor is not None and actor.is_authenticated else None
 
     def audit(action, user_id, member, **detail):
@@ -1346,36 +1337,28 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
     for member, account, username in steps:
         if account is None:
             user_id = created[username]
-            new_memberships.append(Membership(user_id=user_id, tenant=tenant, status=Membership.Status.ACTIVE))
+            membership_changes[user_id] = status = tenancy.ACTIVE
             audits.append(audit(AuditLog.Action.CREATE_ACCOUNT, user_id, member))
             counts["created"] += 1
-            status = Membership.Status.ACTIVE
         else:
             user_id = account.pk
-            membership = memberships.get(user_id)
-            newly_pending = False
-            if membership is None:
-                new_memberships.append(Membership(user_id=user_id, tenant=tenant, status=Membership.Status.PENDING))
-                status, newly_pending = Membership.Status.PENDING, True
-            elif membership.status in (Membership.Status.REJECTED, Membership.Status.INACTIVE):
-                membership.status, membership.updated_at = Membership.Status.PENDING, now
-                reopened.append(membership)
-                status, newly_pending = Membership.Status.PENDING, True
-            else:
-                status = membership.status
-            if status == Membership.Status.PENDING:
+            status = memberships.get(user_id)
+            newly_pending = status not in (tenancy.ACTIVE, tenancy.PENDING)
+            if newly_pending:
+                # No membership, or a rejected or ended one: pending until a tenant admin approves.
+                membership_changes[user_id] = status = tenancy.PENDING
+            if status == tenancy.PENDING:
                 counts["pending"] += 1
                 if newly_pending:
                     audits.append(audit(AuditLog.Action.PENDING, user_id, member))
-            elif status == Membership.Status.ACTIVE and member.name and account.full_name != member.name:
+            elif status == tenancy.ACTIVE and member.name and account.full_name != member.name:
                 # An existing member takes their WeCom name (seed 001: "update it directly"); only
                 # members of this tenant, as the account may belong to other tenants too.
                 renamed.append(User(pk=user_id, first_name=member.name[:first_max], last_name=""))
         bound.append(Binding(tenant=tenant, user_id=user_id, wecom_user_id=member.pk))
         audits.append(audit(AuditLog.Action.BIND, user_id, member, membership=status))
         counts["bound"] += 1
-    Membership.objects.bulk_create(new_memberships, batch_size=BATCH_SIZE)
-    Membership.objects.bulk_update(reopened, ["status", "updated_at"], batch_size=BATCH_SIZE)
+    adapter.set_memberships(tenant, membership_changes)
     User.objects.bulk_update(renamed, ["first_name", "last_name"], batch_size=BATCH_SIZE)
     counts["updated"] += len(renamed)
     Binding.objects.bulk_create(bound, batch_size=BATCH_SIZE)
