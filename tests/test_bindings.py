@@ -125,7 +125,6 @@ def test_approval_and_rejection_are_audited(tenant):
 
 def test_the_hook_is_registered_once():
     from tenants.services import decision_hooks
-
     from wecom_integration.tenancy import connect_default_backend
 
     connect_default_backend()
