@@ -63,3 +63,21 @@ def celery_settings(prefix="CELERY_"):
     if prefix is None:
         return values
     return {prefix + name.upper(): value for name, value in values.items()}
+
+
+def queue_for(task_name, app=None):
+    """The name of the queue the current Celery app sends ``task_name`` to: its own routes as the host
+    configured them (any form Celery accepts), else this module's ``TASK_ROUTES``, else the default queue.
+    The admin shows it next to work no worker has picked up (issue 24)."""
+    from celery import current_app
+
+    app = app or current_app
+    try:
+        queue = app.amqp.router.route({}, task_name, (), {}).get("queue")
+        name = getattr(queue, "name", queue)
+    except Exception:  # a broken route in the host's configuration must not break the admin page
+        name = None
+    if name:
+        return str(name)
+    route = TASK_ROUTES.get(task_name) or {}
+    return route.get("queue") or app.conf.task_default_queue or "celery"

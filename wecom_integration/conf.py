@@ -49,6 +49,9 @@ DEFAULTS = {
     # many ids, sent at the latest this many seconds after the first of them was stored.
     "CALLBACK_BATCH_SIZE": 100,
     "CALLBACK_BATCH_LINGER": 0.1,
+    # Seconds a queued job (a sync the admin started) may wait for a Celery worker before the admin shows
+    # it as "waiting for a worker", with the queue's name, and a tenant admin may cancel it.
+    "QUEUED_JOB_STALE_AFTER": 120,
     # Sync: deactivate a member's tenant membership when their WeCom account quits or is disabled.
     "DEACTIVATE_MEMBERSHIP_ON_LEAVE": True,
     # Public base URL used to build callback and OAuth redirect URLs (e.g. "https://erp.example.com").

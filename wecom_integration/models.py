@@ -355,6 +355,7 @@ class AuditLog(models.Model):
         REJECT = "reject", _("Rejected")
         DEACTIVATE = "deactivate", _("Deactivated")
         CONFIGURE = "configure", _("Configuration changed")
+        CANCEL_SYNC = "cancel_sync", _("Sync cancelled")
 
     tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_audit")
     actor = models.ForeignKey(
@@ -532,6 +533,8 @@ class SyncRun(models.Model):
         CONFIRMED = "confirmed", _("Confirmed")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
+        # No worker had started it; a tenant admin cancelled it (issue 24).
+        CANCELLED = "cancelled", _("Cancelled")
 
     ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
 

@@ -396,6 +396,9 @@ def run_progress(run):
         "errors": run.errors,
         "duration": run.duration,
         "fallback_mode": run.fallback_mode,
+        # Queued longer than WECOM["QUEUED_JOB_STALE_AFTER"] and no worker started it (issue 24).
+        "waiting_for_worker": sync.is_waiting_for_worker(run),
+        "queue": sync.queue_of(run),
     }
 
 
@@ -413,11 +416,12 @@ PHASE_LABELS = {
 
 @admin.register(SyncRun)
 class SyncRunAdmin(MirrorAdmin):
-    list_display = ("run_link", "tenant", "kind", "status", "phase", "progress", "summary", "duration_text",
+    list_display = ("run_link", "tenant", "kind", "status_text", "phase", "progress", "summary", "duration_text",
                     "started_by", "created_at")
     list_filter = (TenantFilter, "kind", "status")
     list_select_related = ("tenant", "started_by")
     change_list_template = "admin/wecom_integration/sync/change_list.html"
+    actions = ["cancel_waiting"]
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -427,6 +431,7 @@ class SyncRunAdmin(MirrorAdmin):
             path("<int:object_id>/progress/", view(self.progress_view), name="%s_%s_progress" % info),
             path("<int:object_id>/progress.json", view(self.progress_json_view), name="%s_%s_progress_json" % info),
             path("<int:object_id>/review/", view(self.review_view), name="%s_%s_review" % info),
+            path("<int:object_id>/cancel/", view(self.cancel_view), name="%s_%s_cancel" % info),
             path("<int:object_id>/review/search.json", view(self.review_search_view),
                  name="%s_%s_review_search" % info),
         ] + super().get_urls()
@@ -437,6 +442,42 @@ class SyncRunAdmin(MirrorAdmin):
     def run_link(self, obj):
         return format_html('<a href="{}">#{}</a>', reverse("admin:wecom_integration_syncrun_progress",
                                                           args=[obj.pk]), obj.pk)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_text(self, obj):
+        if sync.is_waiting_for_worker(obj):
+            return _("Waiting for a worker (queue “%(queue)s”)") % {"queue": sync.queue_of(obj)}
+        return obj.get_status_display()
+
+    @admin.action(description=_("Cancel the selected syncs no worker has started"), permissions=["view"])
+    def cancel_waiting(self, request, queryset):
+        """Cancel what no worker has started (issue 24); the rest of the selection is left alone."""
+        selected = queryset.count()
+        cancelled = sync.cancel_runs(queryset, actor=request.user)
+        self.message_user(
+            request,
+            ngettext("%(count)d sync cancelled.", "%(count)d syncs cancelled.", cancelled) % {"count": cancelled},
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
+        if selected > cancelled:
+            skipped = selected - cancelled
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d sync was left alone: a worker had started it or it had finished.",
+                    "%(count)d syncs were left alone: a worker had started them or they had finished.",
+                    skipped,
+                ) % {"count": skipped},
+                messages.WARNING,
+            )
+
+    def cancel_view(self, request, object_id):
+        """The progress page's Cancel button: cancel one sync no worker has started."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = self.tenant_admin_view(request, object_id, "view")
+        self.cancel_waiting(request, SyncRun.objects.filter(pk=run.pk))
+        return HttpResponseRedirect(reverse("admin:wecom_integration_syncrun_progress", args=[run.pk]))
 
     @admin.display(description=_("progress"))
     def progress(self, obj):
@@ -505,6 +546,7 @@ class SyncRunAdmin(MirrorAdmin):
             "phase_labels": {key: str(label) for key, label in PHASE_LABELS.items()},
             "json_url": reverse("admin:wecom_integration_syncrun_progress_json", args=[run.pk]),
             "review_url": reverse("admin:wecom_integration_syncrun_review", args=[run.pk]),
+            "cancel_url": reverse("admin:wecom_integration_syncrun_cancel", args=[run.pk]),
         }
         return TemplateResponse(request, "admin/wecom_integration/sync/progress.html", context)
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..adapter import get_adapter
 from ..models import Binding, CallbackEvent, MessageLog, SyncRun, WeComConfig, WeComUser
+from . import sync
 from .sync import BINDABLE_STATUSES
 
 #: Hours in the callbacks chart.
@@ -57,6 +58,8 @@ class Dashboard:
     failed_events: Problems
     failed_syncs: Problems
     failed_messages: Problems
+    # Syncs no worker has started within WECOM["QUEUED_JOB_STALE_AFTER"]: (run, queue name) (issue 24).
+    waiting_for_worker: list = field(default_factory=list)
     generated_at: datetime = field(default_factory=timezone.now)
 
     @property
@@ -97,6 +100,7 @@ def tenant_dashboard(tenant, now=None) -> Dashboard:
         failed_events=failed_events(tenant),
         failed_syncs=failed_syncs(tenant, now),
         failed_messages=failed_messages(tenant, now),
+        waiting_for_worker=[(run, sync.queue_of(run)) for run in runs.filter(sync.waiting_for_worker_q(now))],
     )
 
 

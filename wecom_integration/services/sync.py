@@ -59,6 +59,7 @@ from django.utils.translation import gettext as _
 from .. import observability, tenancy
 from ..adapter import get_adapter
 from ..client import WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
+from ..conf import wecom_settings
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComConfig, WeComUser
 from . import bindings
 from .directory import (
@@ -144,6 +145,60 @@ def create_run(tenant, kind=SyncRun.Kind.CONTACTS, actor=None) -> SyncRun:
     except IntegrityError:
         active = SyncRun.objects.filter(tenant=tenant, kind=kind, status__in=SyncRun.ACTIVE_STATUSES).first()
         raise SyncAlreadyRunning(active) from None
+
+
+# Work no worker has picked up (issue 24) --------------------------------------------------------------
+
+SYNC_TASK_NAMES = {
+    SyncRun.Kind.CONTACTS: "wecom_integration.tasks.run_contact_sync",
+    SyncRun.Kind.CUSTOMERS: "wecom_integration.tasks.run_customer_sync",
+}
+
+
+def waiting_for_worker_q(now=None) -> Q:
+    """Runs queued longer than ``WECOM["QUEUED_JOB_STALE_AFTER"]`` that no worker has started: pending and
+    never started (a rate-limited run put back to pending was started, and waits for its retry)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=wecom_settings.QUEUED_JOB_STALE_AFTER)
+    return Q(status=SyncRun.Status.PENDING, started_at__isnull=True, created_at__lte=cutoff)
+
+
+def is_waiting_for_worker(run: SyncRun, now=None) -> bool:
+    cutoff = (now or timezone.now()) - timedelta(seconds=wecom_settings.QUEUED_JOB_STALE_AFTER)
+    return run.status == SyncRun.Status.PENDING and run.started_at is None and run.created_at <= cutoff
+
+
+def queue_of(run: SyncRun) -> str:
+    """The Celery queue the run's task was sent to (the host's routes, else the app's)."""
+    from ..celery_config import queue_for
+
+    return queue_for(SYNC_TASK_NAMES[run.kind])
+
+
+def cancel_runs(runs, actor=None) -> int:
+    """Cancel the runs of ``runs`` (a queryset) that no worker has started yet, whatever their age;
+    returns how many. Each is audit-logged; a worker that picks up a cancelled run's task does nothing,
+    and the tenant may start a new sync at once (the one-active-sync constraint no longer holds it)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            runs.filter(status=SyncRun.Status.PENDING, started_at__isnull=True)
+            .select_for_update(of=("self",))
+            .values_list("pk", "tenant_id", "kind")
+        )
+        # The status condition again: a worker may have started one between the read and the lock.
+        SyncRun.objects.filter(pk__in=[pk for pk, _t, _k in ids], status=SyncRun.Status.PENDING,
+                               started_at__isnull=True).update(
+            status=SyncRun.Status.CANCELLED, finished_at=now, phase=""
+        )
+        actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+        AuditLog.objects.bulk_create(
+            AuditLog(tenant_id=tenant_id, actor_id=actor_id, action=AuditLog.Action.CANCEL_SYNC,
+                     detail={"run": pk, "kind": kind, "source": "admin"})
+            for pk, tenant_id, kind in ids
+        )
+    for pk, tenant_id, kind in ids:
+        observability.log_event(logger, "sync.cancelled", tenant=tenant_id, kind=kind, run=pk)
+    return len(ids)
 
 
 def active_run(tenant, kind=SyncRun.Kind.CONTACTS):
@@ -988,12 +1043,14 @@ def execute_contact_run(run_id: int, *, client=None, app_client: Callable | None
     Secret's client) replace the tenant's own, e.g. in benchmarks.
     """
     run = SyncRun.objects.select_related("tenant").get(pk=run_id)
-    if run.status not in SyncRun.ACTIVE_STATUSES:
-        return run
     started = timezone.now()
-    SyncRun.objects.filter(pk=run.pk).update(
+    # Only a run still pending or running is started: a cancelled one (issue 24) or a finished one
+    # (a redelivered task) is left as it is, in the same UPDATE that starts it (no race with a cancel).
+    if not SyncRun.objects.filter(pk=run.pk, status__in=SyncRun.ACTIVE_STATUSES).update(
         status=SyncRun.Status.RUNNING, started_at=run.started_at or started, finished_at=None
-    )
+    ):
+        run.refresh_from_db()
+        return run
     progress = Progress(run.pk, run.kind)
     since = int(time.time())
     clock = time.monotonic()
