@@ -70,10 +70,13 @@ def queue_for(task_name, app=None):
     configured them (any form Celery accepts), else this module's ``TASK_ROUTES``, else the default queue.
     The admin shows it next to work no worker has picked up (issue 24)."""
     from celery import current_app
+    from celery.app.routes import Router, prepare
 
     app = app or current_app
     try:
-        queue = app.amqp.router.route({}, task_name, (), {}).get("queue")
+        # A router built from the routes as configured now (Celery caches the one it sends with).
+        router = Router(prepare(app.conf.task_routes), app.amqp.queues, create_missing=True, app=app)
+        queue = router.route({}, task_name, (), {}).get("queue")
         name = getattr(queue, "name", queue)
     except Exception:  # a broken route in the host's configuration must not break the admin page
         name = None
