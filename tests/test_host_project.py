@@ -234,7 +234,8 @@ class OrgAdapter(DefaultWeComAdapter):
         return {uid: tenancy.ACTIVE if ok else tenancy.PENDING for uid, ok in seats.values_list("user_id", "approved")}
 
     def set_memberships(self, tenant, statuses):
-        have = set(Seat.objects.filter(organization=tenant, user_id__in=list(statuses)).values_list("user_id", flat=True))
+        seats = Seat.objects.filter(organization=tenant, user_id__in=list(statuses))
+        have = set(seats.values_list("user_id", flat=True))
         Seat.objects.bulk_create(
             Seat(organization=tenant, user_id=uid, approved=status == tenancy.ACTIVE)
             for uid, status in statuses.items() if uid not in have
@@ -626,7 +627,8 @@ def org_host(host, fake):
     adapter subclass answering from them, ``WECOM_TENANT_MODEL`` set and ``tenants`` not installed."""
     org_host = Host(host.base, fake, site="orgsite")
     subprocess.run(
-        [str(org_host.venv / "bin" / "django-admin"), "startproject", "orgproj", str(org_host.dir.mkdir() or org_host.dir)],
+        [str(org_host.venv / "bin" / "django-admin"), "startproject", "orgproj",
+         str(org_host.dir.mkdir() or org_host.dir)],
         check=True, timeout=TIMEOUT, env=org_host.env(),
     )
     org_host.run("startapp", "orgs")
