@@ -306,9 +306,10 @@ class Host:
             assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done
 
-    def shell(self, code, **params):
+    def shell(self, code, settings=None, **params):
         """Run ``code`` in the host (``manage.py shell -c``); its last line of output, parsed as JSON."""
-        output = self.run("shell", "-c", textwrap.dedent(code % params)).stdout
+        extra = ("--settings", settings) if settings else ()
+        output = self.run("shell", *extra, "-c", textwrap.dedent(code % params)).stdout
         return json.loads(output.strip().splitlines()[-1])
 
     def start(self, name, args, **env):
@@ -615,6 +616,96 @@ def test_a_worker_of_the_hosts_own_celery_app_handles_a_callback(host, fake, ten
     assert worker.running()
     log = worker.log_path.read_text(errors="replace")
     assert "wecom_integration.tasks.handle_callback_event" in log
+    worker.stop()
+
+
+def write_worker_settings(host, name, prefix):
+    """Settings of the host with the app's Celery routes (queue names prefixed: this test shares no queue
+    with anything else on the broker), a real broker (REDIS_URL) and no eager tasks."""
+    (host.dir / "hostproj" / f"{name}.py").write_text(textwrap.dedent(f"""
+        from wecom_integration.celery_config import celery_settings
+
+        from .settings import *  # noqa: F403
+
+        for _name, _value in celery_settings().items():
+            globals()[_name] = _value
+        CELERY_TASK_ROUTES = {{name: {{"queue": {prefix!r} + route["queue"]}}
+                               for name, route in CELERY_TASK_ROUTES.items()}}
+        CELERY_TASK_ALWAYS_EAGER = False
+        CELERY_BROKER_URL = {os.environ["REDIS_URL"]!r}
+    """))
+    return f"hostproj.{name}"
+
+
+@pytest.mark.services
+def test_a_sync_no_worker_takes_waits_is_cancelled_and_a_new_one_runs(host, fake, tenant):
+    """(d) No worker: the sync shows as waiting for a worker with its queue, a tenant admin cancels it, a
+    new sync is accepted, and once a worker is up it runs the new one and leaves the cancelled one alone."""
+    prefix = f"host-{uuid.uuid4().hex[:8]}-"
+    settings = write_worker_settings(host, "settings_no_worker", prefix)
+    waiting = host.shell("""
+        import json
+        from datetime import timedelta
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+        from django.urls import reverse
+        from django.utils import timezone
+        from tenants.models import Tenant
+        from wecom_integration.models import AuditLog, SyncRun
+        from wecom_integration.sync_tasks import start_sync
+        tenant = Tenant.objects.get(pk=%(tenant)d)
+        run = start_sync(tenant)  # queued on the broker; no worker consumes the queue
+        # As if the setting's two minutes had passed.
+        SyncRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+        client = Client(HTTP_HOST="localhost")
+        client.force_login(get_user_model().objects.get(username=%(superuser)r))
+        state = client.get(reverse("admin:wecom_integration_syncrun_progress_json", args=[run.pk])).json()
+        listing = client.get(reverse("admin:wecom_integration_syncrun_changelist")).content.decode()
+        refused_while_waiting = False
+        try:
+            start_sync(tenant)
+        except Exception:
+            refused_while_waiting = True
+        client.post(reverse("admin:wecom_integration_syncrun_changelist"),
+                    {"action": "cancel_waiting", "_selected_action": [run.pk]})
+        run.refresh_from_db()
+        new = start_sync(tenant)
+        print(json.dumps({"run": run.pk, "new": new.pk, "status": run.status, "state": state,
+                          "listed": "Waiting for a worker" in listing or "等待后台进程" in listing,
+                          "refused": refused_while_waiting,
+                          "audited": AuditLog.objects.filter(action="cancel_sync").count()}))
+    """, settings=settings, tenant=tenant["id"], superuser=SUPERUSER)
+    assert waiting["state"]["waiting_for_worker"] is True, waiting
+    assert waiting["state"]["queue"] == f"{prefix}bulk", waiting
+    assert waiting["listed"] and waiting["refused"], waiting
+    assert waiting["status"] == "cancelled" and waiting["audited"] >= 1, waiting
+
+    worker = host.start(
+        "worker-late",
+        [str(host.venv / "bin" / "celery"), "-A", "hostproj", "worker", "-Q", f"{prefix}callbacks,{prefix}bulk",
+         "-P", "solo", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+        DJANGO_SETTINGS_MODULE=settings,
+    )
+    wait_for(lambda: "ready." in worker.log_path.read_text(errors="replace"), timeout=90, what="the worker",
+             procs=[worker])
+
+    def statuses():
+        return host.shell("""
+            import json
+            from wecom_integration.models import SyncRun
+            print(json.dumps(dict(SyncRun.objects.filter(pk__in=[%(run)d, %(new)d]).values_list("pk", "status"))))
+        """, settings=settings, run=waiting["run"], new=waiting["new"])
+
+    wait_for(lambda: statuses()[str(waiting["new"])] in ("review", "succeeded"), timeout=120,
+             what="the late worker to run the new sync", procs=[worker])
+    # Both tasks reached the worker; the cancelled run stayed cancelled.
+    def received():
+        log = worker.log_path.read_text(errors="replace").splitlines()
+        return sum(1 for line in log if "run_contact_sync[" in line and "received" in line)
+
+    wait_for(lambda: received() >= 2, timeout=60, what="the worker to take the cancelled run's task too",
+             procs=[worker])
+    assert statuses()[str(waiting["run"])] == "cancelled"
     worker.stop()
 
 
