@@ -15,7 +15,7 @@ member or an admin and the sync creates no memberships: the host overrides the a
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -72,6 +72,23 @@ def default_tenant_id():
 
         return DEFAULT_TENANT_ID
     return None
+
+
+def tenant_name(tenant):
+    """What a tenant is called on screens: its ``name`` field where the model has one, else ``str()``."""
+    return str(getattr(tenant, "name", "") or tenant)
+
+
+def tenant_search_fields(relation="tenant"):
+    """Admin search lookups for a tenant foreign key: ``name`` and ``code`` where the tenant model has them."""
+    names = []
+    for name in ("name", "code"):
+        try:
+            get_tenant_model()._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        names.append(f"{relation}__{name}")
+    return tuple(names)
 
 
 def tenants_ordered(queryset):

@@ -155,3 +155,14 @@ def test_the_admin_shows_a_manager_only_their_organisations_rows(client, fake, o
     assert {o.pk for o in changelist.context["cl"].result_list} == {mine.pk}
     assert client.get(reverse("admin:wecom_integration_wecomuser_change", args=[theirs.pk])).status_code == 403
     assert client.get(reverse("admin:wecom_integration_syncrun_changelist")).status_code == 200
+
+
+def test_the_login_page_and_the_configuration_search_work_with_the_hosts_model(client, fake, org):
+    page = client.get("/accounts/login/").content.decode()
+    assert "Acme Ltd" in page  # the organisation's str(), as it has no "name"
+    assert client.get(f"/accounts/login/?tenant={org.pk}").status_code == 200
+    manager = user("manager", staff=True)
+    Seat.objects.create(user=manager, organization=org, manager=True)
+    client.force_login(manager)
+    found = client.get(reverse("admin:wecom_integration_wecomconfig_changelist") + "?q=" + fake.corp_id[:6])
+    assert found.status_code == 200 and len(found.context["cl"].result_list) == 1
