@@ -200,6 +200,9 @@ WECOM_API_BASE = os.environ.get("WECOM_API_BASE", "https://qyapi.weixin.qq.com")
 # Prometheus /metrics: a bearer token when set; otherwise loopback (and these addresses) only.
 METRICS_TOKEN = os.environ.get("WECOM_METRICS_TOKEN", "")
 METRICS_ALLOWED_IPS = env_list("WECOM_METRICS_ALLOWED_IPS")
+# The model every tenant foreign key of the WeCom app points at (issue 24; a host names its own).
+WECOM_TENANT_MODEL = "tenants.Tenant"
+
 WECOM = {
     "PUBLIC_BASE_URL": os.environ.get("WECOM_PUBLIC_BASE_URL", ""),
     # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself; the app merges the files of that directory.

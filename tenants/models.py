@@ -21,6 +21,8 @@ class Tenant(models.Model):
         verbose_name = _("tenant")
         verbose_name_plural = _("tenants")
         ordering = ["id"]
+        # A host names its own organisation model in WECOM_TENANT_MODEL (issue 24), as with AUTH_USER_MODEL.
+        swappable = "WECOM_TENANT_MODEL"
 
     def __str__(self):
         return f"{self.name} ({self.code})"

@@ -167,6 +167,7 @@ EXPECTED = {
         extra={
             # POST only; the method is checked first (the isolation sweep POSTs to it).
             "GET admin:wecom_integration_syncrun_start": (LOGIN, NOT_ALLOWED, NOT_ALLOWED),
+            "GET admin:wecom_integration_syncrun_cancel": (LOGIN, NOT_ALLOWED, NOT_ALLOWED),
             "GET admin:wecom_integration_syncrun_review": ADMIN_OBJECT,
             "GET admin:wecom_integration_syncrun_review_search": ADMIN_OBJECT,
             "GET admin:wecom_integration_syncrun_progress": ADMIN_OBJECT,

@@ -125,9 +125,10 @@ def test_approval_and_rejection_are_audited(tenant):
 
 def test_the_hook_is_registered_once():
     from tenants.services import decision_hooks
+    from wecom_integration.tenancy import connect_default_backend
 
-    bindings.register_hooks()
-    bindings.register_hooks()
+    connect_default_backend()
+    connect_default_backend()
     assert decision_hooks.count(bindings.record_membership_decision) == 1
 
 

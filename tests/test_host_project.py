@@ -172,6 +172,78 @@ print(json.dumps({
 """
 
 
+# The second host (issue 24, "Your own organisations" in docs/install.md): its own organisation model and
+# its own membership rule, WECOM_TENANT_MODEL set, the tenants app not installed.
+ORG_SETTINGS = """
+
+# --- What the host adds to adopt django-wecom-integration with its own organisations ---
+INSTALLED_APPS += [
+    "rest_framework",
+    "rest_framework.authtoken",
+    "orgs",
+    "wecom_integration",
+]
+WECOM_TENANT_MODEL = "orgs.Organization"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "wecom_integration.auth_backends.WeComBackend",
+]
+CELERY_TASK_ALWAYS_EAGER = True
+WECOM = {"API_BASE": %(api_base)r, "ADAPTER": "orgs.wecom.OrgAdapter"}
+"""
+
+ORG_MODELS = """
+from django.conf import settings
+from django.db import models
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.name
+
+
+class Seat(models.Model):
+    \"\"\"The host's membership: a seat in an organisation; an owner administers it.\"\"\"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    owner = models.BooleanField(default=False)
+    approved = models.BooleanField(default=True)
+"""
+
+# The host's rule, through the app's adapter (docs/install.md, "Your own organisations").
+ORG_ADAPTER = """
+from wecom_integration import tenancy
+from wecom_integration.adapter import DefaultWeComAdapter
+
+from .models import Seat
+
+
+class OrgAdapter(DefaultWeComAdapter):
+    def admin_tenant_ids(self, user):
+        return set(Seat.objects.filter(user=user, owner=True).values_list("organization_id", flat=True))
+
+    def member_user_ids(self, tenant, statuses=(tenancy.ACTIVE,)):
+        approved = [s == tenancy.ACTIVE for s in statuses]
+        return Seat.objects.filter(organization=tenant, approved__in=approved).values("user_id")
+
+    def membership_statuses(self, tenant, user_ids):
+        seats = Seat.objects.filter(organization=tenant, user_id__in=list(user_ids))
+        return {uid: tenancy.ACTIVE if ok else tenancy.PENDING for uid, ok in seats.values_list("user_id", "approved")}
+
+    def set_memberships(self, tenant, statuses):
+        seats = Seat.objects.filter(organization=tenant, user_id__in=list(statuses))
+        have = set(seats.values_list("user_id", flat=True))
+        Seat.objects.bulk_create(
+            Seat(organization=tenant, user_id=uid, approved=status == tenancy.ACTIVE)
+            for uid, status in statuses.items() if uid not in have
+        )
+        return len(statuses) - len(have)
+"""
+
+
 class HostProc:
     """A process of the host (runserver, a Celery worker) run from the host's directory, output to a log."""
 
@@ -203,12 +275,12 @@ class HostProc:
 
 
 class Host:
-    """The generated host project in its own virtualenv."""
+    """The generated host project in its own virtualenv (a second host shares the virtualenv)."""
 
-    def __init__(self, base, fake):
+    def __init__(self, base, fake, site="hostsite"):
         self.base = Path(base)
         self.venv = self.base / "venv"
-        self.dir = self.base / "hostsite"
+        self.dir = self.base / site
         self.python = self.venv / "bin" / "python"
         self.fake = fake
         self.procs = []
@@ -234,9 +306,10 @@ class Host:
             assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done
 
-    def shell(self, code, **params):
+    def shell(self, code, settings=None, **params):
         """Run ``code`` in the host (``manage.py shell -c``); its last line of output, parsed as JSON."""
-        output = self.run("shell", "-c", textwrap.dedent(code % params)).stdout
+        extra = ("--settings", settings) if settings else ()
+        output = self.run("shell", *extra, "-c", textwrap.dedent(code % params)).stdout
         return json.loads(output.strip().splitlines()[-1])
 
     def start(self, name, args, **env):
@@ -417,7 +490,7 @@ def test_callbacks_api_and_admin_in_the_host(host, fake, tenant):
     rendered = host.shell(RENDER_ADMIN, superuser=SUPERUSER)
     pages = rendered["pages"]
     post_only = {url: code for url, code in pages.items() if code == 405}
-    assert set(post_only) <= {url for url in pages if url.endswith(("/start/", "/retry/"))}, post_only
+    assert set(post_only) <= {url for url in pages if url.endswith(("/start/", "/retry/", "/cancel/"))}, post_only
     broken = {url: code for url, code in pages.items() if code not in (200, 405)}
     assert broken == {}, broken
     assert any(url.endswith("/dashboard/") for url in pages) and any("/add/" in url for url in pages)
@@ -544,3 +617,208 @@ def test_a_worker_of_the_hosts_own_celery_app_handles_a_callback(host, fake, ten
     log = worker.log_path.read_text(errors="replace")
     assert "wecom_integration.tasks.handle_callback_event" in log
     worker.stop()
+
+
+def write_worker_settings(host, name, prefix):
+    """Settings of the host with the app's Celery routes (queue names prefixed: this test shares no queue
+    with anything else on the broker), a real broker (REDIS_URL) and no eager tasks."""
+    (host.dir / "hostproj" / f"{name}.py").write_text(textwrap.dedent(f"""
+        from wecom_integration.celery_config import celery_settings
+
+        from .settings import *  # noqa: F403
+
+        for _name, _value in celery_settings().items():
+            globals()[_name] = _value
+        CELERY_TASK_ROUTES = {{name: {{"queue": {prefix!r} + route["queue"]}}
+                               for name, route in CELERY_TASK_ROUTES.items()}}
+        CELERY_TASK_ALWAYS_EAGER = False
+        CELERY_BROKER_URL = {os.environ["REDIS_URL"]!r}
+    """))
+    return f"hostproj.{name}"
+
+
+@pytest.mark.services
+def test_a_sync_no_worker_takes_waits_is_cancelled_and_a_new_one_runs(host, fake, tenant):
+    """(d) No worker: the sync shows as waiting for a worker with its queue, a tenant admin cancels it, a
+    new sync is accepted, and once a worker is up it runs the new one and leaves the cancelled one alone."""
+    prefix = f"host-{uuid.uuid4().hex[:8]}-"
+    settings = write_worker_settings(host, "settings_no_worker", prefix)
+    waiting = host.shell("""
+        import json
+        from datetime import timedelta
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+        from django.urls import reverse
+        from django.utils import timezone
+        from tenants.models import Tenant
+        from wecom_integration.models import AuditLog, SyncRun
+        from wecom_integration.sync_tasks import start_sync
+        tenant = Tenant.objects.get(pk=%(tenant)d)
+        run = start_sync(tenant)  # queued on the broker; no worker consumes the queue
+        # As if the setting's two minutes had passed.
+        SyncRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+        client = Client(HTTP_HOST="localhost")
+        client.force_login(get_user_model().objects.get(username=%(superuser)r))
+        state = client.get(reverse("admin:wecom_integration_syncrun_progress_json", args=[run.pk])).json()
+        listing = client.get(reverse("admin:wecom_integration_syncrun_changelist")).content.decode()
+        refused_while_waiting = False
+        try:
+            start_sync(tenant)
+        except Exception:
+            refused_while_waiting = True
+        client.post(reverse("admin:wecom_integration_syncrun_changelist"),
+                    {"action": "cancel_waiting", "_selected_action": [run.pk]})
+        run.refresh_from_db()
+        new = start_sync(tenant)
+        print(json.dumps({"run": run.pk, "new": new.pk, "status": run.status, "state": state,
+                          "listed": "Waiting for a worker" in listing or "等待后台进程" in listing,
+                          "refused": refused_while_waiting,
+                          "audited": AuditLog.objects.filter(action="cancel_sync").count()}))
+    """, settings=settings, tenant=tenant["id"], superuser=SUPERUSER)
+    assert waiting["state"]["waiting_for_worker"] is True, waiting
+    assert waiting["state"]["queue"] == f"{prefix}bulk", waiting
+    assert waiting["listed"] and waiting["refused"], waiting
+    assert waiting["status"] == "cancelled" and waiting["audited"] >= 1, waiting
+
+    worker = host.start(
+        "worker-late",
+        [str(host.venv / "bin" / "celery"), "-A", "hostproj", "worker", "-Q", f"{prefix}callbacks,{prefix}bulk",
+         "-P", "solo", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+        DJANGO_SETTINGS_MODULE=settings,
+    )
+    wait_for(lambda: "ready." in worker.log_path.read_text(errors="replace"), timeout=90, what="the worker",
+             procs=[worker])
+
+    def statuses():
+        return host.shell("""
+            import json
+            from wecom_integration.models import SyncRun
+            print(json.dumps(dict(SyncRun.objects.filter(pk__in=[%(run)d, %(new)d]).values_list("pk", "status"))))
+        """, settings=settings, run=waiting["run"], new=waiting["new"])
+
+    wait_for(lambda: statuses()[str(waiting["new"])] in ("review", "succeeded"), timeout=120,
+             what="the late worker to run the new sync", procs=[worker])
+    # Both tasks reached the worker; the cancelled run stayed cancelled.
+    def received():
+        log = worker.log_path.read_text(errors="replace").splitlines()
+        return sum(1 for line in log if "run_contact_sync[" in line and "received" in line)
+
+    wait_for(lambda: received() >= 2, timeout=60, what="the worker to take the cancelled run's task too",
+             procs=[worker])
+    assert statuses()[str(waiting["run"])] == "cancelled"
+    worker.stop()
+
+
+# A host with its own organisations (issue 24 item 1) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def org_host(host, fake):
+    """A second project in the same virtualenv: its own ``orgs.Organization`` and ``Seat`` models, an
+    adapter subclass answering from them, ``WECOM_TENANT_MODEL`` set and ``tenants`` not installed."""
+    org_host = Host(host.base, fake, site="orgsite")
+    subprocess.run(
+        [str(org_host.venv / "bin" / "django-admin"), "startproject", "orgproj",
+         str(org_host.dir.mkdir() or org_host.dir)],
+        check=True, timeout=TIMEOUT, env=org_host.env(),
+    )
+    org_host.run("startapp", "orgs")
+    (org_host.dir / "orgs" / "models.py").write_text(ORG_MODELS)
+    (org_host.dir / "orgs" / "wecom.py").write_text(ORG_ADAPTER)
+    project = org_host.dir / "orgproj"
+    with open(project / "settings.py", "a") as settings:
+        settings.write(ORG_SETTINGS % {"api_base": fake.api_base})
+    (project / "urls.py").write_text(HOST_URLS)
+    (project / "celery.py").write_text(HOST_CELERY.replace("hostproj", "orgproj"))
+    (project / "__init__.py").write_text('from .celery import app as celery_app\n\n__all__ = ("celery_app",)\n')
+    yield org_host
+    for proc in org_host.procs:
+        proc.stop()
+
+
+def test_a_host_with_its_own_organisations(org_host, fake):
+    host = org_host
+    # check, migrate: the app's migrations follow WECOM_TENANT_MODEL and do not change.
+    host.run("makemigrations", "orgs")
+    assert "no issues" in host.run("check").stdout
+    host.run("migrate", "--noinput")
+    assert "No changes detected" in host.run("makemigrations", "--check", "--dry-run").stdout
+    made = host.shell("""
+        import json, sys
+        from django.apps import apps
+        from django.contrib.auth import get_user_model
+        from orgs.models import Organization, Seat
+        from wecom_integration.models import WeComConfig
+        User = get_user_model()
+        org = Organization.objects.create(name="Acme Org")
+        Organization.objects.create(name="Elsewhere")
+        boss, member, stranger = (User.objects.create_user(name) for name in ("boss", "member", "stranger"))
+        Seat.objects.create(user=boss, organization=org, owner=True)
+        Seat.objects.create(user=member, organization=org)
+        print(json.dumps({"org": org.pk, "tenants_installed": apps.is_installed("tenants"),
+                          "tenants_imported": "tenants" in sys.modules,
+                          "fk": WeComConfig._meta.get_field("tenant").related_model._meta.label}))
+    """)
+    assert made["tenants_installed"] is False and made["tenants_imported"] is False
+    assert made["fk"] == "orgs.Organization"
+
+    # configure an existing organisation by its id
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    credentials = {"token": secrets.token_hex(8), "aes_key": aes_key()}
+    values = {"secret": fake.secret, "contact_secret": fake.contact_secret,
+              "contact_token": credentials["token"], "contact_aes_key": credentials["aes_key"]}
+    done = host.run(
+        "wecom_configure", "--tenant-id", str(made["org"]), "--corp-id", fake.corp_id, "--agent-id",
+        str(fake.agent_id), "--base-url", base_url, "--from-json", "-", input=json.dumps(values),
+    )
+    printed = json.loads(done.stdout)
+    assert printed["tenant_id"] == made["org"]
+    host.runserver(port, settings="orgproj.settings")
+
+    # a verified callback, and a contact change handled
+    url = printed["callback_urls"]["contacts"]
+    assert url == f"{base_url}/wecom/callback/{made['org']}/contacts/"
+    fake.register_callback(url, credentials["token"], credentials["aes_key"], kind="contacts", verify=True)
+    (delivery,) = fake.add_user("org-new-member", "组织新成员", department=(1,))
+    assert delivery.ok, delivery
+
+    # a sync against the fake, its accounts' memberships in the host's seats
+    synced = host.shell("""
+        import json
+        from orgs.models import Organization
+        from wecom_integration.models import CallbackEvent, SyncRun, WeComUser
+        from wecom_integration.services import sync
+        from wecom_integration.sync_tasks import start_sync
+        org = Organization.objects.get(pk=%(org)d)
+        run = start_sync(org)
+        run.refresh_from_db()
+        counts = sync.confirm_run(run, create_unmatched=True) if run.status == "review" else {}
+        print(json.dumps({"status": run.status, "members": WeComUser.objects.filter(tenant=org).count(),
+                          "callback": WeComUser.objects.filter(tenant=org, userid="org-new-member").exists(),
+                          "handled": CallbackEvent.objects.filter(status="handled").count(),
+                          "seats": org.seat_set.count(), "created": counts.get("created", 0)}))
+    """, org=made["org"])
+    assert synced["callback"] is True and synced["handled"] >= 1, synced
+    assert synced["status"] == "review" and synced["members"] >= len(fake.org.users), synced
+    assert synced["created"] > 0 and synced["seats"] == 2 + synced["created"], synced
+
+    # sendMessageTest: the organisation's owner may send to @all; a non-member and a plain member may not.
+    tokens = {name: host.run("drf_create_token", name).stdout.split()[2] for name in ("boss", "member", "stranger")}
+    body = {"app": "WECHAT_ENTERPRISE", "sendAll": True, "receiver": "", "content": "org host test"}
+    before = len(fake.sent_messages)
+
+    def send(name):
+        headers = {"X-Access-Token": tokens[name], "X-Tenant-Id": str(made["org"])}
+        return requests.post(f"{base_url}/sys/thirdApp/sendMessageTest", json=body, headers=headers, timeout=60)
+
+    assert send("stranger").status_code == 403
+    assert send("member").status_code == 403
+    assert len(fake.sent_messages) == before
+    allowed = send("boss")
+    assert allowed.status_code == 200 and allowed.json()["success"], allowed.text
+    assert len(fake.sent_messages) == before + 1 and fake.sent_messages[-1]["touser"] == "@all"
+    # No tenant 0 in this host: the API asks for X-Tenant-Id.
+    bare = requests.post(f"{base_url}/sys/thirdApp/sendMessageTest", json=body,
+                         headers={"X-Access-Token": tokens["boss"]}, timeout=60)
+    assert bare.status_code == 400, bare.text

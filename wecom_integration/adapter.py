@@ -22,8 +22,7 @@ from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.module_loading import import_string
 
-from tenants.models import Membership, Tenant
-
+from . import tenancy
 from .conf import wecom_settings
 from .models import AuditLog, Binding, WeComUser
 
@@ -76,8 +75,8 @@ class DefaultWeComAdapter:
     def list_login_tenants(self, request):
         """The tenants offered a "Sign in with WeCom" button on the login page when none is chosen with
         ``?tenant=``. By default every tenant whose WeCom configuration is enabled; a host project that
-        must not show its tenants' names to anonymous visitors returns ``Tenant.objects.none()``."""
-        return Tenant.objects.filter(wecom_config__enabled=True).order_by("name")
+        must not show its tenants' names to anonymous visitors returns an empty queryset."""
+        return tenancy.tenants_ordered(tenancy.get_tenant_model()._default_manager.filter(wecom_config__enabled=True))
 
     # From a WeCom userid to a local user ---------------------------------------------------------------
 
@@ -119,7 +118,7 @@ class DefaultWeComAdapter:
     def username_for(self, tenant, wecom_user):
         """The username the contact sync gives a member's account: the tenant's code + the WeCom userid
         (seed 001: 组织门牌号 + 企业微信账号)."""
-        return f"{tenant.code}{wecom_user.userid}"
+        return f"{self.tenant_code(tenant)}{wecom_user.userid}"
 
     def create_user(self, tenant, wecom_user):
         """Make a new account for ``wecom_user`` and bind it (sign-up at sign-in). Returns (binding, created).
@@ -142,7 +141,7 @@ class DefaultWeComAdapter:
                     user.first_name = (wecom_user.name or "")[:150]
                 user.set_unusable_password()
                 user.save()
-                Membership.objects.create(user=user, tenant=tenant, status=Membership.Status.ACTIVE)
+                self.set_memberships(tenant, {user.pk: tenancy.ACTIVE})
                 bindings.audit(
                     tenant.pk,
                     AuditLog.Action.CREATE_ACCOUNT,
@@ -175,13 +174,13 @@ class DefaultWeComAdapter:
         if bindings.made_by_signup_for_an_existing_account(binding):
             # Issue 16: only a sync confirm or an admin's bind leads a WeCom member to an existing account.
             raise flows.NotBound(tenant=tenant, detail=f"user {user.pk} bound by sign-up, not created by it")
-        membership = Membership.objects.filter(user=user, tenant=tenant).only("status").first()
-        if membership is None:
+        status = self.membership_statuses(tenant, [user.pk]).get(user.pk)
+        if status is None:
             raise flows.NoMembership(tenant=tenant, detail=f"user {user.pk}")
-        if membership.status == Membership.Status.PENDING:
+        if status == tenancy.PENDING:
             raise flows.MembershipPending(tenant=tenant, detail=f"user {user.pk}")
-        if membership.status != Membership.Status.ACTIVE:
-            raise flows.AccountDeactivated(tenant=tenant, detail=f"membership {membership.status}")
+        if status != tenancy.ACTIVE:
+            raise flows.AccountDeactivated(tenant=tenant, detail=f"membership {status}")
 
     # After signing in ----------------------------------------------------------------------------------
 
@@ -213,8 +212,16 @@ class DefaultWeComAdapter:
 
         return login_url_with_next(next_url, tenant.pk)
 
-    # Roles in a tenant: the API's permissions ask these ----------------------------------------------------
-    # (wecom_integration.api.auth; override them to take roles from the host's own model, issue 24)
+    # Roles and memberships in a tenant -------------------------------------------------------------------
+    # The API's permissions, the admin's scoping, sign-in and the sync ask these. The defaults answer from
+    # ``tenants.Membership`` (wecom_integration.tenancy.MembershipBackend); a host whose WECOM_TENANT_MODEL
+    # is its own organisation model overrides them to answer from its own memberships (issue 24,
+    # docs/install.md "Your own organisations"). Membership states are the strings of
+    # wecom_integration.tenancy: ACTIVE, PENDING, REJECTED, INACTIVE.
+
+    def memberships(self):
+        """The default membership backend (``tenants.Membership``, or none with a host's tenant model)."""
+        return tenancy.membership_backend()
 
     def is_tenant_member(self, user, tenant):
         """Whether ``user`` may act in ``tenant`` at all: an active membership, or a superuser."""
@@ -222,7 +229,7 @@ class DefaultWeComAdapter:
             return False
         if user.is_superuser:
             return True
-        return Membership.objects.active().filter(user=user, tenant=tenant).exists()
+        return self.membership_statuses(tenant, [user.pk]).get(user.pk) == tenancy.ACTIVE
 
     def is_tenant_admin(self, user, tenant):
         """Whether ``user`` administers ``tenant``: an active membership with the admin role, or a superuser."""
@@ -230,7 +237,49 @@ class DefaultWeComAdapter:
             return False
         if user.is_superuser:
             return True
-        return Membership.objects.active().filter(user=user, tenant=tenant, role=Membership.Role.ADMIN).exists()
+        return tenant.pk in self.admin_tenant_ids(user)
+
+    def admin_tenant_ids(self, user):
+        """The ids of the tenants ``user`` administers (the admin site shows them only their rows); a
+        superuser is handled before this is asked."""
+        return self.memberships().admin_tenant_ids(user)
+
+    def membership_role(self, user, tenant):
+        """A label of ``user``'s role in ``tenant`` for the API's "current tenant" (None: no membership)."""
+        return self.memberships().membership_role(user, tenant)
+
+    def member_user_ids(self, tenant, statuses=(tenancy.ACTIVE,)):
+        """A queryset of the ids (one column) of the users whose membership of ``tenant`` is in one of
+        ``statuses``: used in subqueries, so it must be a queryset of the user model's primary keys."""
+        return self.memberships().member_user_ids(tenant, statuses)
+
+    def membership_statuses(self, tenant, user_ids):
+        """{user id: state} of these users' memberships of ``tenant``; users without one are absent."""
+        return self.memberships().membership_statuses(tenant, user_ids)
+
+    def set_memberships(self, tenant, statuses):
+        """Give each user of ``statuses`` ({user id: state}) that membership state in ``tenant``, creating
+        the memberships that do not exist: an account created for a WeCom member (ACTIVE), an existing
+        account the sync or sign-in bound (PENDING until a tenant admin approves). Returns how many changed."""
+        return self.memberships().set_memberships(tenant, statuses)
+
+    def deactivate_memberships(self, tenant_id, user_ids):
+        """End the active memberships of these users in the tenant (their WeCom account quit or was
+        disabled, ``WECOM["DEACTIVATE_MEMBERSHIP_ON_LEAVE"]``); returns how many."""
+        return self.memberships().deactivate_memberships(tenant_id, user_ids)
+
+    def pending_membership_count(self, tenant):
+        """How many memberships of ``tenant`` wait for an admin's approval (the tenant dashboard)."""
+        return self.memberships().pending_count(tenant)
+
+    def make_tenant_admin(self, user, tenant):
+        """Make ``user`` an active admin of ``tenant`` (``wecom_configure --admin``)."""
+        self.memberships().make_admin(user, tenant)
+
+    def tenant_code(self, tenant):
+        """The tenant's house number (seed 001's 门牌号): the prefix of the accounts the sync creates.
+        By default its ``code`` field, or its primary key when the model has none."""
+        return str(getattr(tenant, "code", "") or tenant.pk)
 
     def members_may_send(self, tenant):
         """Whether ordinary members of ``tenant`` may send messages (WeComConfig's "members may send

@@ -14,6 +14,7 @@ class WeComIntegrationConfig(AppConfig):
         # records membership approvals whether they come from the admin or the API.
         # observability: metrics on the client's listeners, Celery request-id propagation, task metrics.
         from . import checks, messaging_tasks, observability, sync_tasks, tasks  # noqa: F401
-        from .services import bindings  # noqa: F401
+        from .tenancy import connect_default_backend
 
+        connect_default_backend()
         observability.install()

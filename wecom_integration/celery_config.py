@@ -63,3 +63,24 @@ def celery_settings(prefix="CELERY_"):
     if prefix is None:
         return values
     return {prefix + name.upper(): value for name, value in values.items()}
+
+
+def queue_for(task_name, app=None):
+    """The name of the queue the current Celery app sends ``task_name`` to: its own routes as the host
+    configured them (any form Celery accepts), else this module's ``TASK_ROUTES``, else the default queue.
+    The admin shows it next to work no worker has picked up (issue 24)."""
+    from celery import current_app
+    from celery.app.routes import Router, prepare
+
+    app = app or current_app
+    try:
+        # A router built from the routes as configured now (Celery caches the one it sends with).
+        router = Router(prepare(app.conf.task_routes), app.amqp.queues, create_missing=True, app=app)
+        queue = router.route({}, task_name, (), {}).get("queue")
+        name = getattr(queue, "name", queue)
+    except Exception:  # a broken route in the host's configuration must not break the admin page
+        name = None
+    if name:
+        return str(name)
+    route = TASK_ROUTES.get(task_name) or {}
+    return route.get("queue") or app.conf.task_default_queue or "celery"

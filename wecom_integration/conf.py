@@ -49,6 +49,9 @@ DEFAULTS = {
     # many ids, sent at the latest this many seconds after the first of them was stored.
     "CALLBACK_BATCH_SIZE": 100,
     "CALLBACK_BATCH_LINGER": 0.1,
+    # Seconds a queued job (a sync the admin started) may wait for a Celery worker before the admin shows
+    # it as "waiting for a worker", with the queue's name, and a tenant admin may cancel it.
+    "QUEUED_JOB_STALE_AFTER": 120,
     # Sync: deactivate a member's tenant membership when their WeCom account quits or is disabled.
     "DEACTIVATE_MEMBERSHIP_ON_LEAVE": True,
     # Public base URL used to build callback and OAuth redirect URLs (e.g. "https://erp.example.com").
@@ -61,6 +64,9 @@ DEFAULTS = {
     # Who may do what is decided by the API's own permissions (an active member of the X-Tenant-Id tenant),
     # never by the host's DEFAULT_PERMISSION_CLASSES.
     "API_AUTHENTICATION_CLASSES": [],
+    # The tenant an API request without X-Tenant-Id acts in. None: JeecgBoot's 0 with the default tenant
+    # model (tenants.Tenant), a 400 asking for the header with a host's own WECOM_TENANT_MODEL.
+    "DEFAULT_TENANT_ID": None,
     # Keys encrypting secrets at rest (any strings; each is stretched to a Fernet key). The first encrypts,
     # all decrypt. Empty: a key derived from SECRET_KEY (system check wecom_integration.W002 warns).
     "FIELD_KEYS": [],

@@ -12,9 +12,11 @@ from django.db.models import F
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
-from tenants.models import Tenant
-
 from .fields import EncryptedTextField
+from .tenancy import ensure_setting
+
+# The migrations and the tenant foreign keys below read it (issue 24).
+ensure_setting()
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 CORP_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
@@ -92,7 +94,7 @@ class WeComConfig(models.Model):
     }
 
     tenant = models.OneToOneField(
-        Tenant, on_delete=models.CASCADE, related_name="wecom_config", verbose_name=_("tenant")
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_config", verbose_name=_("tenant")
     )
     corp_id = models.CharField(
         _("CorpID (企业ID)"),
@@ -108,9 +110,8 @@ class WeComConfig(models.Model):
     secret = EncryptedTextField(_("app Secret"), blank=True, help_text=_("The self-built app's Secret."))
     contact_secret = EncryptedTextField(_("contact Secret (通讯录同步Secret)"), blank=True)
     contact_token = EncryptedTextField(_("contact-change Token"), blank=True, validators=[validate_token])
-    contact_aes_key = EncryptedTextField(
-        _("contact-change EncodingAESKey"), blank=True, validators=[validate_aes_key]
-    )
+    contact_aes_key = EncryptedTextField(_("contact-change EncodingAESKey"), blank=True, validators=[validate_aes_key])
+
     class CustomerCredential(models.TextChoices):
         # Docs 92994, 96316: since 2023-12-01 new corps call the customer APIs only through a self-built app
         # listed under 客户联系 → 可调用接口的应用; older corps may still use the 客户联系 secret.
@@ -223,7 +224,7 @@ class WeComConfig(models.Model):
 class Department(models.Model):
     """The tenant's mirror of one WeCom department (the sync and the contact callbacks fill it)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_departments")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_departments")
     dept_id = models.BigIntegerField(_("department id"))
     name = models.CharField(_("name"), max_length=128)
     name_en = models.CharField(_("English name"), max_length=128, blank=True)
@@ -258,7 +259,7 @@ class WeComUser(models.Model):
         NOT_ACTIVATED = 4, _("Not activated")
         QUIT = 5, _("Quit")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_users")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_users")
     userid = models.CharField(_("WeCom userid"), max_length=64)
     name = models.CharField(_("name"), max_length=128, blank=True)
     departments = models.JSONField(_("departments"), default=list, blank=True)
@@ -317,7 +318,7 @@ class WeComUser(models.Model):
 class Binding(models.Model):
     """A system user bound to a WeCom user, one-to-one per tenant (seed 001's bound users)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_bindings")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_bindings")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wecom_bindings", verbose_name=_("user")
     )
@@ -354,8 +355,9 @@ class AuditLog(models.Model):
         REJECT = "reject", _("Rejected")
         DEACTIVATE = "deactivate", _("Deactivated")
         CONFIGURE = "configure", _("Configuration changed")
+        CANCEL_SYNC = "cancel_sync", _("Sync cancelled")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_audit")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_audit")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -391,7 +393,9 @@ class CallbackEvent(models.Model):
 
     # No index of its own: uniq_callback_event starts with the tenant and serves every lookup by it (and
     # the cascade when a tenant is deleted); one index fewer to update on each callback's INSERT.
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_events", db_index=False)
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_events", db_index=False
+    )
     kind = models.CharField(_("callback URL"), max_length=16, choices=Kind.choices)
     dedupe_key = models.CharField(max_length=255)
     msg_type = models.CharField(_("message type"), max_length=32, blank=True)
@@ -445,7 +449,7 @@ class InboxMessage(models.Model):
         IN = "in", _("Received")
         OUT = "out", _("Sent")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_inbox")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_inbox")
     wecom_userid = models.CharField(_("WeCom userid"), max_length=64)
     direction = models.CharField(_("direction"), max_length=4, choices=Direction.choices)
     msg_type = models.CharField(_("message type"), max_length=32)
@@ -469,7 +473,9 @@ class InboxMessage(models.Model):
 class ExternalContact(models.Model):
     """A customer (external contact) of the tenant, maintained by the customer sync and callbacks."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_external_contacts")
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_external_contacts"
+    )
     external_userid = models.CharField(_("external userid"), max_length=128)
     name = models.CharField(_("name"), max_length=128, blank=True)
     type = models.PositiveSmallIntegerField(_("type"), default=1, help_text=_("1 WeChat user, 2 WeCom user"))
@@ -484,9 +490,7 @@ class ExternalContact(models.Model):
     class Meta:
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "external_userid"], name="uniq_external_contact")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_userid"], name="uniq_external_contact")]
 
     def __str__(self):
         return self.name or self.external_userid
@@ -529,10 +533,12 @@ class SyncRun(models.Model):
         CONFIRMED = "confirmed", _("Confirmed")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
+        # No worker had started it; a tenant admin cancelled it (issue 24).
+        CANCELLED = "cancelled", _("Cancelled")
 
     ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_sync_runs")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_sync_runs")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.CONTACTS)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     phase = models.CharField(_("phase"), max_length=32, blank=True)
@@ -606,7 +612,7 @@ class MessageLog(models.Model):
         PARTIAL = "partial", _("Partly delivered")
         FAILED = "failed", _("Failed")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_messages")
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_messages")
     sender = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -646,7 +652,9 @@ class CallbackAttempt(models.Model):
         VERIFY = "verify", _("URL verification")
         DELIVER = "deliver", _("Delivery")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_callback_attempts")
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_callback_attempts"
+    )
     kind = models.CharField(_("callback URL"), max_length=16, choices=CallbackEvent.Kind.choices)
     method = models.CharField(_("request"), max_length=8, choices=Method.choices)
     reason = models.CharField(_("outcome"), max_length=64, blank=True, help_text=_("Empty when accepted."))
@@ -682,10 +690,8 @@ class DomainVerificationFile(models.Model):
     """The ``WW_verify_<code>.txt`` file WeCom asks to find at the root of an app's trusted domain
     (应用管理 → 网页授权及JS-SDK → 可信域名 → 申请校验域名), served byte for byte by ``urls_root``."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wecom_domain_files")
-    name = models.CharField(
-        _("file name"), max_length=80, unique=True, validators=[validate_domain_file_name]
-    )
+    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_domain_files")
+    name = models.CharField(_("file name"), max_length=80, unique=True, validators=[validate_domain_file_name])
     content = models.BinaryField(_("content"), max_length=DOMAIN_FILE_MAX_BYTES)
     uploaded_at = models.DateTimeField(_("uploaded at"), auto_now=True)
 

@@ -26,6 +26,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'tenant',
                 'verbose_name_plural': 'tenants',
                 'ordering': ['id'],
+                'swappable': 'WECOM_TENANT_MODEL',
             },
         ),
         migrations.CreateModel(

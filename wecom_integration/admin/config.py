@@ -6,13 +6,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
-from tenants.admin_scoping import TenantScopedAdminMixin
-
 from ..forms import WeComConfigForm
 from ..models import DOMAIN_FILE_MAX_BYTES, DomainVerificationFile, WeComConfig, validate_domain_file_name
 from ..services import callback_attempts
 from ..services.configuration import callback_urls
 from ..services.login import homepage_urls, verification_page_urls
+from ..tenancy import tenant_search_fields
+from .scoping import TenantScopedAdminMixin
 
 
 @admin.register(WeComConfig)
@@ -20,7 +20,11 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = WeComConfigForm
     list_display = ("tenant", "corp_id", "agent_id", "enabled", "updated_at")
     list_filter = ("enabled",)
-    search_fields = ("tenant__name", "tenant__code", "corp_id")
+
+    def get_search_fields(self, request):
+        # The tenant's name and code where WECOM_TENANT_MODEL has them (a host's model may not).
+        return (*tenant_search_fields(), "corp_id")
+
     list_select_related = ("tenant",)
     change_form_template = "admin/wecom_integration/wecomconfig/change_form.html"
     fieldsets = (

@@ -22,13 +22,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from tenants.admin_scoping import TenantScopedAdminMixin, user_search_fields
-from tenants.models import Tenant
-from tenants.scoping import admin_tenant_ids
-
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
 from ..services import bindings, sync
 from ..sync_tasks import start_sync
+from ..tenancy import get_tenant_model, tenants_ordered
+from .scoping import TenantScopedAdminMixin, admin_tenant_ids, user_search_fields
 
 REVIEW_PAGE_SIZE = 100
 SEARCH_LIMIT = 50
@@ -42,9 +40,7 @@ class TenantFilter(admin.SimpleListFilter):
     parameter_name = "tenant__id__exact"
 
     def lookups(self, request, model_admin):
-        ids = admin_tenant_ids(request.user)
-        tenants = Tenant.objects.all() if ids is None else Tenant.objects.filter(pk__in=ids)
-        return [(str(t.pk), str(t)) for t in tenants.order_by("name")]
+        return [(str(t.pk), str(t)) for t in tenant_choices(request)]
 
     def has_output(self):
         return len(self.lookup_choices) > 1
@@ -87,16 +83,16 @@ def admin_tenant(request, tenant_id=None):
             raise PermissionDenied from None
         if ids is not None and tenant_id not in ids:
             raise PermissionDenied
-        return get_object_or_404(Tenant, pk=tenant_id)
+        return get_object_or_404(get_tenant_model(), pk=tenant_id)
     if ids is not None and len(ids) == 1:
-        return Tenant.objects.get(pk=next(iter(ids)))
+        return get_tenant_model()._default_manager.get(pk=next(iter(ids)))
     return None
 
 
 def tenant_choices(request):
     ids = admin_tenant_ids(request.user)
-    tenants = Tenant.objects.all() if ids is None else Tenant.objects.filter(pk__in=ids)
-    return tenants.order_by("name")
+    manager = get_tenant_model()._default_manager
+    return tenants_ordered(manager.all() if ids is None else manager.filter(pk__in=ids))
 
 
 # Departments and the org chart ---------------------------------------------------------------------
@@ -400,6 +396,9 @@ def run_progress(run):
         "errors": run.errors,
         "duration": run.duration,
         "fallback_mode": run.fallback_mode,
+        # Queued longer than WECOM["QUEUED_JOB_STALE_AFTER"] and no worker started it (issue 24).
+        "waiting_for_worker": sync.is_waiting_for_worker(run),
+        "queue": sync.queue_of(run),
     }
 
 
@@ -417,11 +416,12 @@ PHASE_LABELS = {
 
 @admin.register(SyncRun)
 class SyncRunAdmin(MirrorAdmin):
-    list_display = ("run_link", "tenant", "kind", "status", "phase", "progress", "summary", "duration_text",
+    list_display = ("run_link", "tenant", "kind", "status_text", "phase", "progress", "summary", "duration_text",
                     "started_by", "created_at")
     list_filter = (TenantFilter, "kind", "status")
     list_select_related = ("tenant", "started_by")
     change_list_template = "admin/wecom_integration/sync/change_list.html"
+    actions = ["cancel_waiting"]
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -431,6 +431,7 @@ class SyncRunAdmin(MirrorAdmin):
             path("<int:object_id>/progress/", view(self.progress_view), name="%s_%s_progress" % info),
             path("<int:object_id>/progress.json", view(self.progress_json_view), name="%s_%s_progress_json" % info),
             path("<int:object_id>/review/", view(self.review_view), name="%s_%s_review" % info),
+            path("<int:object_id>/cancel/", view(self.cancel_view), name="%s_%s_cancel" % info),
             path("<int:object_id>/review/search.json", view(self.review_search_view),
                  name="%s_%s_review_search" % info),
         ] + super().get_urls()
@@ -441,6 +442,42 @@ class SyncRunAdmin(MirrorAdmin):
     def run_link(self, obj):
         return format_html('<a href="{}">#{}</a>', reverse("admin:wecom_integration_syncrun_progress",
                                                           args=[obj.pk]), obj.pk)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_text(self, obj):
+        if sync.is_waiting_for_worker(obj):
+            return _("Waiting for a worker (queue “%(queue)s”)") % {"queue": sync.queue_of(obj)}
+        return obj.get_status_display()
+
+    @admin.action(description=_("Cancel the selected syncs no worker has started"), permissions=["view"])
+    def cancel_waiting(self, request, queryset):
+        """Cancel what no worker has started (issue 24); the rest of the selection is left alone."""
+        selected = queryset.count()
+        cancelled = sync.cancel_runs(queryset, actor=request.user)
+        self.message_user(
+            request,
+            ngettext("%(count)d sync cancelled.", "%(count)d syncs cancelled.", cancelled) % {"count": cancelled},
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
+        if selected > cancelled:
+            skipped = selected - cancelled
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d sync was left alone: a worker had started it or it had finished.",
+                    "%(count)d syncs were left alone: a worker had started them or they had finished.",
+                    skipped,
+                ) % {"count": skipped},
+                messages.WARNING,
+            )
+
+    def cancel_view(self, request, object_id):
+        """The progress page's Cancel button: cancel one sync no worker has started."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = self.tenant_admin_view(request, object_id, "view")
+        self.cancel_waiting(request, SyncRun.objects.filter(pk=run.pk))
+        return HttpResponseRedirect(reverse("admin:wecom_integration_syncrun_progress", args=[run.pk]))
 
     @admin.display(description=_("progress"))
     def progress(self, obj):
@@ -509,6 +546,7 @@ class SyncRunAdmin(MirrorAdmin):
             "phase_labels": {key: str(label) for key, label in PHASE_LABELS.items()},
             "json_url": reverse("admin:wecom_integration_syncrun_progress_json", args=[run.pk]),
             "review_url": reverse("admin:wecom_integration_syncrun_review", args=[run.pk]),
+            "cancel_url": reverse("admin:wecom_integration_syncrun_cancel", args=[run.pk]),
         }
         return TemplateResponse(request, "admin/wecom_integration/sync/progress.html", context)
 
@@ -642,4 +680,3 @@ class SyncRunAdmin(MirrorAdmin):
 
 
 # Approvals of pending members are audited from every entry point, the admin's included.
-bindings.register_hooks()

@@ -15,11 +15,10 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from tenants.admin_scoping import TenantScopedAdminMixin
-
 from .. import converters  # noqa: F401  (registers the <wecomid:...> path converter)
 from ..models import CallbackEvent, ExternalContact, FollowUser, InboxMessage, WeComUser
 from ..services import callbacks, inbox
+from .scoping import TenantScopedAdminMixin
 
 
 class ReadOnlyTenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):

@@ -21,13 +21,12 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from tenants.admin_scoping import TenantScopedAdminMixin, user_search_fields
-
 from .. import converters  # noqa: F401  (registers the <wecomid:...> path converter)
 from ..client import WeComConfigError, WeComError
 from ..models import InboxMessage, MessageLog, WeComConfig, WeComUser
 from ..services import menu as menu_service
 from ..services import messaging
+from .scoping import TenantScopedAdminMixin, user_search_fields
 
 TEMPLATE_DIR = "admin/wecom_integration/messaging"
 

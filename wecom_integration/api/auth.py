@@ -15,10 +15,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import TokenAuthentication
 
-from tenants.models import DEFAULT_TENANT_ID, Tenant
-
 from ..adapter import get_adapter
 from ..conf import wecom_settings
+from ..tenancy import default_tenant_id, get_tenant_model
 
 TENANT_HEADER = "HTTP_X_TENANT_ID"
 
@@ -49,18 +48,22 @@ def authentication_classes():
 
 
 def request_tenant(request):
-    """The Tenant named by ``X-Tenant-Id`` (default 0); 400 for a malformed id, 404 for an unknown one."""
+    """The tenant (of ``WECOM_TENANT_MODEL``) named by ``X-Tenant-Id``; without the header JeecgBoot's 0
+    for the default tenant model, ``WECOM["DEFAULT_TENANT_ID"]`` when set, else 400. 400 for a malformed
+    id, 404 for an unknown one."""
     if hasattr(request, "_wecom_tenant"):
         return request._wecom_tenant
     raw = request.META.get(TENANT_HEADER, "").strip()
     if raw == "":
-        tenant_id = DEFAULT_TENANT_ID
+        tenant_id = default_tenant_id()
+        if tenant_id is None:
+            raise exceptions.ValidationError({"X-Tenant-Id": _("X-Tenant-Id is required.")})
     else:
         try:
             tenant_id = int(raw)
         except ValueError:
             raise exceptions.ValidationError({"X-Tenant-Id": _("X-Tenant-Id must be an integer.")}) from None
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    tenant = get_tenant_model()._default_manager.filter(pk=tenant_id).first()
     if tenant is None:
         raise exceptions.NotFound(_("Unknown tenant."))
     request._wecom_tenant = tenant

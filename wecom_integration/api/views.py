@@ -4,8 +4,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tenants.models import Membership
-
+from ..adapter import get_adapter
 from .auth import request_tenant
 from .base import TenantAPIMixin
 
@@ -26,13 +25,14 @@ class CurrentTenantView(TenantAPIMixin, APIView):
 
     def get(self, request):
         tenant = request_tenant(request)
-        membership = Membership.objects.filter(user=request.user, tenant=tenant).first()
+        adapter = get_adapter(request)
+        role = adapter.membership_role(request.user, tenant)
         data = {
             "tenant_id": tenant.pk,
-            "tenant_code": tenant.code,
-            "tenant_name": tenant.name,
+            "tenant_code": adapter.tenant_code(tenant),
+            "tenant_name": str(getattr(tenant, "name", tenant)),
             "username": request.user.get_username(),
-            "role": membership.role if membership else ("superuser" if request.user.is_superuser else None),
+            "role": role or ("superuser" if request.user.is_superuser else None),
             "wecom_configured": hasattr(tenant, "wecom_config"),
         }
         return Response(CurrentTenantSerializer(data).data)

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        migrations.swappable_dependency(settings.WECOM_TENANT_MODEL),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='at')),
                 ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('target_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_audit', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_audit', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'audit record',
@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                 ('request_id', models.CharField(blank=True, max_length=64)),
                 ('received_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='received at')),
                 ('handled_at', models.DateTimeField(blank=True, null=True, verbose_name='handled at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_events', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_events', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'callback event',
@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
                 ('leaders', models.JSONField(blank=True, default=list, verbose_name='leaders')),
                 ('removed', models.BooleanField(default=False, verbose_name='removed from WeCom')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_departments', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_departments', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'WeCom department',
@@ -96,7 +96,7 @@ class Migration(migrations.Migration):
                 ('removed_at', models.DateTimeField(blank=True, null=True, verbose_name='deleted at')),
                 ('fingerprint', models.CharField(blank=True, max_length=40)),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_external_contacts', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_external_contacts', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'customer',
@@ -131,7 +131,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='at')),
                 ('read', models.BooleanField(default=False, verbose_name='read')),
                 ('event', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='inbox_message', to='wecom_integration.callbackevent')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_inbox', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_inbox', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'inbox message',
@@ -159,7 +159,7 @@ class Migration(migrations.Migration):
                 ('calls', models.PositiveIntegerField(default=0, verbose_name='API calls')),
                 ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='at')),
                 ('sender', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_messages', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_messages', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'sent message',
@@ -183,7 +183,7 @@ class Migration(migrations.Migration):
                 ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started at')),
                 ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished at')),
                 ('started_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_sync_runs', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_sync_runs', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'sync run',
@@ -217,7 +217,7 @@ class Migration(migrations.Migration):
                 ('menu', models.JSONField(blank=True, default=dict, verbose_name='app menu')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_config', to='tenants.tenant', verbose_name='tenant')),
+                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_config', to=settings.WECOM_TENANT_MODEL, verbose_name='tenant')),
             ],
             options={
                 'verbose_name': 'WeCom configuration',
@@ -242,7 +242,7 @@ class Migration(migrations.Migration):
                 ('removed', models.BooleanField(default=False, verbose_name='removed from WeCom')),
                 ('fingerprint', models.CharField(blank=True, max_length=40)),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_users', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_users', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'WeCom user',
@@ -273,7 +273,7 @@ class Migration(migrations.Migration):
                 ('is_active', models.BooleanField(default=True, help_text='Turned off when the WeCom user quits or is disabled.', verbose_name='active')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='bound at')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_bindings', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_bindings', to=settings.WECOM_TENANT_MODEL)),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_bindings', to=settings.AUTH_USER_MODEL, verbose_name='user')),
                 ('wecom_user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bindings', to='wecom_integration.wecomuser', verbose_name='WeCom user')),
             ],

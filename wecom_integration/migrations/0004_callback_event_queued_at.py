@@ -1,5 +1,6 @@
 # queued_at for the requeue sweep, and a partial index on the events it looks at.
 
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -29,7 +30,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("tenants", "0002_default_tenant"),
+        migrations.swappable_dependency(settings.WECOM_TENANT_MODEL),
         ("wecom_integration", "0003_wecomuser_field_times"),
     ]
 

@@ -2,6 +2,7 @@
 # tenant and serves the same lookups, and each callback's INSERT has one index fewer to update.
 
 import django.db.models.deletion
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -32,7 +33,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("tenants", "0002_default_tenant"),
+        migrations.swappable_dependency(settings.WECOM_TENANT_MODEL),
         ("wecom_integration", "0004_callback_event_queued_at"),
     ]
 
@@ -46,7 +47,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="wecom_events",
-                        to="tenants.tenant",
+                        to=settings.WECOM_TENANT_MODEL,
                     ),
                 ),
             ],

@@ -3,6 +3,7 @@
 import django.db.models.deletion
 import wecom_integration.fields
 import wecom_integration.models
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -44,7 +45,7 @@ class Migration(migrations.Migration):
 
 
     dependencies = [
-        ('tenants', '0002_default_tenant'),
+        migrations.swappable_dependency(settings.WECOM_TENANT_MODEL),
         ('wecom_integration', '0005_callback_event_tenant_index'),
     ]
 
@@ -86,7 +87,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=80, unique=True, validators=[wecom_integration.models.validate_domain_file_name], verbose_name='file name')),
                 ('content', models.BinaryField(max_length=1024, verbose_name='content')),
                 ('uploaded_at', models.DateTimeField(auto_now=True, verbose_name='uploaded at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_domain_files', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_domain_files', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'domain verification file',
@@ -102,7 +103,7 @@ class Migration(migrations.Migration):
                 ('method', models.CharField(choices=[('verify', 'URL verification'), ('deliver', 'Delivery')], max_length=8, verbose_name='request')),
                 ('reason', models.CharField(blank=True, help_text='Empty when accepted.', max_length=64, verbose_name='outcome')),
                 ('at', models.DateTimeField(auto_now_add=True, verbose_name='at')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_callback_attempts', to='tenants.tenant')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wecom_callback_attempts', to=settings.WECOM_TENANT_MODEL)),
             ],
             options={
                 'verbose_name': 'callback attempt',

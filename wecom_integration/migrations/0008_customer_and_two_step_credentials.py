@@ -2,6 +2,7 @@
 
 import django.db.models.functions.text
 import wecom_integration.fields
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -14,7 +15,7 @@ def keep_the_app_for_customers(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0002_default_tenant'),
+        migrations.swappable_dependency(settings.WECOM_TENANT_MODEL),
         ('wecom_integration', '0007_members_may_send'),
     ]
 

@@ -25,9 +25,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
-from tenants import services as tenant_services
-from tenants.models import Membership
-
+from .. import tenancy
+from ..adapter import get_adapter
 from ..models import AuditLog, Binding, WeComUser
 from .directory import LEAVING_STATUSES
 
@@ -68,10 +67,7 @@ def audit(tenant_id, action, *, actor=None, target_user=None, wecom_userid="", *
 def record_membership_decision(*, membership, status, actor=None, **kwargs):
     """``tenants.services.decision_hooks`` hook: an approval or rejection of a pending member goes into
     the WeCom audit log, next to the binding that made them pending."""
-    action = {
-        Membership.Status.ACTIVE: AuditLog.Action.APPROVE,
-        Membership.Status.REJECTED: AuditLog.Action.REJECT,
-    }.get(status)
+    action = {tenancy.ACTIVE: AuditLog.Action.APPROVE, tenancy.REJECTED: AuditLog.Action.REJECT}.get(status)
     if action is None:
         return
     wecom_userid = (
@@ -89,17 +85,6 @@ def record_membership_decision(*, membership, status, actor=None, **kwargs):
     )
 
 
-def register_hooks():
-    """Register :func:`record_membership_decision` once (safe to call again)."""
-    if record_membership_decision not in tenant_services.decision_hooks:
-        tenant_services.decision_hooks.append(record_membership_decision)
-
-
-# Registered on import: every entry point that changes bindings (admin, API, tasks) imports this
-# module, and the hook must be in place before the first approval is decided.
-register_hooks()
-
-
 # Memberships ---------------------------------------------------------------------------------------
 
 
@@ -109,16 +94,13 @@ def ensure_membership(user, tenant, *, actor=None, source="manual", **detail) ->
     An active or pending member stays as they are. A user with no membership, or a rejected or
     deactivated one, becomes pending (审核中): only a tenant admin lets them back in.
     """
-    membership = Membership.objects.select_for_update(of=("self",)).filter(user=user, tenant=tenant).order_by().first()
-    if membership is not None and membership.status in (Membership.Status.ACTIVE, Membership.Status.PENDING):
-        return membership.status
-    if membership is None:
-        Membership.objects.create(user=user, tenant=tenant, status=Membership.Status.PENDING)
-    else:
-        membership.status = Membership.Status.PENDING
-        membership.save(update_fields=["status", "updated_at"])
+    adapter = get_adapter()
+    status = adapter.membership_statuses(tenant, [user.pk]).get(user.pk)
+    if status in (tenancy.ACTIVE, tenancy.PENDING):
+        return status
+    adapter.set_memberships(tenant, {user.pk: tenancy.PENDING})
     audit(tenant.pk, AuditLog.Action.PENDING, actor=actor, target_user=user, source=source, **detail)
-    return Membership.Status.PENDING
+    return tenancy.PENDING
 
 
 # Binding and unbinding -----------------------------------------------------------------------------
@@ -294,14 +276,7 @@ def binding_for(tenant, user):
 
 def tenant_users(tenant):
     """The system users of a tenant that may be bound: every member except rejected ones."""
-    return get_user_model().objects.filter(
-        memberships__tenant=tenant,
-        memberships__status__in=(
-            Membership.Status.ACTIVE,
-            Membership.Status.PENDING,
-            Membership.Status.INACTIVE,
-        ),
-    )
+    return get_user_model().objects.filter(pk__in=get_adapter().member_user_ids(tenant, tenancy.BINDABLE))
 
 
 # Names of new accounts -----------------------------------------------------------------------------

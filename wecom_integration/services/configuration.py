@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 
-from tenants.models import Membership, Tenant
-
+from .. import tenancy
+from ..adapter import get_adapter
 from ..conf import wecom_settings
 from ..models import WeComConfig
 
@@ -42,18 +42,28 @@ def callback_urls(tenant_id, request=None, base_url=None):
     }
 
 
-def configure_tenant(*, tenant_code, tenant_name=None, admin_username=None, values):
+def configure_tenant(*, tenant_code=None, tenant_id=None, tenant_name=None, admin_username=None, values):
     """Create or update a tenant and its configuration; idempotent.
+
+    ``tenant_id`` names an existing row of ``WECOM_TENANT_MODEL`` (a host's own organisation model
+    included); ``tenant_code`` finds or creates a ``tenants.Tenant`` by its house number (default model only).
 
     ``values`` maps WeComConfig field names to values; missing or None values keep what is stored.
     Raises ValidationError with the model's messages when a value is invalid; nothing is saved then.
     """
     User = get_user_model()
     with transaction.atomic():
-        tenant, created = Tenant.objects.get_or_create(
-            code=tenant_code, defaults={"name": tenant_name or tenant_code}
-        )
-        if tenant_name and tenant.name != tenant_name:
+        if tenant_id is not None:
+            tenant = tenancy.get_tenant_model()._default_manager.filter(pk=tenant_id).first()
+            if tenant is None:
+                raise ValidationError({"tenant": [f"No tenant with id {tenant_id!r}."]})
+        elif not tenancy.uses_default_tenant_model():
+            raise ValidationError({"tenant": ["WECOM_TENANT_MODEL names the host's model: give --tenant-id."]})
+        else:
+            tenant, _created = tenancy.get_tenant_model()._default_manager.get_or_create(
+                code=tenant_code, defaults={"name": tenant_name or tenant_code}
+            )
+        if tenant_name and hasattr(tenant, "name") and tenant.name != tenant_name:
             tenant.name = tenant_name
             tenant.save(update_fields=["name"])
         config = WeComConfig.objects.filter(tenant=tenant).first() or WeComConfig(tenant=tenant)
@@ -67,11 +77,7 @@ def configure_tenant(*, tenant_code, tenant_name=None, admin_username=None, valu
                 user = User.objects.get(**{User.USERNAME_FIELD: admin_username})
             except User.DoesNotExist:
                 raise ValidationError({"admin": [f"No user named {admin_username!r}."]}) from None
-            Membership.objects.update_or_create(
-                user=user,
-                tenant=tenant,
-                defaults={"role": Membership.Role.ADMIN, "status": Membership.Status.ACTIVE},
-            )
+            get_adapter().make_tenant_admin(user, tenant)
             if not user.is_staff:
                 user.is_staff = True
                 user.save(update_fields=["is_staff"])

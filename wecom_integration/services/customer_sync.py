@@ -274,11 +274,14 @@ def execute_customer_run(run_id: int, *, client=None, workers: int = DEFAULT_WOR
     to pending, for the task to retry after ``retry_after`` seconds.
     """
     run = SyncRun.objects.select_related("tenant").get(pk=run_id)
-    if run.status not in SyncRun.ACTIVE_STATUSES:
-        return run
-    SyncRun.objects.filter(pk=run.pk).update(
+    # Only a run still pending or running is started: a cancelled one (issue 24) or a finished one
+    # (a redelivered task) is left as it is, in the same UPDATE that starts it (no race with a cancel).
+    started = SyncRun.objects.filter(pk=run.pk, status__in=SyncRun.ACTIVE_STATUSES).update(
         status=SyncRun.Status.RUNNING, started_at=run.started_at or timezone.now(), finished_at=None
     )
+    if not started:
+        run.refresh_from_db()
+        return run
     progress = Progress(run.pk)
     clock = time.monotonic()
     try:

@@ -12,9 +12,9 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from tenants.models import Membership
-
+from ..adapter import get_adapter
 from ..models import Binding, CallbackEvent, MessageLog, SyncRun, WeComConfig, WeComUser
+from . import sync
 from .sync import BINDABLE_STATUSES
 
 #: Hours in the callbacks chart.
@@ -58,6 +58,8 @@ class Dashboard:
     failed_events: Problems
     failed_syncs: Problems
     failed_messages: Problems
+    # Syncs no worker has started within WECOM["QUEUED_JOB_STALE_AFTER"]: (run, queue name) (issue 24).
+    waiting_for_worker: list = field(default_factory=list)
     generated_at: datetime = field(default_factory=timezone.now)
 
     @property
@@ -93,11 +95,12 @@ def tenant_dashboard(tenant, now=None) -> Dashboard:
         members=member_counts["total"],
         bound=Binding.objects.filter(tenant=tenant, is_active=True).count(),
         unbound=member_counts["unbound"],
-        pending=Membership.objects.filter(tenant=tenant, status=Membership.Status.PENDING).count(),
+        pending=get_adapter().pending_membership_count(tenant),
         hours=callbacks_per_hour(tenant, now),
         failed_events=failed_events(tenant),
         failed_syncs=failed_syncs(tenant, now),
         failed_messages=failed_messages(tenant, now),
+        waiting_for_worker=[(run, sync.queue_of(run)) for run in runs.filter(sync.waiting_for_worker_q(now))],
     )
 
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from django.db.models.functions import Upper
 from django.utils import timezone
 
-from tenants.models import Membership
-
+from ..adapter import get_adapter
 from ..conf import wecom_settings
 from ..events import ContactPartyEvent, ContactTagEvent, ContactUserEvent
 from ..models import AuditLog, Binding, Department, WeComUser
@@ -413,9 +412,7 @@ def mark_user_left(tenant_id: int, wecom_user: WeComUser, *, reason: str = "left
     memberships = 0
     deactivate_membership = wecom_settings.DEACTIVATE_MEMBERSHIP_ON_LEAVE
     if deactivate_membership:
-        memberships = Membership.objects.filter(
-            tenant_id=tenant_id, user_id__in=user_ids, status=Membership.Status.ACTIVE
-        ).update(status=Membership.Status.INACTIVE, updated_at=now)
+        memberships = get_adapter().deactivate_memberships(tenant_id, user_ids)
     AuditLog.objects.bulk_create(
         AuditLog(
             tenant_id=tenant_id,

@@ -40,6 +40,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .. import tenancy
 from ..adapter import get_adapter
 from ..client import (
     WeComConfigError,
@@ -105,7 +106,7 @@ class LoginRefused(Exception):
 
     @property
     def message(self):
-        return self.message_text % {"tenant": self.tenant.name if self.tenant is not None else ""}
+        return self.message_text % {"tenant": tenancy.tenant_name(self.tenant) if self.tenant is not None else ""}
 
     def __str__(self):
         return f"{self.reason}: {self.detail}" if self.detail else self.reason

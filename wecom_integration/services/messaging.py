@@ -33,9 +33,8 @@ from django.db import transaction
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from tenants.models import Membership
-
-from .. import observability
+from .. import observability, tenancy
+from ..adapter import get_adapter
 from ..client import WeComConfigError, WeComError, WeComRateLimited, client_for
 from ..client.api.message import MAX_NEWS_ARTICLES, MAX_PARTIES, MAX_TAGS, MAX_USERS
 from ..client.base import CONFIG_ERRCODES, RATE_LIMITED
@@ -387,9 +386,9 @@ def resolve_usernames(tenant, usernames):
     bound = {}
     for chunk in _chunks(usernames, LOOKUP_CHUNK):
         rows = (
-            Membership.objects.active()
-            .filter(tenant=tenant, **{f"user__{username_field}__in": chunk})
-            .values_list(f"user__{username_field}", "user_id")
+            User.objects.filter(pk__in=get_adapter().member_user_ids(tenant, (tenancy.ACTIVE,)))
+            .filter(**{f"{username_field}__in": chunk})
+            .values_list(username_field, "pk")
         )
         members.update(rows)
     user_ids = list(members.values())

@@ -56,11 +56,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tenants.models import Membership
-
-from .. import observability
+from .. import observability, tenancy
 from ..adapter import get_adapter
 from ..client import WeComConfigError, WeComError, WeComNotConfigured, WeComRateLimited, client_for
+from ..conf import wecom_settings
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComConfig, WeComUser
 from . import bindings
 from .directory import (
@@ -146,6 +145,60 @@ def create_run(tenant, kind=SyncRun.Kind.CONTACTS, actor=None) -> SyncRun:
     except IntegrityError:
         active = SyncRun.objects.filter(tenant=tenant, kind=kind, status__in=SyncRun.ACTIVE_STATUSES).first()
         raise SyncAlreadyRunning(active) from None
+
+
+# Work no worker has picked up (issue 24) --------------------------------------------------------------
+
+SYNC_TASK_NAMES = {
+    SyncRun.Kind.CONTACTS: "wecom_integration.tasks.run_contact_sync",
+    SyncRun.Kind.CUSTOMERS: "wecom_integration.tasks.run_customer_sync",
+}
+
+
+def waiting_for_worker_q(now=None) -> Q:
+    """Runs queued longer than ``WECOM["QUEUED_JOB_STALE_AFTER"]`` that no worker has started: pending and
+    never started (a rate-limited run put back to pending was started, and waits for its retry)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=wecom_settings.QUEUED_JOB_STALE_AFTER)
+    return Q(status=SyncRun.Status.PENDING, started_at__isnull=True, created_at__lte=cutoff)
+
+
+def is_waiting_for_worker(run: SyncRun, now=None) -> bool:
+    cutoff = (now or timezone.now()) - timedelta(seconds=wecom_settings.QUEUED_JOB_STALE_AFTER)
+    return run.status == SyncRun.Status.PENDING and run.started_at is None and run.created_at <= cutoff
+
+
+def queue_of(run: SyncRun) -> str:
+    """The Celery queue the run's task was sent to (the host's routes, else the app's)."""
+    from ..celery_config import queue_for
+
+    return queue_for(SYNC_TASK_NAMES[run.kind])
+
+
+def cancel_runs(runs, actor=None) -> int:
+    """Cancel the runs of ``runs`` (a queryset) that no worker has started yet, whatever their age;
+    returns how many. Each is audit-logged; a worker that picks up a cancelled run's task does nothing,
+    and the tenant may start a new sync at once (the one-active-sync constraint no longer holds it)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            runs.filter(status=SyncRun.Status.PENDING, started_at__isnull=True)
+            .select_for_update(of=("self",))
+            .values_list("pk", "tenant_id", "kind")
+        )
+        # The status condition again: a worker may have started one between the read and the lock.
+        SyncRun.objects.filter(pk__in=[pk for pk, _t, _k in ids], status=SyncRun.Status.PENDING,
+                               started_at__isnull=True).update(
+            status=SyncRun.Status.CANCELLED, finished_at=now, phase=""
+        )
+        actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+        AuditLog.objects.bulk_create(
+            AuditLog(tenant_id=tenant_id, actor_id=actor_id, action=AuditLog.Action.CANCEL_SYNC,
+                     detail={"run": pk, "kind": kind, "source": "admin"})
+            for pk, tenant_id, kind in ids
+        )
+    for pk, tenant_id, kind in ids:
+        observability.log_event(logger, "sync.cancelled", tenant=tenant_id, kind=kind, run=pk)
+    return len(ids)
 
 
 def active_run(tenant, kind=SyncRun.Kind.CONTACTS):
@@ -657,7 +710,7 @@ def refresh_bound_names(tenant, userids: list[str]) -> int:
     for chunk in chunks(userids):
         rows = (
             Binding.objects.filter(tenant=tenant, is_active=True, wecom_user__userid__in=chunk)
-            .filter(user__memberships__tenant=tenant, user__memberships__status=Membership.Status.ACTIVE)
+            .filter(user_id__in=get_adapter().member_user_ids(tenant, (tenancy.ACTIVE,)))
             .exclude(wecom_user__name="")
             .values_list("user_id", "wecom_user__name", "user__first_name", "user__last_name")
         )
@@ -913,14 +966,7 @@ def build_proposals(run: SyncRun) -> dict:
         .values_list("pk", "name")
     )
     accounts = list(
-        User.objects.filter(
-            memberships__tenant=tenant,
-            memberships__status__in=(
-                Membership.Status.ACTIVE,
-                Membership.Status.PENDING,
-                Membership.Status.INACTIVE,
-            ),
-        )
+        User.objects.filter(pk__in=get_adapter().member_user_ids(tenant, tenancy.BINDABLE))
         .exclude(pk__in=bound.values("user_id"))
         # Staff and superuser accounts are bound only by a superuser or their holder (issue 16), never
         # proposed: a tenant admin accepting the proposals would otherwise have the confirm refused.
@@ -997,12 +1043,14 @@ def execute_contact_run(run_id: int, *, client=None, app_client: Callable | None
     Secret's client) replace the tenant's own, e.g. in benchmarks.
     """
     run = SyncRun.objects.select_related("tenant").get(pk=run_id)
-    if run.status not in SyncRun.ACTIVE_STATUSES:
-        return run
     started = timezone.now()
-    SyncRun.objects.filter(pk=run.pk).update(
+    # Only a run still pending or running is started: a cancelled one (issue 24) or a finished one
+    # (a redelivered task) is left as it is, in the same UPDATE that starts it (no race with a cancel).
+    if not SyncRun.objects.filter(pk=run.pk, status__in=SyncRun.ACTIVE_STATUSES).update(
         status=SyncRun.Status.RUNNING, started_at=run.started_at or started, finished_at=None
-    )
+    ):
+        run.refresh_from_db()
+        return run
     progress = Progress(run.pk, run.kind)
     since = int(time.time())
     clock = time.monotonic()
@@ -1333,9 +1381,9 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
             user.pk = ids[getattr(user, username_field)]
     created = {getattr(u, username_field): u.pk for u in new_users}
     existing_ids = [account.pk for _member, account, _username in steps if account is not None]
-    memberships = {m.user_id: m for m in Membership.objects.filter(tenant=tenant, user_id__in=existing_ids)}
-    new_memberships, reopened, renamed, bound, audits = [], [], [], [], []
-    now = timezone.now()
+    adapter = get_adapter()
+    memberships = adapter.membership_statuses(tenant, existing_ids)
+    membership_changes, renamed, bound, audits = {}, [], [], []
     actor_id = actor.pk if actor is not None and actor.is_authenticated else None
 
     def audit(action, user_id, member, **detail):
@@ -1346,36 +1394,28 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
     for member, account, username in steps:
         if account is None:
             user_id = created[username]
-            new_memberships.append(Membership(user_id=user_id, tenant=tenant, status=Membership.Status.ACTIVE))
+            membership_changes[user_id] = status = tenancy.ACTIVE
             audits.append(audit(AuditLog.Action.CREATE_ACCOUNT, user_id, member))
             counts["created"] += 1
-            status = Membership.Status.ACTIVE
         else:
             user_id = account.pk
-            membership = memberships.get(user_id)
-            newly_pending = False
-            if membership is None:
-                new_memberships.append(Membership(user_id=user_id, tenant=tenant, status=Membership.Status.PENDING))
-                status, newly_pending = Membership.Status.PENDING, True
-            elif membership.status in (Membership.Status.REJECTED, Membership.Status.INACTIVE):
-                membership.status, membership.updated_at = Membership.Status.PENDING, now
-                reopened.append(membership)
-                status, newly_pending = Membership.Status.PENDING, True
-            else:
-                status = membership.status
-            if status == Membership.Status.PENDING:
+            status = memberships.get(user_id)
+            newly_pending = status not in (tenancy.ACTIVE, tenancy.PENDING)
+            if newly_pending:
+                # No membership, or a rejected or ended one: pending until a tenant admin approves.
+                membership_changes[user_id] = status = tenancy.PENDING
+            if status == tenancy.PENDING:
                 counts["pending"] += 1
                 if newly_pending:
                     audits.append(audit(AuditLog.Action.PENDING, user_id, member))
-            elif status == Membership.Status.ACTIVE and member.name and account.full_name != member.name:
+            elif status == tenancy.ACTIVE and member.name and account.full_name != member.name:
                 # An existing member takes their WeCom name (seed 001: "update it directly"); only
                 # members of this tenant, as the account may belong to other tenants too.
                 renamed.append(User(pk=user_id, first_name=member.name[:first_max], last_name=""))
         bound.append(Binding(tenant=tenant, user_id=user_id, wecom_user_id=member.pk))
         audits.append(audit(AuditLog.Action.BIND, user_id, member, membership=status))
         counts["bound"] += 1
-    Membership.objects.bulk_create(new_memberships, batch_size=BATCH_SIZE)
-    Membership.objects.bulk_update(reopened, ["status", "updated_at"], batch_size=BATCH_SIZE)
+    adapter.set_memberships(tenant, membership_changes)
     User.objects.bulk_update(renamed, ["first_name", "last_name"], batch_size=BATCH_SIZE)
     counts["updated"] += len(renamed)
     Binding.objects.bulk_create(bound, batch_size=BATCH_SIZE)

@@ -3,6 +3,7 @@ verification page. Thin: the flows are in :mod:`wecom_integration.services.login
 rendered as a page in the visitor's language with the status it carries, never a 500."""
 
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import FieldDoesNotExist
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -11,10 +12,9 @@ from django.utils.http import urlencode
 from django.views import View
 from django.views.decorators.cache import never_cache
 
-from tenants.models import Tenant
-
 from ..adapter import get_adapter
 from ..services import login as flows
+from ..tenancy import get_tenant_model
 
 ERROR_TEMPLATE = "wecom_integration/login/error.html"
 VERIFIED_TEMPLATE = "wecom_integration/login/verified.html"
@@ -40,11 +40,15 @@ def _find_tenant(value):
     value = (value or "").strip()
     if not value:
         return None
-    tenants = Tenant.objects.filter(wecom_config__enabled=True)
+    tenants = get_tenant_model()._default_manager.filter(wecom_config__enabled=True)
     if value.isdigit() and int(value) <= flows.MAX_ID:
         found = tenants.filter(pk=int(value)).first()
         if found is not None:
             return found
+    try:
+        get_tenant_model()._meta.get_field("code")
+    except FieldDoesNotExist:
+        return None
     return tenants.filter(code=value).first()
 
 

@@ -14,6 +14,7 @@ import sys
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from ...adapter import get_adapter
 from ...services.configuration import callback_urls, configure_tenant, public_base_url
 
 # option name -> model field
@@ -38,7 +39,9 @@ class Command(BaseCommand):
     help = "Create or update a tenant and its WeCom configuration (idempotent); prints JSON."
 
     def add_arguments(self, parser):
-        parser.add_argument("--tenant-code", required=True, help="The tenant's house number (门牌号).")
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--tenant-code", help="The house number (门牌号) of a tenants.Tenant, found or created.")
+        which.add_argument("--tenant-id", type=int, help="The pk of an existing row of WECOM_TENANT_MODEL.")
         parser.add_argument("--tenant-name")
         parser.add_argument("--admin", help="An existing username to make an active admin of the tenant.")
         parser.add_argument("--disable", action="store_true", help="Turn the configuration off.")
@@ -75,7 +78,8 @@ class Command(BaseCommand):
             raise CommandError("--base-url must start with https:// (or http:// on a laptop).")
         try:
             tenant, config = configure_tenant(
-                tenant_code=options["tenant_code"],
+                tenant_code=options.get("tenant_code"),
+                tenant_id=options.get("tenant_id"),
                 tenant_name=options.get("tenant_name"),
                 admin_username=options.get("admin"),
                 values=values,
@@ -92,7 +96,7 @@ class Command(BaseCommand):
             json.dumps(
                 {
                     "tenant_id": tenant.pk,
-                    "tenant_code": tenant.code,
+                    "tenant_code": get_adapter().tenant_code(tenant),
                     "corp_id": config.corp_id,
                     "agent_id": config.agent_id,
                     "base_url": base or None,
