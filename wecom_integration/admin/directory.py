@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..display import LabelledJSONAdmin, labelled
 from ..models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
 from ..services import bindings, sync
 from ..sync_tasks import start_sync
@@ -56,7 +57,7 @@ class TenantFilter(admin.SimpleListFilter):
         return queryset.filter(tenant_id=tenant_id)
 
 
-class MirrorAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class MirrorAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmin):
     """Records shown, never added, edited or deleted by hand: WeCom's mirror, the audit log, the runs."""
 
     tenant_admin_can_add = False
@@ -370,7 +371,7 @@ class BindingAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(MirrorAdmin):
-    list_display = ("created_at", "action", "actor", "target_user", "wecom_userid", "detail", "tenant")
+    list_display = ("created_at", "action", "actor", "target_user", "wecom_userid", "detail_labelled", "tenant")
     list_filter = (TenantFilter, "action", "created_at")
     search_fields = ("wecom_userid", *user_search_fields("target_user", "actor"))
     list_select_related = ("tenant", "actor", "target_user")
@@ -393,6 +394,8 @@ def run_progress(run):
         "percent": None if not run.total else min(100, round(100 * run.done / run.total)),
         "finished": run.status not in SyncRun.ACTIVE_STATUSES,
         "counts": run.counts,
+        # The counts as the page shows them: a labelled table in the admin's language (escaped HTML).
+        "counts_html": labelled(run.counts),
         "errors": run.errors,
         "duration": run.duration,
         "fallback_mode": run.fallback_mode,

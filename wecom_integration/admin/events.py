@@ -16,12 +16,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import converters  # noqa: F401  (registers the <wecomid:...> path converter)
+from ..display import LabelledJSONAdmin
 from ..models import CallbackEvent, ExternalContact, FollowUser, InboxMessage, WeComUser
 from ..services import callbacks, inbox
 from .scoping import TenantScopedAdminMixin
 
 
-class ReadOnlyTenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class ReadOnlyTenantAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmin):
     """Viewable by the tenant's admins, never added or changed by hand."""
 
     tenant_admin_can_add = False

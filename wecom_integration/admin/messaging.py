@@ -16,13 +16,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import converters  # noqa: F401  (registers the <wecomid:...> path converter)
 from ..client import WeComConfigError, WeComError
+from ..display import LabelledJSONAdmin, labelled
 from ..models import InboxMessage, MessageLog, WeComConfig, WeComUser
 from ..services import menu as menu_service
 from ..services import messaging
@@ -152,7 +152,7 @@ def _pretty(menu):
 
 
 @admin.register(MessageLog)
-class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class MessageLogAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "tenant",
@@ -235,7 +235,7 @@ class MessageLogAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("content"))
     def pretty_content(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.content, ensure_ascii=False, indent=2))
+        return labelled(obj.content)
 
     @admin.display(description=_("what went wrong"))
     def failure(self, obj):
