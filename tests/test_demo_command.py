@@ -33,3 +33,58 @@ def test_second_demo_run_prints_how_to_reset_the_password():
     second = _run_demo(_free_port())
     assert "manage.py changepassword demo" in second
     assert "Log in as:  demo / " not in second
+
+
+def test_first_demo_run_leaves_proposals_to_review_a_pending_member_and_a_bound_one():
+    """Issue 20 item 5: the demo shows the sync's review, 审核中 and a bound member without anyone touching WeCom."""
+    from tenants.models import Membership
+    from wecom_integration.management.demo import PREFIX
+    from wecom_integration.models import Binding, SyncProposal, SyncRun
+
+    out = _run_demo(_free_port())
+    run = SyncRun.objects.get()
+    assert run.status == SyncRun.Status.REVIEW
+    assert f"sync #{run.pk} waits for your review" in out and "is a member pending approval" in out
+    proposals = SyncProposal.objects.filter(run=run)
+    binds = proposals.filter(action=SyncProposal.Action.BIND)
+    assert binds.count() == 6 and all(p.user.get_username().startswith(PREFIX) for p in binds)
+    twins = proposals.get(action=SyncProposal.Action.SKIP, ambiguous=True)  # two accounts, one member's name
+    assert "Several accounts have this name" in twins.note
+    assert proposals.filter(action=SyncProposal.Action.CREATE).count() >= 5
+    assert run.counts["proposals"]["bind"] == 6
+    # Already bound, and bound from outside the tenant: pending approval. Neither is proposed again.
+    assert Binding.objects.count() == 2
+    pending = Membership.objects.get(status=Membership.Status.PENDING)
+    assert pending.user.get_username().startswith(f"{PREFIX}outside-")
+    assert not proposals.filter(wecom_user__in=Binding.objects.values("wecom_user")).exists()
+
+    # A second run finds its accounts and its review, and seeds nothing twice.
+    again = _run_demo(_free_port())
+    assert "Seeded:" not in again
+    assert SyncRun.objects.count() == 1 and Binding.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_callbacks_reach_the_app_and_show_in_inbox_events_members_and_customers(
+    live_server, fake_wecom, settings
+):
+    from django.urls import reverse
+
+    from tests.factories import config_from_fake, make_tenant
+    from wecom_integration.management.demo import send_live_callbacks
+    from wecom_integration.models import CallbackEvent, ExternalContact, InboxMessage, WeComUser
+
+    settings.WECOM = {"API_BASE": fake_wecom.api_base}
+    config = config_from_fake(make_tenant("demo"), fake_wecom)
+    for kind in ("app", "contacts", "customers"):
+        token, key = config.callback_credentials(kind)
+        url = live_server.url + reverse(f"wecom_integration:callback-{kind}", kwargs={"tenant_id": config.tenant_id})
+        fake_wecom.register_callback(url, token, key, kind=kind)
+    anchor = next(iter(fake_wecom.org.users))
+    results = send_live_callbacks(fake_wecom, anchor)
+    assert [r.status for r in results] == [200, 200, 200]
+    assert sorted(CallbackEvent.objects.values_list("kind", flat=True)) == ["app", "contacts", "customers"]
+    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {CallbackEvent.Status.HANDLED}
+    assert InboxMessage.objects.get().content.startswith("你好")
+    assert WeComUser.objects.filter(name="新同事 New Colleague").exists()
+    assert ExternalContact.objects.get().name == "李女士 Ms Li"

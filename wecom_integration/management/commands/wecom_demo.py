@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from ...conf import wecom_settings
+from ...management import demo
 from ...models import WeComConfig
 from ...services.configuration import callback_urls, configure_tenant
 
@@ -73,6 +74,7 @@ class Command(BaseCommand):
         for kind in ("app", "contacts", "customers"):
             token, key = config.callback_credentials(kind)
             fake.register_callback(urls[kind], token, key, kind=kind)
+        seeded = demo.seed(tenant, fake, get_user_model().objects.get(username=DEMO_USERNAME))
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         self.stdout.write(f"  Admin:      http://{host}/admin/")
         if password:
@@ -82,9 +84,22 @@ class Command(BaseCommand):
             self.stdout.write(f"  Forgot it?  python manage.py changepassword {DEMO_USERNAME}")
         self.stdout.write(f"  Tenant:     {tenant.name} (id {tenant.pk}), configured against the fake WeCom")
         self.stdout.write(f"  Fake WeCom: {fake.api_base} ({options['users']} people)")
+        if seeded:
+            self.stdout.write(
+                f"  Seeded:     {seeded['accounts']} accounts named like WeCom members; sync #{seeded['run']} "
+                f"waits for your review: http://{host}/admin/wecom_integration/syncrun/{seeded['run']}/review/"
+            )
+            self.stdout.write(f"              {seeded['pending']} (outside the tenant) is a member pending approval")
         if options["no_server"]:
             fake.stop()
             return
+        anchor = demo.anchor_userid(tenant)
+        if anchor:
+            demo.send_when_up(fake, f"http://{host}/admin/login/", anchor)
+            self.stdout.write(
+                "  Live:       once the server answers, the fake sends a new member, a message to the app "
+                "and a new customer"
+            )
         try:
             call_command("runserver", host, use_reloader=False)
         finally:

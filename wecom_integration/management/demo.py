@@ -1,0 +1,138 @@
+"""What `make demo` puts in the demo tenant so that every feature shows without anyone touching WeCom.
+
+- Accounts named like WeCom members of the fake's organisation (surname in ``last_name`` as Chinese names are
+  kept): the sync proposes to bind them. Two accounts share one member's name: that proposal is left to the
+  admin (ambiguous). One account is already bound to its member.
+- A system user outside the tenant, bound to a member as an admin would bind them by hand: their membership
+  waits for approval (审核中).
+- A first contact sync, so the review screen has proposals.
+- Once the server answers, the fake sends live callbacks: a new member, a message to the app, a new customer.
+
+Used only by the ``wecom_demo`` command (and its tests); never by the app itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.request
+
+from django.contrib.auth import get_user_model
+
+from .. import tenancy
+from ..adapter import get_adapter
+from ..models import Binding, SyncRun, WeComUser
+from ..services import bindings, sync
+
+logger = logging.getLogger(__name__)
+
+#: Usernames of the demo's accounts start with this, so a second `make demo` finds them.
+PREFIX = "demo-"
+MATCHED = 6
+
+
+def _account(username: str, name: str):
+    User = get_user_model()
+    user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+    if user is None:
+        user = User(**{User.USERNAME_FIELD: username})
+        user.set_unusable_password()
+    # Chinese names: the surname first, kept in last_name (the sync matches 王 + 明 as 王明).
+    if hasattr(user, "last_name"):
+        user.last_name, user.first_name = name[:1], name[1:]
+    user.save()
+    return user
+
+
+def _members(fake):
+    """Active members of the fake's organisation with a unique name, in a stable order."""
+    users = sorted(fake.org.users.values(), key=lambda u: u.seq)
+    counts: dict[str, int] = {}
+    for user in users:
+        counts[user.name] = counts.get(user.name, 0) + 1
+    return [u for u in users if u.status == 1 and counts[u.name] == 1]
+
+
+def seed(tenant, fake, actor) -> dict:
+    """Seed the demo tenant once (a second `make demo` finds its accounts and leaves them); returns what it
+    did, for the command's output."""
+    User = get_user_model()
+    if User.objects.filter(**{f"{User.USERNAME_FIELD}__startswith": PREFIX}).exists():
+        return {}
+    members = _members(fake)
+    if len(members) < MATCHED + 3:
+        return {}
+    matched, twins, bound, outsider = members[:MATCHED], members[MATCHED], members[MATCHED + 1], members[MATCHED + 2]
+    adapter = get_adapter()
+    accounts = [_account(f"{PREFIX}{m.userid.lower()}", m.name) for m in matched]
+    accounts += [_account(f"{PREFIX}{twins.userid.lower()}-{n}", twins.name) for n in (1, 2)]
+    already = _account(f"{PREFIX}{bound.userid.lower()}", bound.name)
+    adapter.set_memberships(tenant, {user.pk: tenancy.ACTIVE for user in [*accounts, already]})
+    # The outsider has no membership of the demo tenant: binding them makes it wait for approval.
+    stranger = _account(f"{PREFIX}outside-{outsider.userid.lower()}", outsider.name)
+
+    # Run here, not through Celery: the demo's review must be there when the server starts, whatever the broker.
+    run = sync.create_run(tenant, SyncRun.Kind.CONTACTS, actor)
+    sync.execute_contact_run(run.pk)
+    run.refresh_from_db()
+    wecom = {w.userid: w for w in WeComUser.objects.filter(tenant=tenant, userid__in=[bound.userid, outsider.userid])}
+    if len(wecom) == 2:
+        bindings.bind(tenant, already, wecom[bound.userid], actor=actor, source="demo")
+        bindings.bind(tenant, stranger, wecom[outsider.userid], actor=actor, source="demo")
+    if run.status == SyncRun.Status.REVIEW:
+        # The two bindings above came after the sync proposed them: propose again without them.
+        proposals = sync.build_proposals(run)
+        SyncRun.objects.filter(pk=run.pk).update(counts={**run.counts, "proposals": proposals})
+    return {
+        "run": run.pk,
+        "accounts": len(accounts) + 2,
+        "pending": stranger.get_username(),
+        "bound": Binding.objects.filter(tenant=tenant).count(),
+    }
+
+
+def anchor_userid(tenant) -> str | None:
+    """The WeCom member the live callbacks come from: one bound to a demo account, else any active member."""
+    binding = Binding.objects.filter(tenant=tenant, is_active=True).select_related("wecom_user").first()
+    if binding is not None:
+        return binding.wecom_user.userid
+    member = WeComUser.objects.filter(tenant=tenant, removed=False, status=1).order_by("userid").first()
+    return member.userid if member else None
+
+
+def send_live_callbacks(fake, anchor_userid: str) -> list:
+    """What a working day sends: a new member joins, a member writes to the app, a member adds a customer.
+    Returns the delivery results (each callback's HTTP status as WeCom would see it)."""
+    stamp = int(time.time()) % 100000
+    results = []
+    results += fake.add_user(f"newcomer{stamp}", "新同事 New Colleague", department=(1,))
+    results += fake.send_app_message(anchor_userid, "你好，请问报销流程怎么走？ How do I file an expense claim?")
+    _external, delivered = fake.add_external_contact(anchor_userid, "李女士 Ms Li")
+    results += delivered
+    return results
+
+
+def send_when_up(fake, url: str, anchor_userid: str, timeout: float = 60.0) -> threading.Thread:
+    """In the background: wait until the demo server answers ``url``, then :func:`send_live_callbacks`."""
+
+    def run():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - the demo's own loopback address
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            logger.warning("The demo server did not answer %s; no live callbacks sent.", url)
+            return
+        try:
+            results = send_live_callbacks(fake, anchor_userid)
+            logger.info("Demo: the fake WeCom sent %d live callbacks.", len(results))
+        except Exception:  # the demo server keeps running whatever the fake does
+            logger.exception("Demo: the live callbacks failed.")
+
+    thread = threading.Thread(target=run, name="demo-live-callbacks", daemon=True)
+    thread.start()
+    return thread
