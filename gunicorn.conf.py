@@ -88,7 +88,7 @@ def worker_exit(server, worker):
     """A worker is stopping: send the callback ids it has not published yet (they are stored either way;
     this spares them the requeue sweep's wait)."""
     try:
-        from wecom_integration.services.callbacks import publisher
+        from wecom_integration.callbacks.services import publisher
     except Exception:  # the app never loaded in this worker
         return
     publisher.flush()

@@ -46,7 +46,8 @@ def main():
     call_command("migrate", verbosity=0)
 
     from tests.factories import make_config, make_tenant
-    from wecom_integration.services import callback_attempts, callbacks
+    from wecom_integration.callbacks import attempts as callback_attempts
+    from wecom_integration.callbacks import services as callbacks
     from wecom_integration.testing.callbacks import CallbackSender, build_message_xml
 
     tenant = make_tenant(f"bench{int(time.time())}")

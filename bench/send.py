@@ -54,8 +54,8 @@ def run(fake, args):
 
     from tenants.models import Membership, Tenant
     from wecom_integration.client import client_for
+    from wecom_integration.messaging.services import Message, send
     from wecom_integration.models import Binding, MessageLog, WeComConfig, WeComUser
-    from wecom_integration.services.messaging import Message, send
 
     User = get_user_model()
     userids = [user.userid for user in fake.org.active_users()][: args.users]

@@ -212,8 +212,8 @@ WORLD_LABELS = {"old": "old world (contact Secret reads all)", "2022": "2022 wor
 def full_lists(args, world="old"):
     from tests.factories import config_from_fake, make_tenant
     from wecom_integration.client import RateBudget
+    from wecom_integration.directory import sync
     from wecom_integration.models import SyncRun
-    from wecom_integration.services import sync
     from wecom_integration.testing import FakeWeCom
 
     print(f"\nPart 1, {WORLD_LABELS[world]}: {args.users:,} members in {args.departments:,} departments, "
@@ -309,8 +309,8 @@ def fallback_with_limits(args):
 
     from tests.factories import config_from_fake, make_tenant
     from wecom_integration.client import RateBudget
+    from wecom_integration.directory import sync
     from wecom_integration.models import SyncRun
-    from wecom_integration.services import sync
     from wecom_integration.testing import FakeWeCom
 
     users, per_minute = args.fallback_users, args.per_minute

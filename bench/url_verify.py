@@ -40,7 +40,7 @@ START_TIMEOUT = 60
 SETUP = f"""
 import django
 django.setup()
-from wecom_integration.services.configuration import configure_tenant
+from wecom_integration.configuration.services import configure_tenant
 tenant, _ = configure_tenant(tenant_code="bench", values={{
     "corp_id": "{CORP_ID}", "agent_id": 1000002, "secret": "s" * 43,
     "contact_token": "{TOKEN}", "contact_aes_key": "{ENCODING_AES_KEY}"}})

@@ -6,7 +6,7 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from wecom_integration.log_config import use_django_logging_in_workers  # noqa: E402
+from wecom_integration.operations.log_config import use_django_logging_in_workers  # noqa: E402
 
 app = Celery("wecom")
 app.config_from_object("django.conf:settings", namespace="CELERY")

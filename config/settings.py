@@ -13,7 +13,7 @@ import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
 from wecom_integration.celery_config import BEAT_SCHEDULE, TASK_ROUTES
-from wecom_integration.log_config import logging_config
+from wecom_integration.operations.log_config import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "wecom_integration.middleware.RequestIdMiddleware",
+    "wecom_integration.operations.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS and JS) from STATIC_ROOT, compressed and cached forever under their
     # hashed names: no separate static server, with DEBUG off as in production.
@@ -124,7 +124,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "wecom_integration.auth_backends.WeComBackend",
+    "wecom_integration.login.backends.WeComBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/admin/"

@@ -8,7 +8,7 @@ admin.site.site_title = _("WeCom integration")
 admin.site.index_title = _("Administration")
 
 urlpatterns = [
-    path("", include("wecom_integration.health_urls")),
+    path("", include("wecom_integration.operations.urls")),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     # Root-level files WeCom fetches (the trusted domain's WW_verify_<code>.txt).

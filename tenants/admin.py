@@ -184,7 +184,7 @@ def tenant_page_context(tenant):
     context = {"dashboard": None, "chart": None, "sync_start_url": None}
     values = {}
     if apps.is_installed("wecom_integration"):
-        from wecom_integration.services.dashboard import bar_chart, tenant_dashboard
+        from wecom_integration.operations.dashboard import bar_chart, tenant_dashboard
 
         dashboard = tenant_dashboard(tenant)
         values = {

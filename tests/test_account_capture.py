@@ -14,8 +14,8 @@ from django.test import Client
 from django.urls import reverse
 
 from tenants.models import Membership
+from wecom_integration.directory import bindings, sync
 from wecom_integration.models import AuditLog, Binding, WeComUser
-from wecom_integration.services import bindings, sync
 
 from .factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
 from .test_login import callback, qr_state, refusal, session_user
@@ -23,7 +23,7 @@ from .test_login import callback, qr_state, refusal, session_user
 User = get_user_model()
 pytestmark = pytest.mark.django_db
 
-BACKEND = "wecom_integration.auth_backends.WeComBackend"
+BACKEND = "wecom_integration.login.backends.WeComBackend"
 
 
 @pytest.fixture(autouse=True)

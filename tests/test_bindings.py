@@ -8,8 +8,8 @@ from django.urls import reverse
 from tenants.models import Membership
 from tenants.services import decide_memberships
 from tests.factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
+from wecom_integration.directory import bindings, sync
 from wecom_integration.models import AuditLog, Binding, SyncRun, WeComUser
-from wecom_integration.services import bindings, sync
 
 User = get_user_model()
 pytestmark = pytest.mark.django_db
@@ -127,8 +127,8 @@ def test_the_hook_is_registered_once():
     from tenants.services import decision_hooks
     from wecom_integration.tenancy import connect_default_backend
 
-    connect_default_backend()
-    connect_default_backend()
+    connect_default_backend(bindings.record_membership_decision)
+    connect_default_backend(bindings.record_membership_decision)
     assert decision_hooks.count(bindings.record_membership_decision) == 1
 
 

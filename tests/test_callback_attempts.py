@@ -10,8 +10,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from wecom_integration.callbacks import attempts as callback_attempts
 from wecom_integration.models import CallbackAttempt
-from wecom_integration.services import callback_attempts
 from wecom_integration.testing.callbacks import CallbackSender, build_contact_user_xml, build_message_xml
 
 from .factories import aes_key, make_config, make_tenant, make_tenant_admin

@@ -13,7 +13,10 @@ from django.urls import reverse
 
 from tenants.models import Membership
 from wecom_integration import signals
+from wecom_integration.callbacks import handling
+from wecom_integration.callbacks import services as callbacks
 from wecom_integration.events import ContactUserEvent, ExternalContactEvent, SubscribeEvent, TextMessage
+from wecom_integration.login import twostep
 from wecom_integration.models import (
     AuditLog,
     Binding,
@@ -24,7 +27,6 @@ from wecom_integration.models import (
     InboxMessage,
     WeComUser,
 )
-from wecom_integration.services import callbacks, twostep
 from wecom_integration.testing.callbacks import (
     build_contact_party_xml,
     build_contact_user_xml,
@@ -487,10 +489,10 @@ def test_customer_over_real_http_from_the_fake(live_server, transactional_db, fa
 
 def test_handling_twice_is_a_no_op(client, config):
     event = contact(client, config, "create_user", {"userid": "x1", "name": "X"})
-    assert callbacks.handle_event(event.pk) == callbacks.ALREADY_HANDLED
+    assert handling.handle_event(event.pk) == handling.ALREADY_HANDLED
     event.refresh_from_db()
     assert event.attempts == 1
-    assert callbacks.handle_event(10**9) == callbacks.MISSING
+    assert handling.handle_event(10**9) == handling.MISSING
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs row locks (SELECT … FOR UPDATE)")
@@ -503,21 +505,21 @@ def test_two_workers_never_both_handle_one_event(transactional_db, config):
     def worker(_):
         ready.wait(timeout=10)
         try:
-            return callbacks.handle_event(row.pk)
+            return handling.handle_event(row.pk)
         finally:
             connection.close()
 
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(worker, range(4)))
-    assert outcomes.count(callbacks.HANDLED) == 1
-    assert set(outcomes) <= {callbacks.HANDLED, callbacks.BUSY, callbacks.ALREADY_HANDLED}
+    assert outcomes.count(handling.HANDLED) == 1
+    assert set(outcomes) <= {handling.HANDLED, handling.BUSY, handling.ALREADY_HANDLED}
     row.refresh_from_db()
     assert (row.status, row.attempts) == (CallbackEvent.Status.HANDLED, 1)
     assert WeComUser.objects.filter(userid="race").count() == 1
 
 
 def test_a_lost_enqueue_is_healed_by_wecoms_retry(client, config, monkeypatch):
-    from wecom_integration import tasks
+    from wecom_integration.callbacks import tasks
 
     xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": "lost", "name": "Lost"}, T0)
     params, body = sender_for(config, "contacts").envelope(xml)

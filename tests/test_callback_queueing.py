@@ -12,11 +12,12 @@ from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
 
-from wecom_integration import tasks
+from wecom_integration.callbacks import handling, tasks
+from wecom_integration.callbacks import services as callbacks
+from wecom_integration.callbacks.publisher import BatchPublisher
+from wecom_integration.directory import services as directory_services
 from wecom_integration.events import parse_event
 from wecom_integration.models import CallbackEvent, WeComUser
-from wecom_integration.services import callbacks
-from wecom_integration.services.publisher import BatchPublisher
 from wecom_integration.testing.callbacks import build_contact_user_xml
 
 from .factories import make_config, make_tenant
@@ -211,7 +212,7 @@ def test_the_insert_sends_what_each_fields_own_preparation_would(config):
 def test_a_batch_is_handled_in_order_and_skips_what_is_handled_already(config):
     first, second = stored(config, "alice"), stored(config, "alice", T0 + 1, "update_user")
     third = stored(config, "bob")
-    callbacks.handle_event(third.pk)
+    handling.handle_event(third.pk)
     outcome = tasks.handle_callback_events.apply(args=([first.pk, second.pk, third.pk, 999_999],)).get()
     assert outcome == {"handled": 2, "already_handled": 1, "missing": 1}
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"handled"}
@@ -223,14 +224,14 @@ def test_a_batch_is_handled_in_order_and_skips_what_is_handled_already(config):
 def test_a_failing_event_is_retried_on_its_own_and_the_rest_of_its_batch_is_handled(config, settings, monkeypatch):
     settings.WECOM = {"HANDLER_MAX_RETRIES": 2, "HANDLER_RETRY_BACKOFF": 0}
     good, bad, after = stored(config, "good"), stored(config, "bad"), stored(config, "after")
-    real = callbacks.directory.apply_contact_change
+    real = directory_services.apply_contact_change
 
     def apply(tenant_id, event):
         if event.subject == "bad":
             raise RuntimeError("handler broke")
         return real(tenant_id, event)
 
-    monkeypatch.setattr(callbacks.directory, "apply_contact_change", apply)
+    monkeypatch.setattr(directory_services, "apply_contact_change", apply)
     outcome = tasks.handle_callback_events.apply(args=([good.pk, bad.pk, after.pk],)).get()
     assert outcome == {"handled": 2, "retrying": 1}
     bad.refresh_from_db()
@@ -247,7 +248,7 @@ def test_a_database_error_in_one_handler_rolls_back_only_that_event(config, sett
     settings.WECOM = {"HANDLER_MAX_RETRIES": 0}
     monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)  # autocommit: stored, not handled
     rows = [stored(config, userid) for userid in ("first", "bad", "last")]
-    real = callbacks.directory.apply_contact_change
+    real = directory_services.apply_contact_change
 
     def apply(tenant_id, event):
         change = real(tenant_id, event)  # its writes happen, then the database refuses a statement
@@ -256,9 +257,9 @@ def test_a_database_error_in_one_handler_rolls_back_only_that_event(config, sett
                 cursor.execute("SELECT * FROM no_such_table")
         return change
 
-    monkeypatch.setattr(callbacks.directory, "apply_contact_change", apply)
-    outcomes = callbacks.handle_events([row.pk for row in rows])
-    assert outcomes[rows[0].pk] == outcomes[rows[2].pk] == callbacks.HANDLED
+    monkeypatch.setattr(directory_services, "apply_contact_change", apply)
+    outcomes = handling.handle_events([row.pk for row in rows])
+    assert outcomes[rows[0].pk] == outcomes[rows[2].pk] == handling.HANDLED
     assert "no_such_table" in str(outcomes[rows[1].pk])
     assert set(WeComUser.objects.values_list("userid", flat=True)) == {"first", "last"}
     statuses = dict(CallbackEvent.objects.values_list("subject", "status"))
@@ -267,7 +268,8 @@ def test_a_database_error_in_one_handler_rolls_back_only_that_event(config, sett
 
 @pytest.mark.django_db
 def test_each_event_of_a_batch_is_handled_under_the_request_id_that_stored_it(config):
-    from wecom_integration import observability, signals
+    from wecom_integration import signals
+    from wecom_integration.operations import observability
 
     seen = []
 
@@ -281,7 +283,7 @@ def test_each_event_of_a_batch_is_handled_under_the_request_id_that_stored_it(co
     signals.contact_changed.connect(receiver)
     try:
         with observability.request_id_context("the-task"), TestCase.captureOnCommitCallbacks(execute=True):
-            callbacks.handle_events([row.pk for row in rows])
+            handling.handle_events([row.pk for row in rows])
     finally:
         signals.contact_changed.disconnect(receiver)
     assert seen == [("anna", "req-anna"), ("ben", "req-ben"), ("cleo", "the-task")]
@@ -394,9 +396,9 @@ def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch):
 
     monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)
     rows = [stored(config, "held"), stored(config, "held", T0 + 1, "update_user")]
-    callbacks.handle_event(rows[0].pk)
+    handling.handle_event(rows[0].pk)
     entered, release = threading.Event(), threading.Event()
-    real = callbacks.directory.apply_contact_change
+    real = directory_services.apply_contact_change
 
     def slow_apply(tenant_id, event):
         change = real(tenant_id, event)
@@ -404,8 +406,8 @@ def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch):
         release.wait(10)
         return change
 
-    monkeypatch.setattr(callbacks.directory, "apply_contact_change", slow_apply)
-    worker = threading.Thread(target=lambda: (callbacks.handle_events([rows[1].pk]), connection.close()))
+    monkeypatch.setattr(directory_services, "apply_contact_change", slow_apply)
+    worker = threading.Thread(target=lambda: (handling.handle_events([rows[1].pk]), connection.close()))
     worker.start()
     try:
         assert entered.wait(10)

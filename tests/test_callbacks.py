@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from wecom_integration.crypto import signature
 from wecom_integration.events import Article, ImageReply, NewsReply, TextMessage, VideoReply, VoiceReply
+from wecom_integration.messaging import inbox
 from wecom_integration.models import CallbackEvent, InboxMessage, WeComUser
-from wecom_integration.services import inbox
 from wecom_integration.testing.callbacks import (
     CallbackSender,
     build_contact_user_xml,

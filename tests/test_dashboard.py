@@ -18,7 +18,7 @@ from wecom_integration.models import (
     SyncRun,
     WeComUser,
 )
-from wecom_integration.services import dashboard as dash
+from wecom_integration.operations import dashboard as dash
 
 from .factories import make_config, make_member, make_tenant, make_tenant_admin, make_user
 

@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from wecom_integration import signals
+from wecom_integration.callbacks import handling
 from wecom_integration.events import UnknownEvent
 from wecom_integration.models import (
     CallbackEvent,
@@ -16,7 +17,6 @@ from wecom_integration.models import (
     InboxMessage,
     WeComUser,
 )
-from wecom_integration.services import callbacks
 from wecom_integration.testing.callbacks import (
     build_contact_party_xml,
     build_contact_user_xml,
@@ -157,7 +157,7 @@ def test_replaying_every_kind_leaves_the_mirror_unchanged_and_duplicates_nothing
     handled.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        dispatched, failed = callbacks.redispatch_events(CallbackEvent.objects.filter(tenant=config.tenant))
+        dispatched, failed = handling.redispatch_events(CallbackEvent.objects.filter(tenant=config.tenant))
 
     assert failed == 0
     assert dispatched == CallbackEvent.objects.filter(tenant=config.tenant).count()

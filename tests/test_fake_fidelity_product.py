@@ -8,10 +8,11 @@ import pytest
 from django.core.cache import cache
 
 from wecom_integration.client.tokens import clear_memo
-from wecom_integration.messaging_tasks import send_message
+from wecom_integration.messaging import inbox
+from wecom_integration.messaging import services as messaging
+from wecom_integration.messaging.services import Message, deliver, prepare, send
+from wecom_integration.messaging.tasks import send_message
 from wecom_integration.models import CallbackEvent, ExternalContact, InboxMessage, MessageLog, WeComUser
-from wecom_integration.services import inbox, messaging
-from wecom_integration.services.messaging import Message, deliver, prepare, send
 from wecom_integration.testing.callbacks import build_contact_user_xml, build_external_contact_xml
 
 from .factories import config_from_fake, make_tenant
@@ -160,7 +161,7 @@ def test_a_userid_in_another_case_is_the_same_member(client, settings, fake):
     assert list(inbox.conversation(config.tenant_id, "ZHANGSAN")) == [message]
 
     # The binding is found whatever the case of the id WeCom signs in with.
-    from wecom_integration.adapter import get_adapter
+    from wecom_integration.login.adapter import get_adapter
 
     binding = get_adapter().get_binding(config.tenant, "zhangSAN")
     assert binding is not None and binding.wecom_user_id == member.pk

@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.urls import resolve
 
 from tests.test_scale_out import Proc, base_env, free_port, http_get, wait_for, wait_http_ok
-from wecom_integration.views import health
+from wecom_integration.operations import health
 
 pytestmark = pytest.mark.django_db
 

@@ -55,7 +55,7 @@ INSTALLED_APPS += [
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "wecom_integration.auth_backends.WeComBackend",
+    "wecom_integration.login.backends.WeComBackend",
 ]
 # The host's own choices: no logging set-up at all, tasks run in the web process unless a worker runs.
 LOGGING = {}
@@ -69,7 +69,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("wecom_integration.health_urls")),
+    path("", include("wecom_integration.operations.urls")),
     path("admin/", admin.site.urls),
     path("", include("wecom_integration.urls")),
 ]
@@ -186,7 +186,7 @@ INSTALLED_APPS += [
 WECOM_TENANT_MODEL = "orgs.Organization"
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "wecom_integration.auth_backends.WeComBackend",
+    "wecom_integration.login.backends.WeComBackend",
 ]
 CELERY_TASK_ALWAYS_EAGER = True
 WECOM = {"API_BASE": %(api_base)r, "ADAPTER": "orgs.wecom.OrgAdapter"}
@@ -216,7 +216,7 @@ class Seat(models.Model):
 # The host's rule, through the app's adapter (docs/install.md, "Your own organisations").
 ORG_ADAPTER = """
 from wecom_integration import tenancy
-from wecom_integration.adapter import DefaultWeComAdapter
+from wecom_integration.login.adapter import DefaultWeComAdapter
 
 from .models import Seat
 
@@ -479,7 +479,7 @@ def test_callbacks_api_and_admin_in_the_host(host, fake, tenant):
         import json
         from tenants.models import Tenant
         from wecom_integration.models import SyncRun, WeComUser
-        from wecom_integration.sync_tasks import start_sync
+        from wecom_integration.directory.sync import start_sync
         start_sync(Tenant.objects.get(pk=%(tenant)d))
         print(json.dumps({"runs": list(SyncRun.objects.values_list("status", flat=True)),
                           "members": WeComUser.objects.count()}))
@@ -533,7 +533,7 @@ def test_the_checks_name_a_missing_backend_and_a_missing_broker(host):
     no_backend = host.run("check", "--settings", "hostproj.settings_no_backend", check=False)
     assert no_backend.returncode != 0
     assert "wecom_integration.E001" in no_backend.stderr
-    assert "wecom_integration.auth_backends.WeComBackend" in no_backend.stderr
+    assert "wecom_integration.login.backends.WeComBackend" in no_backend.stderr
     no_broker = host.run("check", "--settings", "hostproj.settings_no_broker", check=False)
     assert "wecom_integration.W003" in no_broker.stdout + no_broker.stderr
 
@@ -549,7 +549,7 @@ def test_wecom_sign_in_lands_on_a_page_that_exists(host):
         staff = Client(HTTP_HOST="localhost")
         staff.force_login(User.objects.get(username=%(superuser)r))
         from django.test import RequestFactory
-        from wecom_integration.adapter import get_adapter
+        from wecom_integration.login.adapter import get_adapter
         request = RequestFactory().get("/")
         request.user = User.objects.get(username=%(superuser)r)
         for_staff = get_adapter(request).get_login_redirect_url(request, None)
@@ -652,7 +652,7 @@ def test_a_sync_no_worker_takes_waits_is_cancelled_and_a_new_one_runs(host, fake
         from django.utils import timezone
         from tenants.models import Tenant
         from wecom_integration.models import AuditLog, SyncRun
-        from wecom_integration.sync_tasks import start_sync
+        from wecom_integration.directory.sync import start_sync
         tenant = Tenant.objects.get(pk=%(tenant)d)
         run = start_sync(tenant)  # queued on the broker; no worker consumes the queue
         # As if the setting's two minutes had passed.
@@ -789,7 +789,7 @@ def test_a_host_with_its_own_organisations(org_host, fake):
         from orgs.models import Organization
         from wecom_integration.models import CallbackEvent, SyncRun, WeComUser
         from wecom_integration.services import sync
-        from wecom_integration.sync_tasks import start_sync
+        from wecom_integration.directory.sync import start_sync
         org = Organization.objects.get(pk=%(org)d)
         run = start_sync(org)
         run.refresh_from_db()

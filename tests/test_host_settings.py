@@ -11,8 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
 
 from wecom_integration import celery_config, checks
-from wecom_integration.adapter import get_adapter
 from wecom_integration.conf import DEFAULTS, wecom_settings
+from wecom_integration.login.adapter import get_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("wecom_integration", "tenants")
@@ -67,7 +67,7 @@ def test_check_names_a_missing_sign_in_backend():
     with override_settings(AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend"]):
         (error,) = checks.check_authentication_backend(None)
     assert error.id == "wecom_integration.E001"
-    assert "wecom_integration.auth_backends.WeComBackend" in error.msg
+    assert "wecom_integration.login.backends.WeComBackend" in error.msg
     assert checks.check_authentication_backend(None) == []
 
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from tenants.models import Membership
 from wecom_integration.converters import WeComIdConverter
+from wecom_integration.directory import bindings, sync
 from wecom_integration.models import ExternalContact, FollowUser, InboxMessage, SyncRun, WeComUser
-from wecom_integration.services import bindings, sync
 from wecom_integration.testing.callbacks import build_contact_user_xml, build_message_xml
 
 from .factories import make_config, make_member, make_tenant, make_tenant_admin, make_user

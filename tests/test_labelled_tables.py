@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils import translation
 
 from tests.factories import config_from_fake, make_tenant, make_tenant_admin
+from wecom_integration.directory import sync
 from wecom_integration.display import label, labelled
 from wecom_integration.models import AuditLog, MessageLog, SyncRun, WeComUser
-from wecom_integration.services import sync
 
 pytestmark = pytest.mark.django_db
 

@@ -18,14 +18,14 @@ from django.urls import reverse
 from django.utils import translation
 
 from tenants.models import Membership
+from wecom_integration.login import services as flows
 from wecom_integration.models import AuditLog, Binding, WeComUser
-from wecom_integration.services import login as flows
 
 from .factories import config_from_fake, make_config, make_member, make_tenant, make_user
 
 pytestmark = pytest.mark.django_db
 
-BACKEND = "wecom_integration.auth_backends.WeComBackend"
+BACKEND = "wecom_integration.login.backends.WeComBackend"
 CALLBACK = "/wecom/oauth/callback/"
 STATE_RE = re.compile(r"^[A-Za-z0-9]{1,128}$")
 

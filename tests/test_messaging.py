@@ -16,10 +16,8 @@ from hypothesis import strategies as st
 from tenants.models import Membership
 from wecom_integration.client import WeComRateLimited
 from wecom_integration.client.tokens import clear_memo
-from wecom_integration.messaging_tasks import send_message
-from wecom_integration.models import Binding, InboxMessage, MessageLog, WeComUser
-from wecom_integration.services import menu as menu_service
-from wecom_integration.services.messaging import (
+from wecom_integration.messaging import menu as menu_service
+from wecom_integration.messaging.services import (
     Message,
     NotConfigured,
     deliver,
@@ -29,6 +27,8 @@ from wecom_integration.services.messaging import (
     send,
     send_async,
 )
+from wecom_integration.messaging.tasks import send_message
+from wecom_integration.models import Binding, InboxMessage, MessageLog, WeComUser
 from wecom_integration.testing import FakeWeCom
 
 from .factories import config_from_fake, make_config, make_member, make_tenant, make_tenant_admin, make_user

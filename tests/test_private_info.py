@@ -8,8 +8,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from wecom_integration.login import services as flows
 from wecom_integration.models import WeComConfig, WeComUser
-from wecom_integration.services import login as flows
 
 from .factories import config_from_fake, make_tenant, make_tenant_admin, make_user
 from .test_login import BACKEND, bind, session_user

@@ -14,8 +14,8 @@ from rest_framework.authtoken.models import Token
 
 from tests.factories import config_from_fake, make_config, make_tenant, make_tenant_admin
 from wecom_integration.client import WeComError, client_for
+from wecom_integration.directory import sync
 from wecom_integration.models import SyncRun, WeComConfig
-from wecom_integration.services import sync
 from wecom_integration.testing.callbacks import CallbackSender, build_contact_user_xml
 
 pytestmark = pytest.mark.django_db

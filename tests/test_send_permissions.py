@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tenants.models import Membership
-from wecom_integration.adapter import DefaultWeComAdapter
+from wecom_integration.login.adapter import DefaultWeComAdapter
 from wecom_integration.models import MessageLog
 
 from .factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user

@@ -8,10 +8,10 @@ from django.test.utils import CaptureQueriesContext
 
 from tenants.models import Membership
 from tests.factories import config_from_fake, make_member, make_tenant, make_user
+from wecom_integration.directory import sync
+from wecom_integration.directory.services import user_fingerprint
+from wecom_integration.directory.tasks import periodic_sync, run_contact_sync
 from wecom_integration.models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
-from wecom_integration.services import sync
-from wecom_integration.services.directory import user_fingerprint
-from wecom_integration.sync_tasks import periodic_sync, run_contact_sync
 
 User = get_user_model()
 MIRROR_TABLES = ("wecom_integration_wecomuser", "wecom_integration_department", "wecom_integration_binding")

@@ -8,8 +8,8 @@ from rest_framework.test import APIClient
 
 from tenants.models import Membership
 from tests.factories import config_from_fake, make_member, make_tenant, make_user
+from wecom_integration.directory import sync
 from wecom_integration.models import Binding, Department, SyncRun, WeComUser
-from wecom_integration.services import sync
 
 User = get_user_model()
 

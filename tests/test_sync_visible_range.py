@@ -12,8 +12,9 @@ from django.test import override_settings
 from django.urls import reverse
 
 from tests.factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
+from wecom_integration.customers import sync as customer_sync
+from wecom_integration.directory import sync
 from wecom_integration.models import Binding, Department, ExternalContact, FollowUser, SyncRun, WeComUser
-from wecom_integration.services import customer_sync, sync
 
 User = get_user_model()
 

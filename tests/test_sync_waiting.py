@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import config_from_fake, make_tenant, make_tenant_admin
+from wecom_integration.directory import sync
+from wecom_integration.directory.sync import start_sync
 from wecom_integration.models import AuditLog, SyncRun, WeComUser
-from wecom_integration.services import sync
-from wecom_integration.sync_tasks import start_sync
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = "admin:wecom_integration_syncrun_changelist"

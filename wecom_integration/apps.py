@@ -9,12 +9,15 @@ class WeComIntegrationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # checks: registers the system checks. The tasks modules: one per area; importing them registers
-        # them with every worker and host project, whatever autodiscovery finds. bindings: the audit log
-        # records membership approvals whether they come from the admin or the API.
-        # observability: metrics on the client's listeners, Celery request-id propagation, task metrics.
-        from . import checks, messaging_tasks, observability, sync_tasks, tasks  # noqa: F401
-        from .tenancy import connect_default_backend
+        # The composition root: the one place that knows every room.
+        # checks: registers the system checks. tasks: every room's Celery tasks under their contract names,
+        # registered with every worker and host project whatever autodiscovery finds. handlers: each room
+        # declares the callback events it handles in callbacks.registry. observability: metrics on the
+        # client's listeners, Celery request-id propagation, task metrics.
+        from wecom_integration import checks, handlers, tasks  # noqa: F401
+        from wecom_integration.directory import bindings
+        from wecom_integration.operations import celery_signals, observability  # noqa: F401
+        from wecom_integration.tenancy import connect_default_backend
 
-        connect_default_backend()
+        connect_default_backend(bindings.record_membership_decision)
         observability.install()

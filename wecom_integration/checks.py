@@ -11,7 +11,7 @@ W003  Celery has no broker and does not run tasks eagerly: callbacks are stored 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import wecom_settings
+from wecom_integration.conf import wecom_settings
 
 
 @register(Tags.security, deploy=True)

@@ -58,7 +58,7 @@ DEFAULTS = {
     # Empty: build them from the current request.
     "PUBLIC_BASE_URL": "",
     # The adapter class host projects subclass to change how a WeCom user becomes a local user.
-    "ADAPTER": "wecom_integration.adapter.DefaultWeComAdapter",
+    "ADAPTER": "wecom_integration.login.adapter.DefaultWeComAdapter",
     # The API (/api/, /sys/) authenticates with the X-Access-Token header (DRF tokens) whatever the host's
     # REST_FRAMEWORK says; a host adds its own authentication classes here (dotted paths), tried after it.
     # Who may do what is decided by the API's own permissions (an active member of the X-Tenant-Id tenant),

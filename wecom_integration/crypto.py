@@ -48,7 +48,7 @@ from xml.parsers.expat import ExpatError, ParserCreate
 
 from Crypto.Cipher import AES
 
-from .events import cdata
+from wecom_integration.events import cdata
 
 __all__ = [
     "ComputeSignatureError",

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.db import models
 
-from .conf import wecom_settings
+from wecom_integration.conf import wecom_settings
 
 PREFIX = "enc1:"
 

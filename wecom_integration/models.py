@@ -12,8 +12,8 @@ from django.db.models import F
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
-from .fields import EncryptedTextField
-from .tenancy import ensure_setting
+from wecom_integration.fields import EncryptedTextField
+from wecom_integration.tenancy import ensure_setting
 
 # The migrations and the tenant foreign keys below read it (issue 24).
 ensure_setting()

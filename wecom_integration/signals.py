@@ -35,7 +35,7 @@ from django.dispatch import Signal
 #: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`): the stored callback.
 #: - ``message`` (:class:`~wecom_integration.models.InboxMessage`): the message as it is in the inbox.
 #: - ``reply`` (dict or None): the passive reply WeCom was given, in the dict form of
-#:   :func:`wecom_integration.services.inbox.reply_as_dict`.
+#:   :func:`wecom_integration.messaging.inbox.reply_as_dict`.
 message_received = Signal()
 
 #: An employee did something in the tenant's app that is not a message: followed or unfollowed it

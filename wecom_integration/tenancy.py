@@ -4,7 +4,7 @@ Every tenant foreign key of the app points at the model named by the top-level s
 ``WECOM_TENANT_MODEL`` ("app_label.ModelName", like ``AUTH_USER_MODEL``; default ``"tenants.Tenant"``).
 :func:`get_tenant_model` returns it, as ``get_user_model()`` does for users.
 
-Who may do what in a tenant is asked through the adapter (:mod:`wecom_integration.adapter`); its default
+Who may do what in a tenant is asked through the adapter (:mod:`wecom_integration.login.adapter`); its default
 answers come from :class:`MembershipBackend` here, which reads and writes ``tenants.Membership`` while the
 default tenant model is in use. This is the only module of ``wecom_integration`` that imports ``tenants``
 (lazily): a host with its own organisations need not install it, and a host package named ``tenants``
@@ -62,7 +62,7 @@ def default_tenant_id():
     """The tenant an API request without ``X-Tenant-Id`` acts in: ``WECOM["DEFAULT_TENANT_ID"]`` when set,
     else JeecgBoot's 0 with the default tenant model (a data migration creates that tenant) and none
     (the header is required) with a host's model."""
-    from .conf import wecom_settings
+    from wecom_integration.conf import wecom_settings
 
     configured = wecom_settings.DEFAULT_TENANT_ID
     if configured is not None:
@@ -198,13 +198,12 @@ class MembershipBackend:
             )
 
 
-def connect_default_backend():
-    """With the default tenant model, record ``tenants``' membership decisions in the app's audit log."""
+def connect_default_backend(hook):
+    """With the default tenant model, call ``hook`` on each of ``tenants``' membership decisions (the app
+    passes the directory's audit-log writer; this foundation imports no room)."""
     if not uses_default_tenant_model() or not apps.is_installed("tenants"):
         return
     from tenants import services as tenant_services
 
-    from .services.bindings import record_membership_decision
-
-    if record_membership_decision not in tenant_services.decision_hooks:
-        tenant_services.decision_hooks.append(record_membership_decision)
+    if hook not in tenant_services.decision_hooks:
+        tenant_services.decision_hooks.append(hook)

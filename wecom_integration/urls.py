@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from .views import callbacks
+from wecom_integration.callbacks import views as callbacks
 
 app_name = "wecom_integration"
 
@@ -18,7 +18,7 @@ urlpatterns = [
         name="callback-customers",
     ),
     path("", include("wecom_integration.api.urls")),
-    path("", include("wecom_integration.api.urls_sync")),
-    path("", include("wecom_integration.api.urls_messaging")),
-    path("", include("wecom_integration.api.urls_login")),
+    path("", include("wecom_integration.directory.urls")),
+    path("", include("wecom_integration.messaging.urls")),
+    path("", include("wecom_integration.login.urls")),
 ]

@@ -1,7 +1,7 @@
 """The host's adapter: every membership question answered from its own Seat model (issue 24)."""
 
 from wecom_integration import tenancy
-from wecom_integration.adapter import DefaultWeComAdapter
+from wecom_integration.login.adapter import DefaultWeComAdapter
 
 from .models import Seat
 

@@ -19,8 +19,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.orghost.models import Organization, Seat
+from wecom_integration.directory import sync
 from wecom_integration.models import Binding, WeComConfig, WeComUser
-from wecom_integration.services import sync
 from wecom_integration.tenancy import get_tenant_model
 
 pytestmark = pytest.mark.django_db

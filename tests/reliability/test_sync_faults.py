@@ -31,9 +31,9 @@ from django.test import override_settings
 from tenants.models import Membership
 from tests.factories import config_from_fake, make_tenant
 from tests.procs import ROOT, base_env, database_url
+from wecom_integration.directory import sync
+from wecom_integration.directory.tasks import run_contact_sync
 from wecom_integration.models import Binding, Department, SyncRun, WeComUser
-from wecom_integration.services import sync
-from wecom_integration.sync_tasks import run_contact_sync
 
 User = get_user_model()
 

@@ -1,13 +1,11 @@
-"""Admin screens of the WeCom app, one module per area."""
+"""Admin screens of the WeCom app: each room registers its own; this imports them all.
 
-import importlib
+``admin.scoping`` holds what every room's screens share (tenant scoping, the read-only base).
+"""
 
-from . import config  # noqa: F401
-
-# Areas written by their issues' work; imported when present.
-for _area in ("events", "directory", "messaging"):
-    try:
-        importlib.import_module(f"{__name__}.{_area}")
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while an area is being written
-        if exc.name != f"{__name__}.{_area}":
-            raise
+from wecom_integration.callbacks import admin as callbacks_admin  # noqa: F401
+from wecom_integration.configuration import admin as configuration_admin  # noqa: F401
+from wecom_integration.customers import admin as customers_admin  # noqa: F401
+from wecom_integration.directory import admin as directory_admin  # noqa: F401
+from wecom_integration.messaging import admin as messaging_admin  # noqa: F401
+from wecom_integration.messaging import admin_inbox  # noqa: F401

@@ -11,14 +11,16 @@ It also holds what the admin of both apps needs to know about the host's user mo
 custom one with no admin registered (``UserChoiceAdminMixin``, ``user_search_fields``).
 """
 
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 
-from .. import tenancy
-from ..adapter import get_adapter
-from ..tenancy import get_tenant_model
+from wecom_integration import tenancy
+from wecom_integration.display import LabelledJSONAdmin
+from wecom_integration.extension import get_adapter
+from wecom_integration.tenancy import get_tenant_model
 
 
 class TenantScopedAdminMixin:
@@ -180,3 +182,21 @@ class UserChoiceAdminMixin:
         if self.users_searchable(request):
             fields += tuple(name for name in self.user_choice_fields if name not in fields)
         return fields
+
+
+class ReadOnlyTenantAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmin):
+    """Viewable by the tenant's admins, never added or changed by hand."""
+
+    tenant_admin_can_add = False
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        if request.user.is_superuser:
+            filters.append("tenant")
+        return filters

@@ -6,7 +6,7 @@ tenant. A user who is not an active member of that tenant gets 403; superusers m
 Every API view takes its authentication and permissions from here (through
 :class:`~wecom_integration.api.base.TenantAPIMixin`), never from the host's ``REST_FRAMEWORK``: a host
 with DRF's defaults (AllowAny, session and basic authentication) still answers 401/403 to anonymous
-calls. The role questions go to the adapter (:meth:`~wecom_integration.adapter.DefaultWeComAdapter.
+calls. The role questions go to the adapter (:meth:`~wecom_integration.login.adapter.DefaultWeComAdapter.
 is_tenant_member` and its neighbours), so a host can take roles from its own model.
 """
 
@@ -15,9 +15,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import TokenAuthentication
 
-from ..adapter import get_adapter
-from ..conf import wecom_settings
-from ..tenancy import default_tenant_id, get_tenant_model
+from wecom_integration.conf import wecom_settings
+from wecom_integration.extension import get_adapter
+from wecom_integration.tenancy import default_tenant_id, get_tenant_model
 
 TENANT_HEADER = "HTTP_X_TENANT_ID"
 

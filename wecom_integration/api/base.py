@@ -21,7 +21,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from .auth import IsTenantMember, authentication_classes
+from wecom_integration.api.auth import IsTenantMember, authentication_classes
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ A host's DRF settings need not name drf-spectacular (DRF's default ``DEFAULT_SCH
 
 from drf_spectacular.generators import SchemaGenerator
 
-from .base import TenantAPIMixin
+from wecom_integration.api.base import TenantAPIMixin
 
 # drf-spectacular settings the schema view applies (patched in for the request only).
 SCHEMA_SETTINGS = {

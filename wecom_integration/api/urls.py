@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from wecom_integration.api import views
 
 urlpatterns = [
     path("api/tenant/", views.CurrentTenantView.as_view(), name="api-tenant"),

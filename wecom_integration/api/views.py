@@ -4,9 +4,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..adapter import get_adapter
-from .auth import request_tenant
-from .base import TenantAPIMixin
+from wecom_integration.api.auth import request_tenant
+from wecom_integration.api.base import TenantAPIMixin
+from wecom_integration.extension import get_adapter
 
 
 class CurrentTenantSerializer(serializers.Serializer):

@@ -10,16 +10,16 @@ errcode policy lives in ``base.py``, tokens in ``tokens.py``, the per-corp call 
 ``ratelimit.py``; API groups are in ``api/``.
 """
 
-from .api.department import DepartmentAPI
-from .api.externalcontact import ExternalContactAPI
-from .api.media import MediaAPI
-from .api.menu import MenuAPI
-from .api.message import MessageAPI
-from .api.oauth import OAuthAPI, authorize_url, qr_login_url
-from .api.user import UserAPI
-from .base import SECRET_KINDS, BaseWeComClient
-from .counters import listeners, stats
-from .errors import (
+from wecom_integration.client.api.department import DepartmentAPI
+from wecom_integration.client.api.externalcontact import ExternalContactAPI
+from wecom_integration.client.api.media import MediaAPI
+from wecom_integration.client.api.menu import MenuAPI
+from wecom_integration.client.api.message import MessageAPI
+from wecom_integration.client.api.oauth import OAuthAPI, authorize_url, qr_login_url
+from wecom_integration.client.api.user import UserAPI
+from wecom_integration.client.base import SECRET_KINDS, BaseWeComClient
+from wecom_integration.client.counters import listeners, stats
+from wecom_integration.client.errors import (
     SECRET_KIND_LABELS,
     WeComConfigError,
     WeComError,
@@ -27,8 +27,8 @@ from .errors import (
     WeComNotConfigured,
     WeComRateLimited,
 )
-from .ratelimit import RateBudget
-from .tokens import CacheTokenStore
+from wecom_integration.client.ratelimit import RateBudget
+from wecom_integration.client.tokens import CacheTokenStore
 
 __all__ = [
     "BaseWeComClient",

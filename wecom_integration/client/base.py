@@ -27,12 +27,18 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from ..conf import wecom_settings
-from .counters import stats
-from .errors import IP_IN_ERRMSG, WeComConfigError, WeComError, WeComNetworkError, WeComRateLimited
-from .ratelimit import RateBudget
-from .session import get_session
-from .tokens import AccessTokens, CacheTokenStore, token_key
+from wecom_integration.client.counters import stats
+from wecom_integration.client.errors import (
+    IP_IN_ERRMSG,
+    WeComConfigError,
+    WeComError,
+    WeComNetworkError,
+    WeComRateLimited,
+)
+from wecom_integration.client.ratelimit import RateBudget
+from wecom_integration.client.session import get_session
+from wecom_integration.client.tokens import AccessTokens, CacheTokenStore, token_key
+from wecom_integration.conf import wecom_settings
 
 SECRET_KINDS = ("app", "contacts", "customers")
 

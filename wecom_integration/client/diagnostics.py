@@ -6,8 +6,14 @@ from urllib.parse import urlsplit
 
 from django.utils.translation import gettext
 
-from . import SECRET_KINDS, client_for, secret_for
-from .errors import WeComConfigError, WeComError, WeComNetworkError, WeComRateLimited, kind_label
+from wecom_integration.client import SECRET_KINDS, client_for, secret_for
+from wecom_integration.client.errors import (
+    WeComConfigError,
+    WeComError,
+    WeComNetworkError,
+    WeComRateLimited,
+    kind_label,
+)
 
 # A cheap read per secret after its token: gettoken alone does not check the caller's IP (60020) or the
 # secret's permissions (48002), which is what admins most often get wrong.

@@ -19,9 +19,9 @@ import time
 
 from django.core.cache import caches
 
-from ..conf import wecom_settings
-from .counters import stats
-from .errors import WeComRateLimited
+from wecom_integration.client.counters import stats
+from wecom_integration.client.errors import WeComRateLimited
+from wecom_integration.conf import wecom_settings
 
 WINDOW_SECONDS = 1.0
 #: How many one-second windows any 60-second span can touch.

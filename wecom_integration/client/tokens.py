@@ -28,8 +28,8 @@ import uuid
 
 from django.core.cache import caches
 
-from ..conf import wecom_settings
-from .errors import WeComNetworkError
+from wecom_integration.client.errors import WeComNetworkError
+from wecom_integration.conf import wecom_settings
 
 
 def token_key(corp_id, kind, secret, api_base=""):

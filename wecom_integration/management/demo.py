@@ -20,10 +20,10 @@ import urllib.request
 
 from django.contrib.auth import get_user_model
 
-from .. import tenancy
-from ..adapter import get_adapter
-from ..models import Binding, SyncRun, WeComUser
-from ..services import bindings, sync
+from wecom_integration import tenancy
+from wecom_integration.directory import bindings, sync
+from wecom_integration.extension import get_adapter
+from wecom_integration.models import Binding, SyncRun, WeComUser
 
 logger = logging.getLogger(__name__)
 

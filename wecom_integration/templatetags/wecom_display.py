@@ -2,7 +2,7 @@
 
 from django import template
 
-from ..display import labelled as _labelled
+from wecom_integration.display import labelled as _labelled
 
 register = template.Library()
 

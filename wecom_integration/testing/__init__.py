@@ -13,7 +13,7 @@ pytest users get the ``fake_wecom`` and ``make_fake_wecom`` fixtures from
 follows and the test that shows it) and what it does not: docs/fake-wecom.md.
 """
 
-from .callbacks import (
+from wecom_integration.testing.callbacks import (
     CallbackSender,
     CallbackVerificationError,
     DeliveryResult,
@@ -23,8 +23,8 @@ from .callbacks import (
     build_external_contact_xml,
     build_message_xml,
 )
-from .org import Org
-from .server import CALLBACK_KINDS, FakeWeCom, FakeWeComError
+from wecom_integration.testing.org import Org
+from wecom_integration.testing.server import CALLBACK_KINDS, FakeWeCom, FakeWeComError
 
 __all__ = [
     "CALLBACK_KINDS",

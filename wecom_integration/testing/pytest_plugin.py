@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .server import FakeWeCom
+from wecom_integration.testing.server import FakeWeCom
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qs, urlsplit
 
-from .callbacks import (
+from wecom_integration.testing.callbacks import (
     CallbackSender,
     DeliveryResult,
     build_contact_party_xml,
@@ -84,7 +84,14 @@ from .callbacks import (
     build_external_contact_xml,
     build_message_xml,
 )
-from .org import SENSITIVE_USER_FIELDS, ExternalContact, Follow, Org, User, dept_user_json
+from wecom_integration.testing.org import (
+    SENSITIVE_USER_FIELDS,
+    ExternalContact,
+    Follow,
+    Org,
+    User,
+    dept_user_json,
+)
 
 __all__ = ["FakeWeCom", "FakeWeComError", "CALLBACK_KINDS"]
 

@@ -1,5 +1,5 @@
-from ..base import BaseAPI
-from ..errors import WeComError
+from wecom_integration.client.base import BaseAPI
+from wecom_integration.client.errors import WeComError
 
 NOT_EXTERNAL_CONTACT = 84061
 

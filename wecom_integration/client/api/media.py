@@ -1,4 +1,4 @@
-from ..base import BaseAPI
+from wecom_integration.client.base import BaseAPI
 
 MEDIA_TYPES = ("image", "voice", "video", "file")
 

@@ -1,4 +1,4 @@
-from ..base import BaseAPI
+from wecom_integration.client.base import BaseAPI
 
 MAX_USERS = 1000
 MAX_PARTIES = 100

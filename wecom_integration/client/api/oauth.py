@@ -2,7 +2,7 @@
 
 from urllib.parse import quote
 
-from ..base import BaseAPI
+from wecom_integration.client.base import BaseAPI
 
 AUTHORIZE_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 QR_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"

@@ -14,8 +14,8 @@ import sys
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from ...adapter import get_adapter
-from ...services.configuration import callback_urls, configure_tenant, public_base_url
+from wecom_integration.configuration.services import callback_urls, configure_tenant, public_base_url
+from wecom_integration.extension import get_adapter
 
 # option name -> model field
 OPTIONS = {

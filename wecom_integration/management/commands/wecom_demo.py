@@ -10,10 +10,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from ...conf import wecom_settings
-from ...management import demo
-from ...models import WeComConfig
-from ...services.configuration import callback_urls, configure_tenant
+from wecom_integration.conf import wecom_settings
+from wecom_integration.configuration.services import callback_urls, configure_tenant
+from wecom_integration.management import demo
+from wecom_integration.models import WeComConfig
 
 DEMO_USERNAME = "demo"
 DEMO_TENANT_CODE = "demo"
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-server", action="store_true", help="Set up, print, and exit (for tests).")
 
     def handle(self, *args, **options):
-        from ...testing import FakeWeCom
+        from wecom_integration.testing import FakeWeCom
 
         fake = FakeWeCom(users=options["users"], departments=options["departments"], seed=2026)
         fake.start(host="127.0.0.1", port=options["fake_port"])

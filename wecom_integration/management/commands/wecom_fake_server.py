@@ -6,8 +6,8 @@ read it and configure a tenant; then the server runs until SIGINT or SIGTERM.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...testing import FakeWeCom
-from ...testing.server import serve_until_signalled
+from wecom_integration.testing import FakeWeCom
+from wecom_integration.testing.server import serve_until_signalled
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from ...models import WeComConfig, WeComUser
+from wecom_integration.models import WeComConfig, WeComUser
 
 PERSONAL_FIELDS = ("mobile", "email", "avatar")
 BATCH = 2000

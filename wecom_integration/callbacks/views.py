@@ -1,0 +1,161 @@
+"""The three callback URLs WeCom posts to, one per kind of callback, each with its own Token and
+EncodingAESKey: ``/wecom/callback/<tenant_id>/app/``, ``.../contacts/`` and ``.../customers/``.
+
+:class:`CallbackView` fixes ``get()`` (URL verification) and ``post()`` (a message or event) for all
+three; a subclass only names its kind. The work is in :mod:`wecom_integration.callbacks.services`.
+A refused callback gets a 4xx with a short generic body and one log line with the reason (never a
+secret or the request's values); nothing is stored for it but, throttled and bounded, a note of the
+outcome for the configuration page (:mod:`wecom_integration.callbacks.attempts`).
+"""
+
+import logging
+
+from django.db import DatabaseError
+from django.http import HttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from wecom_integration.callbacks import attempts as callback_attempts
+from wecom_integration.callbacks import services as callbacks
+from wecom_integration.callbacks.services import CallbackRefused
+from wecom_integration.conf import wecom_settings
+from wecom_integration.operations import observability
+
+logger = logging.getLogger("wecom_integration.callbacks")
+
+_QUERY_PARAMS = ("msg_signature", "timestamp", "nonce", "echostr")
+_STATUS_TEXT = {400: "bad request", 403: "forbidden", 404: "not found", 413: "too large", 503: "unavailable"}
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class CallbackView(View):
+    """Base of the callback views. Subclasses set ``kind`` to a key of ``WeComConfig.CALLBACK_KINDS``.
+
+    https://developer.work.weixin.qq.com/document/path/90930
+    """
+
+    kind = ""
+    http_method_names = ["get", "post"]
+
+    def get(self, request, tenant_id):
+        """URL verification: answer the decrypted ``echostr`` exactly, as text/plain."""
+        return self._answer(request, tenant_id, self._verify)
+
+    def post(self, request, tenant_id):
+        """A message or event: store it once, answer "success" or an encrypted passive reply."""
+        return self._answer(request, tenant_id, self._receive)
+
+    # The fixed part ---------------------------------------------------------------------------------
+
+    def _verify(self, request, tenant_id):
+        query = _query(request)
+        # Base64 has no spaces: one here is a "+" that something on the way decoded as a form would.
+        echostr = query["echostr"].replace(" ", "+")
+        echo = callbacks.verify_url(
+            tenant_id,
+            self.kind,
+            msg_signature=query["msg_signature"],
+            timestamp=query["timestamp"],
+            nonce=query["nonce"],
+            echostr=echostr,
+        )
+        return HttpResponse(echo.encode("utf-8"), content_type="text/plain; charset=utf-8")
+
+    def _receive(self, request, tenant_id):
+        query = _query(request)
+        answer = callbacks.receive(
+            tenant_id,
+            self.kind,
+            msg_signature=query["msg_signature"],
+            timestamp=query["timestamp"],
+            nonce=query["nonce"],
+            body=_read_body(request),
+            request_id=observability.get_request_id() or "",
+        )
+        return HttpResponse(answer.body, content_type=answer.content_type)
+
+    def _answer(self, request, tenant_id, step):
+        method = "verify" if request.method == "GET" else "deliver"
+        try:
+            response = step(request, tenant_id)
+        except CallbackRefused as exc:
+            callback_attempts.record(tenant_id, self.kind, method, exc.reason, exc.code)
+            observability.record_callback_refused(self.kind, exc.reason)
+            observability.log_event(
+                logger,
+                "callback.refused",
+                level=logging.WARNING,
+                tenant=tenant_id,
+                kind=self.kind,
+                method=request.method,
+                reason=exc.reason,
+                code=exc.code,
+                status=exc.status,
+                remote=request.META.get("REMOTE_ADDR", ""),
+            )
+            return _refusal(exc.status)
+        except DatabaseError:
+            # Nothing was stored, and it is not the caller's fault: WeCom retries a failed delivery.
+            observability.record_callback_refused(self.kind, "database_error")
+            logger.exception(
+                "WeCom callback not stored: database error (tenant=%s kind=%s)", tenant_id, self.kind
+            )
+            return _refusal(503)
+        except Exception:
+            # Whatever went wrong, the event is either not stored (WeCom retries it) or stored (the
+            # retry is answered as a duplicate), so a 400 loses nothing.
+            observability.record_callback_refused(self.kind, "unexpected_error")
+            logger.exception("WeCom callback failed unexpectedly (tenant=%s kind=%s)", tenant_id, self.kind)
+            return _refusal(400)
+        # Usually no I/O at all: see services/callback_attempts.py.
+        callback_attempts.record(tenant_id, self.kind, method)
+        return response
+
+
+def _refusal(status):
+    return HttpResponse(
+        _STATUS_TEXT.get(status, "refused"), status=status, content_type="text/plain; charset=utf-8"
+    )
+
+
+def _query(request):
+    values = {}
+    for name in _QUERY_PARAMS:
+        given = request.GET.getlist(name)
+        if len(given) > 1:
+            raise CallbackRefused("repeated_parameter")
+        values[name] = given[0] if given else ""
+    return values
+
+
+def _read_body(request):
+    """The request body, refused (413) past ``CALLBACK_MAX_BODY`` by its Content-Length or its size."""
+    limit = wecom_settings.CALLBACK_MAX_BODY
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit():
+        raise CallbackRefused("bad_content_length")
+    if int(length) > limit:
+        raise CallbackRefused("body_too_large", status=413)
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise CallbackRefused("body_too_large", status=413)
+    return body
+
+
+class AppCallbackView(CallbackView):
+    """App messages and events (接收消息), answered with passive replies when there is one."""
+
+    kind = "app"
+
+
+class ContactCallbackView(CallbackView):
+    """Contact changes (通讯录变更)."""
+
+    kind = "contacts"
+
+
+class CustomerCallbackView(CallbackView):
+    """Customer changes (客户变更)."""
+
+    kind = "customers"

@@ -1,0 +1,484 @@
+"""The tenant's local mirror of its WeCom departments and members.
+
+The contact-change callbacks apply one change at a time through :func:`apply_contact_change`; the
+contact sync reuses the pieces: :func:`user_fields_from_api` / :func:`department_fields_from_api` turn
+WeCom's JSON into model fields, :func:`fingerprint` tells whether a member changed since the last
+sync, :func:`apply_user_fields` writes fields onto a row in memory, and :func:`mark_user_left`
+deactivates what a member who left had in the tenant.
+
+Rules (https://developer.work.weixin.qq.com/document/path/90970, 90971, 90972):
+
+- an event only touches the fields it carries (``update_user`` carries the changed ones);
+- rows are never deleted: a deleted member or department is marked ``removed``; a system user is
+  never deleted either, only their binding (and, if ``DEACTIVATE_MEMBERSHIP_ON_LEAVE``, their tenant
+  membership) is deactivated;
+- callbacks can arrive out of order (a task redelivered after a worker died runs late), so each row
+  keeps the CreateTime of the newest event applied (``last_event_time``) and, per field, of the event
+  that set it (``field_times``): a late event only sets the fields no newer event set, so a
+  ``create_user`` handled after its ``update_user`` still brings the departments; nothing older than a
+  delete brings a member back, and an ``update_user`` never does (WeCom sends ``create_user`` when a
+  userid is used again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from django.db.models.functions import Upper
+from django.utils import timezone
+
+from wecom_integration.conf import wecom_settings
+from wecom_integration.events import ContactPartyEvent, ContactTagEvent, ContactUserEvent
+from wecom_integration.extension import get_adapter
+from wecom_integration.models import AuditLog, Binding, Department, WeComUser
+
+logger = logging.getLogger("wecom_integration.directory")
+
+#: The WeComUser fields that mirror WeCom; :func:`fingerprint` hashes exactly these.
+USER_FIELDS = (
+    "name",
+    "departments",
+    "main_department",
+    "is_leader_in_dept",
+    "position",
+    "mobile",
+    "email",
+    "avatar",
+    "gender",
+    "status",
+)
+#: The Department fields that mirror WeCom.
+DEPARTMENT_FIELDS = ("name", "name_en", "parent_id", "order", "leaders")
+
+#: WeCom member statuses that count as having left: their binding and membership are deactivated.
+LEAVING_STATUSES = frozenset({WeComUser.Status.DISABLED, WeComUser.Status.QUIT})
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChange:
+    """What :func:`apply_contact_change` did: ``applied`` is False for an event that was ignored
+    (older than what the row already reflects, or about nothing)."""
+
+    applied: bool
+    wecom_user: WeComUser | None = None
+    department: Department | None = None
+
+
+IGNORED = ContactChange(applied=False)
+
+
+# Field mapping ------------------------------------------------------------------------------------
+
+
+def _int_list(values) -> list[int]:
+    out = []
+    for value in values or ():
+        try:
+            out.append(int(value))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _clean(model, fields: dict) -> dict:
+    """Cut strings to their column's size so a long value from WeCom cannot fail the write."""
+    for name, value in fields.items():
+        if isinstance(value, str):
+            max_length = model._meta.get_field(name).max_length
+            if max_length and len(value) > max_length:
+                fields[name] = value[:max_length]
+    return fields
+
+
+def user_fields_from_api(data: dict) -> dict:
+    """WeComUser fields from a member as ``user/get`` or ``user/list`` return it; only the keys
+    present in ``data`` (newer apps get no mobile, email or avatar: those stay untouched).
+
+    https://developer.work.weixin.qq.com/document/path/90196
+    """
+    fields = {}
+    if "name" in data:
+        fields["name"] = str(data["name"] or "")
+    if "department" in data:
+        fields["departments"] = _int_list(data["department"])
+    if "main_department" in data:
+        fields["main_department"] = _int_or_none(data["main_department"])
+    if "is_leader_in_dept" in data:
+        fields["is_leader_in_dept"] = _int_list(data["is_leader_in_dept"])
+    for key in ("position", "mobile", "avatar"):
+        if key in data:
+            fields[key] = str(data[key] or "")
+    if data.get("email"):
+        fields["email"] = str(data["email"])
+    elif "biz_mail" in data or "email" in data:
+        fields["email"] = str(data.get("biz_mail") or data.get("email") or "")
+    if "gender" in data:
+        fields["gender"] = str(data["gender"] if data["gender"] is not None else "")
+    if "status" in data:
+        status = _int_or_none(data["status"])
+        if status in WeComUser.Status.values:
+            fields["status"] = status
+    return _clean(WeComUser, fields)
+
+
+def user_fields_from_event(event: ContactUserEvent) -> dict:
+    """WeComUser fields from a ``create_user`` / ``update_user`` event: only those it carries."""
+    fields = {}
+    for attr, field in (
+        ("name", "name"),
+        ("departments", "departments"),
+        ("main_department", "main_department"),
+        ("is_leader_in_dept", "is_leader_in_dept"),
+        ("position", "position"),
+        ("mobile", "mobile"),
+        ("avatar", "avatar"),
+        ("gender", "gender"),
+    ):
+        value = getattr(event, attr)
+        if value is not None:
+            fields[field] = list(value) if isinstance(value, list) else value
+    if event.email is not None:
+        fields["email"] = event.email or event.biz_mail or ""
+    elif event.biz_mail is not None:
+        fields["email"] = event.biz_mail
+    if event.status is not None and event.status in WeComUser.Status.values:
+        fields["status"] = event.status
+    return _clean(WeComUser, fields)
+
+
+def department_fields_from_api(data: dict) -> dict:
+    """Department fields from an entry of ``department/list`` (or ``simplelist``, without names).
+
+    https://developer.work.weixin.qq.com/document/path/90208
+    """
+    fields = {}
+    if "name" in data:
+        fields["name"] = str(data["name"] or "")
+    if "name_en" in data:
+        fields["name_en"] = str(data["name_en"] or "")
+    if "parentid" in data:
+        fields["parent_id"] = _int_or_none(data["parentid"])
+    if "order" in data:
+        fields["order"] = _int_or_none(data["order"]) or 0
+    if "department_leader" in data:
+        fields["leaders"] = [str(leader) for leader in data["department_leader"] or ()]
+    return _clean(Department, fields)
+
+
+def department_fields_from_event(event: ContactPartyEvent) -> dict:
+    """Department fields from a ``create_party`` / ``update_party`` event: only those it carries."""
+    fields = {}
+    if event.name is not None:
+        fields["name"] = event.name
+    if event.parent_id is not None:
+        fields["parent_id"] = event.parent_id
+    if event.order is not None:
+        fields["order"] = event.order
+    return _clean(Department, fields)
+
+
+def fingerprint(fields: dict) -> str:
+    """A 40-character digest of a member's mirrored fields (missing ones count as empty), so an
+    unchanged member can be recognised without comparing field by field."""
+    payload = {name: fields.get(name) for name in USER_FIELDS}
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def user_fingerprint(wecom_user: WeComUser) -> str:
+    """:func:`fingerprint` of a row's current fields."""
+    return fingerprint({name: getattr(wecom_user, name) for name in USER_FIELDS})
+
+
+def apply_user_fields(wecom_user: WeComUser, fields: dict) -> list[str]:
+    """Set ``fields`` on ``wecom_user`` in memory and refresh its fingerprint; returns the names of
+    the fields that changed (with ``fingerprint`` among them when any did), ready for ``save`` or
+    ``bulk_update``."""
+    changed = [name for name, value in fields.items() if getattr(wecom_user, name) != value]
+    for name in changed:
+        setattr(wecom_user, name, fields[name])
+    if changed:
+        wecom_user.fingerprint = user_fingerprint(wecom_user)
+        changed.append("fingerprint")
+    return changed
+
+
+# Members -------------------------------------------------------------------------------------------
+
+
+def apply_contact_change(tenant_id: int, event) -> ContactChange:
+    """Apply one contact-change event to the tenant's mirror (inside the caller's transaction)."""
+    if isinstance(event, ContactUserEvent):
+        return apply_user_change(tenant_id, event)
+    if isinstance(event, ContactPartyEvent):
+        return apply_party_change(tenant_id, event)
+    if isinstance(event, ContactTagEvent):
+        # Tags are not mirrored: the stored event is the record, and the signal tells host projects.
+        return ContactChange(applied=True)
+    return IGNORED
+
+
+def canonical_userids(tenant_id: int, userids) -> dict[str, str]:
+    """Each of ``userids`` → the userid the tenant's mirror stores for that member, matched ignoring case
+    as WeCom does (doc 90236); ids the mirror does not know map to themselves. One query per 1,000 ids,
+    through the (tenant, UPPER(userid)) index. https://developer.work.weixin.qq.com/document/path/90236
+    """
+    userids = [u for u in dict.fromkeys(userids) if u]
+    stored: dict[str, str] = {}
+    for start in range(0, len(userids), 1000):
+        chunk = {u.upper() for u in userids[start : start + 1000]}
+        rows = (
+            WeComUser.objects.annotate(userid_upper=Upper("userid"))
+            .filter(tenant_id=tenant_id, userid_upper__in=chunk)
+            .order_by("removed", "-updated_at")
+            .values_list("userid", flat=True)
+        )
+        for userid in rows:
+            stored.setdefault(userid.upper(), userid)
+    return {u: stored.get(u.upper(), u) for u in userids}
+
+
+def canonical_userid(tenant_id: int, userid: str) -> str:
+    """``canonical_userids`` for one id."""
+    return canonical_userids(tenant_id, [userid]).get(userid, userid) if userid else userid
+
+
+def _locked_user(tenant_id: int, userid: str) -> WeComUser | None:
+    # of=self and no ordering: the model orders by tenant, and ordering through the foreign key would join
+    # and lock the tenant's row too, which blocks every INSERT that references the tenant (FOR KEY SHARE).
+    return (
+        WeComUser.objects.select_for_update(of=("self",))
+        .filter(tenant_id=tenant_id, userid__iexact=userid)
+        .order_by()
+        .first()
+    )
+
+
+def apply_user_change(tenant_id: int, event: ContactUserEvent) -> ContactChange:
+    """``create_user``, ``update_user`` (renames through NewUserID included) and ``delete_user``.
+
+    https://developer.work.weixin.qq.com/document/path/90970
+    """
+    userid = (event.user_id or "").strip()
+    if not userid:
+        logger.warning("Contact event without UserID ignored (tenant %s)", tenant_id)
+        return IGNORED
+    when = event.create_time
+    change_type = event.change_type
+    if change_type == "delete_user":
+        return _delete_user(tenant_id, userid, when)
+    fields = user_fields_from_event(event)
+    revive = change_type == "create_user"
+    new_userid = (event.new_user_id or "").strip()
+    if change_type == "update_user" and new_userid and new_userid != userid:
+        return _rename_user(tenant_id, userid, new_userid, fields, when)
+    return _upsert_user(tenant_id, userid, fields, when, revive=revive)
+
+
+def _is_stale(row, when: int) -> bool:
+    # Equal times are applied in arrival order: create_user then update_user often share a second.
+    return row is not None and when < row.last_event_time
+
+
+def _newer_fields(user, fields: dict, when: int) -> dict:
+    """The part of ``fields`` that no event newer than ``when`` has set on ``user`` (last writer wins,
+    field by field); the field times are advanced in memory."""
+    times = dict(user.field_times or {})
+    fresh = {name: value for name, value in fields.items() if when >= times.get(name, 0)}
+    for name in fresh:
+        times[name] = when
+    user.field_times = times
+    return fresh
+
+
+def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive: bool) -> ContactChange:
+    user = _locked_user(tenant_id, userid)
+    if user is not None and user.removed and _is_stale(user, when):
+        # Older than the delete (or a later create): it must not bring the member back.
+        logger.info("Stale contact event for %s ignored (tenant %s)", userid, tenant_id)
+        return IGNORED
+    if user is not None and user.removed and not revive:
+        # Only create_user brings a userid back; an update for a removed member is older news.
+        logger.info("Update of removed WeCom user %s ignored (tenant %s)", userid, tenant_id)
+        return IGNORED
+    if user is None:
+        user = WeComUser(tenant_id=tenant_id, userid=userid)
+        apply_user_fields(user, _newer_fields(user, fields, when))
+        user.fingerprint = user_fingerprint(user)
+        user.last_event_time = when
+        user.save(force_insert=True)
+    else:
+        fresh = _newer_fields(user, fields, when)
+        if not fresh and _is_stale(user, when):
+            logger.info("Stale contact event for %s ignored (tenant %s)", userid, tenant_id)
+            return IGNORED
+        changed = apply_user_fields(user, fresh)
+        if user.removed:
+            user.removed = False
+            changed.append("removed")
+        user.last_event_time = max(user.last_event_time, when)
+        user.save(update_fields=[*changed, "last_event_time", "field_times", "updated_at"])
+    if user.status in LEAVING_STATUSES:
+        mark_user_left(tenant_id, user, reason=f"status_{user.status}")
+    return ContactChange(applied=True, wecom_user=user)
+
+
+def _rename_user(tenant_id: int, old: str, new: str, fields: dict, when: int) -> ContactChange:
+    user = _locked_user(tenant_id, old)
+    target = _locked_user(tenant_id, new)
+    if target is not None and target.pk == getattr(user, "pk", None):
+        target = None  # a change of case only (WeCom ids ignore case): the same row takes the new spelling
+    if _is_stale(user, when) or _is_stale(target, when):
+        logger.info("Stale rename %s -> %s ignored (tenant %s)", old, new, tenant_id)
+        return IGNORED
+    if user is not None and user.removed:
+        logger.info("Rename of removed WeCom user %s ignored (tenant %s)", old, tenant_id)
+        return IGNORED
+    if user is None:
+        return _upsert_user(tenant_id, new, fields, when, revive=False)
+    if target is None:
+        # The same row under its new userid: bindings point at the row, so they follow the rename.
+        user.userid = new
+        changed = apply_user_fields(user, fields)
+        user.last_event_time = when
+        user.save(update_fields=["userid", *changed, "last_event_time", "updated_at"])
+        if user.status in LEAVING_STATUSES:
+            mark_user_left(tenant_id, user, reason=f"status_{user.status}")
+        return ContactChange(applied=True, wecom_user=user)
+    # Both exist (a sync saw the new userid before this event arrived): keep the new row, hand it the
+    # old row's binding if it has none, and retire the old row.
+    if not Binding.objects.filter(tenant_id=tenant_id, wecom_user=target).exists():
+        Binding.objects.filter(tenant_id=tenant_id, wecom_user=user).update(
+            wecom_user=target, updated_at=timezone.now()
+        )
+    user.removed = True
+    user.last_event_time = when
+    user.save(update_fields=["removed", "last_event_time", "updated_at"])
+    mark_user_left(tenant_id, user, reason="renamed")
+    return _upsert_user(tenant_id, new, fields, when, revive=True)
+
+
+def _delete_user(tenant_id: int, userid: str, when: int) -> ContactChange:
+    user = _locked_user(tenant_id, userid)
+    if _is_stale(user, when):
+        logger.info("Stale delete of %s ignored (tenant %s)", userid, tenant_id)
+        return IGNORED
+    if user is None:
+        # Remembered as removed, so that a create_user older than this delete cannot resurrect it.
+        user = WeComUser.objects.create(
+            tenant_id=tenant_id,
+            userid=userid,
+            removed=True,
+            last_event_time=when,
+            fingerprint=fingerprint({}),
+        )
+        return ContactChange(applied=True, wecom_user=user)
+    user.removed = True
+    user.last_event_time = when
+    user.save(update_fields=["removed", "last_event_time", "updated_at"])
+    mark_user_left(tenant_id, user, reason="delete_user")
+    return ContactChange(applied=True, wecom_user=user)
+
+
+def mark_user_left(tenant_id: int, wecom_user: WeComUser, *, reason: str = "left") -> tuple[int, int]:
+    """Deactivate the active bindings of a member who left WeCom (deleted, quit or disabled) and,
+    if ``DEACTIVATE_MEMBERSHIP_ON_LEAVE``, the bound users' active memberships of this tenant.
+
+    The system users themselves are never deleted or deactivated: they may belong to other tenants.
+    Each deactivated binding gets an audit record. Returns (bindings, memberships) deactivated.
+    """
+    now = timezone.now()
+    bindings = list(
+        Binding.objects.select_for_update(of=("self",))
+        .filter(tenant_id=tenant_id, wecom_user=wecom_user, is_active=True)
+        .order_by()
+    )
+    if not bindings:
+        return 0, 0
+    user_ids = [binding.user_id for binding in bindings]
+    Binding.objects.filter(pk__in=[binding.pk for binding in bindings]).update(
+        is_active=False, updated_at=now
+    )
+    memberships = 0
+    deactivate_membership = wecom_settings.DEACTIVATE_MEMBERSHIP_ON_LEAVE
+    if deactivate_membership:
+        memberships = get_adapter().deactivate_memberships(tenant_id, user_ids)
+    AuditLog.objects.bulk_create(
+        AuditLog(
+            tenant_id=tenant_id,
+            action=AuditLog.Action.DEACTIVATE,
+            target_user_id=user_id,
+            wecom_userid=wecom_user.userid,
+            detail={"reason": reason, "membership_deactivated": deactivate_membership, "source": "wecom"},
+        )
+        for user_id in user_ids
+    )
+    logger.info(
+        "WeCom user %s left (%s): %s binding(s), %s membership(s) deactivated (tenant %s)",
+        wecom_user.userid,
+        reason,
+        len(bindings),
+        memberships,
+        tenant_id,
+    )
+    return len(bindings), memberships
+
+
+# Departments ---------------------------------------------------------------------------------------
+
+
+def apply_party_change(tenant_id: int, event: ContactPartyEvent) -> ContactChange:
+    """``create_party``, ``update_party`` and ``delete_party``.
+
+    https://developer.work.weixin.qq.com/document/path/90971
+    """
+    if event.id is None:
+        logger.warning("Department event without Id ignored (tenant %s)", tenant_id)
+        return IGNORED
+    when = event.create_time
+    department = (
+        Department.objects.select_for_update(of=("self",))
+        .filter(tenant_id=tenant_id, dept_id=event.id)
+        .order_by()
+        .first()
+    )
+    if _is_stale(department, when):
+        logger.info("Stale department event for %s ignored (tenant %s)", event.id, tenant_id)
+        return IGNORED
+    if event.change_type == "delete_party":
+        if department is None:
+            department = Department.objects.create(
+                tenant_id=tenant_id, dept_id=event.id, name="", removed=True, last_event_time=when
+            )
+        else:
+            department.removed = True
+            department.last_event_time = when
+            department.save(update_fields=["removed", "last_event_time", "updated_at"])
+        return ContactChange(applied=True, department=department)
+    if department is not None and department.removed and event.change_type != "create_party":
+        logger.info("Update of removed department %s ignored (tenant %s)", event.id, tenant_id)
+        return IGNORED
+    fields = department_fields_from_event(event)
+    if department is None:
+        department = Department(tenant_id=tenant_id, dept_id=event.id, last_event_time=when, **fields)
+        department.save(force_insert=True)
+        return ContactChange(applied=True, department=department)
+    changed = [name for name, value in fields.items() if getattr(department, name) != value]
+    for name in changed:
+        setattr(department, name, fields[name])
+    if department.removed:
+        department.removed = False
+        changed.append("removed")
+    department.last_event_time = when
+    department.save(update_fields=[*changed, "last_event_time", "updated_at"])
+    return ContactChange(applied=True, department=department)

@@ -1,0 +1,15 @@
+"""Messaging's rows in the callback table: messages members send to the app land in the inbox, and the
+app's passive auto-replies are decided at receipt and rendered into the answer."""
+
+from wecom_integration import signals
+from wecom_integration.callbacks import registry
+from wecom_integration.messaging import inbox
+
+
+@registry.handles("message", signal=signals.message_received)
+def on_message(row, event) -> dict:
+    message = inbox.record_message(row, event)
+    return {"message": message, "reply": row.reply}
+
+
+registry.replies(inbox.passive_reply, inbox.render_reply)
