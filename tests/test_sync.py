@@ -402,7 +402,7 @@ def test_recursion_is_trusted_only_when_proven(tenant, fake_wecom, monkeypatch):
         top = org.add_department(org.next_department_id(), "上层", "Top", 1, 1)
         below = org.add_department(org.next_department_id(), "下层", "Below", top.id, 1)
         org.add_user("only-top", "顶层", (top.id,))
-    monkeypatch.setattr(sync, "SUBTREE_DEPARTMENTS", 2)  # the tuning knob, so the small org splits
+    monkeypatch.setattr(sync.fetching, "SUBTREE_DEPARTMENTS", 2)  # the tuning knob, so the small org splits
     departments = {d.id: {"parent_id": d.parentid} for d in org.departments.values()}
     plan = sync.plan_user_lists(departments)
     assert (top.id, True) in plan

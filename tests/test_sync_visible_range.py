@@ -14,7 +14,7 @@ from django.urls import reverse
 from tests.factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
 from wecom_integration.customers import sync as customer_sync
 from wecom_integration.directory import sync
-from wecom_integration.models import Binding, Department, ExternalContact, FollowUser, SyncRun, WeComUser
+from wecom_integration.models import Binding, Department, ExternalContact, FollowUser, SyncProposal, SyncRun, WeComUser
 
 User = get_user_model()
 
@@ -135,7 +135,7 @@ def test_a_new_2022_corp_whose_app_sees_half_lists_the_others_for_the_admin(tena
     # Members no list gave are asked one by one (bulk is impossible for them): 60011 each.
     assert fake_wecom.calls["user/get"] == len(hidden)
     assert not Department.objects.filter(tenant=tenant, name="").exists()
-    assert not sync.SyncProposal.objects.filter(run=run, wecom_user__userid__in=hidden).exists()
+    assert not SyncProposal.objects.filter(run=run, wecom_user__userid__in=hidden).exists()
 
 
 def test_members_the_app_no_longer_sees_are_kept_not_ended(tenant, fake_wecom):
