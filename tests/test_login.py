@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from tenants.models import Membership
+from wecom_integration.login import refusals
 from wecom_integration.login import services as flows
 from wecom_integration.models import AuditLog, Binding, WeComUser
 
@@ -254,7 +255,7 @@ def test_a_state_is_consumed_exactly_once_under_concurrency(tenant):
         barrier.wait()
         try:
             results.append(flows.consume_state(request, state))
-        except flows.InvalidState:
+        except refusals.InvalidState:
             results.append(None)
 
     threads = [threading.Thread(target=consume) for _ in range(8)]
@@ -481,8 +482,8 @@ def test_refusal_pages_speak_the_visitors_language(fake, tenant, language):
     html = response.content.decode()
     assert f'<html lang="{language}">' in html
     with translation.override(language):
-        expected = str(flows.NotBound(tenant=tenant).message)
-        title = str(flows.NotBound.title)
+        expected = str(refusals.NotBound(tenant=tenant).message)
+        title = str(refusals.NotBound.title)
     assert expected in html.replace("&#x27;", "'") and title in html
     if language == "en":
         assert "Ask your administrator to sync the WeCom contacts" in html

@@ -160,21 +160,21 @@ class DefaultWeComAdapter:
         (issue 16), and the account's membership in the tenant is active."""
         # Imported here: the flows module imports this one.
         from wecom_integration.directory import bindings
-        from wecom_integration.login import services as flows
+        from wecom_integration.login import refusals
 
         user = binding.user
         if not binding.is_active or not user.is_active:
-            raise flows.AccountDeactivated(tenant=tenant, detail=f"user {user.pk}")
+            raise refusals.AccountDeactivated(tenant=tenant, detail=f"user {user.pk}")
         if bindings.made_by_signup_for_an_existing_account(binding):
             # Issue 16: only a sync confirm or an admin's bind leads a WeCom member to an existing account.
-            raise flows.NotBound(tenant=tenant, detail=f"user {user.pk} bound by sign-up, not created by it")
+            raise refusals.NotBound(tenant=tenant, detail=f"user {user.pk} bound by sign-up, not created by it")
         status = self.membership_statuses(tenant, [user.pk]).get(user.pk)
         if status is None:
-            raise flows.NoMembership(tenant=tenant, detail=f"user {user.pk}")
+            raise refusals.NoMembership(tenant=tenant, detail=f"user {user.pk}")
         if status == tenancy.PENDING:
-            raise flows.MembershipPending(tenant=tenant, detail=f"user {user.pk}")
+            raise refusals.MembershipPending(tenant=tenant, detail=f"user {user.pk}")
         if status != tenancy.ACTIVE:
-            raise flows.AccountDeactivated(tenant=tenant, detail=f"membership {status}")
+            raise refusals.AccountDeactivated(tenant=tenant, detail=f"membership {status}")
 
     # After signing in ----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ state: the view that issued the redirect owns it.
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend
 
+from wecom_integration.login import refusals
 from wecom_integration.login import services as flows
 
 
@@ -35,13 +36,13 @@ class WeComBackend(BaseBackend):
     # No **kwargs: Django then skips this backend for username/password credentials.
     def authenticate(self, request, wecom_code=None, tenant_id=None):
         """The bound, active user ``wecom_code`` stands for in ``tenant_id``, or None. On None the reason
-        (a :class:`~wecom_integration.login.services.LoginRefused`) is at ``request.wecom_login_error``."""
+        (a :class:`~wecom_integration.login.refusals.LoginRefused`) is at ``request.wecom_login_error``."""
         if not wecom_code or tenant_id is None:
             return None
         try:
             config = flows.get_config(tenant_id)
             identity = flows.authenticate_code(request, config, wecom_code)
-        except flows.LoginRefused as exc:
+        except refusals.LoginRefused as exc:
             if request is not None:
                 request.wecom_login_error = exc
             return None

@@ -13,6 +13,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from wecom_integration.extension import get_adapter
+from wecom_integration.login import refusals
 from wecom_integration.login import services as flows
 from wecom_integration.tenancy import get_tenant_model
 
@@ -79,7 +80,7 @@ class ChooseTenantView(View):
     def get(self, request):
         tenant = _find_tenant(request.GET.get("tenant"))
         if tenant is None:
-            return refusal_response(request, flows.LoginDisabled())
+            return refusal_response(request, refusals.LoginDisabled())
         return HttpResponseRedirect(wecom_login_url(tenant.pk, flows.safe_next(request, request.GET.get("next"))))
 
 
@@ -93,7 +94,7 @@ class StartView(View):
     def get(self, request, tenant_id):
         try:
             url = flows.start(request, tenant_id, self.flow, request.GET.get("next"))
-        except flows.LoginRefused as refusal:
+        except refusals.LoginRefused as refusal:
             return refusal_response(request, refusal)
         return HttpResponseRedirect(url)
 
@@ -105,7 +106,7 @@ class CallbackView(View):
     def get(self, request):
         try:
             result = flows.complete(request, request.GET.get("code", ""), request.GET.get("state", ""))
-        except flows.LoginRefused as refusal:
+        except refusals.LoginRefused as refusal:
             return refusal_response(request, refusal)
         return HttpResponseRedirect(result.redirect_to)
 
@@ -124,12 +125,12 @@ class VerifyView(View):
                 return HttpResponseRedirect(flows.begin_verification(request, tenant_id, code))
             token = request.GET.get("v")
             if not token:
-                raise flows.MissingCode()
+                raise refusals.MissingCode()
             verification = flows.continue_verification(request, tenant_id, token)
-        except flows.WrongAccount as refusal:
+        except refusals.WrongAccount as refusal:
             here = flows.verify_url(tenant_id, request.GET.get("v"))
             return refusal_response(request, refusal, flows.login_url_with_next(here, tenant_id))
-        except flows.LoginRefused as refusal:
+        except refusals.LoginRefused as refusal:
             return refusal_response(request, refusal)
         if not verification.verified:
             return HttpResponseRedirect(verification.redirect_to)
