@@ -1,6 +1,7 @@
 # make demo: the main job on the embedded default (SQLite, eager Celery, a fake WeCom on loopback), DEBUG off,
 #   static files collected into STATIC_ROOT and served by WhiteNoise as in production.
-# make test: ruff, migrations check and the whole suite (SQLite by default; .ci/run adds PostgreSQL + Redis).
+# make test: ruff, migrations check, the import contracts of docs/architecture.md (lint-imports) and the whole
+#   suite (SQLite by default; .ci/run adds PostgreSQL + Redis).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,6 +28,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest -q
 
 messages: $(STAMP)

@@ -1,6 +1,6 @@
 """Which tenants a user may administer or act in. Superusers: all of them (None)."""
 
-from wecom_integration.admin.scoping import admin_tenant_ids  # noqa: F401
+from wecom_integration.scoping import admin_tenant_ids  # noqa: F401
 
 from .models import Membership
 

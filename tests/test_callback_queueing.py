@@ -268,8 +268,7 @@ def test_a_database_error_in_one_handler_rolls_back_only_that_event(config, sett
 
 @pytest.mark.django_db
 def test_each_event_of_a_batch_is_handled_under_the_request_id_that_stored_it(config):
-    from wecom_integration import signals
-    from wecom_integration.operations import observability
+    from wecom_integration import observability, signals
 
     seen = []
 

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from tests.factories import config_from_fake, make_tenant
 from wecom_integration.customers import sync as customer_sync
 from wecom_integration.customers.services import contact_fingerprint
+from wecom_integration.customers.tasks import run_customer_sync
 from wecom_integration.directory import sync
-from wecom_integration.directory.tasks import run_customer_sync
 from wecom_integration.models import ExternalContact, FollowUser, SyncRun
 
 

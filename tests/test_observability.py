@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from config.celery import app as celery_app
 from tests.test_scale_out import ROOT, Proc, base_env, free_port, wait_for, wait_http_ok
-from wecom_integration.operations import observability
+from wecom_integration import observability
 from wecom_integration.operations.middleware import RequestIdMiddleware
 
 

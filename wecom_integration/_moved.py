@@ -17,6 +17,7 @@ import types
 import warnings
 
 MOVED = {
+    "wecom_integration.admin.scoping": "wecom_integration.scoping",
     "wecom_integration.adapter": "wecom_integration.login.adapter",
     "wecom_integration.admin.config": "wecom_integration.configuration.admin",
     "wecom_integration.admin.directory": "wecom_integration.directory.admin",
@@ -34,7 +35,6 @@ MOVED = {
     "wecom_integration.log_config": "wecom_integration.operations.log_config",
     "wecom_integration.messaging_tasks": "wecom_integration.messaging.tasks",
     "wecom_integration.middleware": "wecom_integration.operations.middleware",
-    "wecom_integration.observability": "wecom_integration.operations.observability",
     "wecom_integration.services.bindings": "wecom_integration.directory.bindings",
     "wecom_integration.services.callback_attempts": "wecom_integration.callbacks.attempts",
     "wecom_integration.services.callbacks": "wecom_integration.callbacks.services",
@@ -50,7 +50,7 @@ MOVED = {
     "wecom_integration.services.publisher": "wecom_integration.callbacks.publisher",
     "wecom_integration.services.sync": "wecom_integration.directory.sync",
     "wecom_integration.services.twostep": "wecom_integration.login.twostep",
-    "wecom_integration.sync_tasks": "wecom_integration.directory.tasks",
+    "wecom_integration.sync_tasks": "wecom_integration.tasks",  # the two syncs' tasks now live in two rooms
     "wecom_integration.views.callbacks": "wecom_integration.callbacks.views",
     "wecom_integration.views.domain": "wecom_integration.configuration.views",
     "wecom_integration.views.health": "wecom_integration.operations.health",

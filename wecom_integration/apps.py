@@ -14,9 +14,9 @@ class WeComIntegrationConfig(AppConfig):
         # registered with every worker and host project whatever autodiscovery finds. handlers: each room
         # declares the callback events it handles in callbacks.registry. observability: metrics on the
         # client's listeners, Celery request-id propagation, task metrics.
-        from wecom_integration import checks, handlers, tasks  # noqa: F401
+        from wecom_integration import checks, handlers, observability, tasks  # noqa: F401
         from wecom_integration.directory import bindings
-        from wecom_integration.operations import celery_signals, observability  # noqa: F401
+        from wecom_integration.operations import celery_signals  # noqa: F401
         from wecom_integration.tenancy import connect_default_backend
 
         connect_default_backend(bindings.record_membership_decision)

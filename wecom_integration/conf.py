@@ -134,3 +134,23 @@ def _reload(*, setting, **kwargs):
 
 
 setting_changed.connect(_reload)
+
+
+# The deployment's public origin: every room builds the URLs it shows or sends to WeCom from it.
+
+
+def public_base_url(request=None, base_url=None):
+    """The origin the deployment is reached at: ``base_url`` when given, else ``WECOM["PUBLIC_BASE_URL"]``,
+    else the request's own; "" when none is known (a command run without a request)."""
+    base = (base_url or wecom_settings.PUBLIC_BASE_URL or "").rstrip("/")
+    if base:
+        return base
+    if request is not None:
+        return request.build_absolute_uri("/").rstrip("/")
+    return ""
+
+
+def absolute_url(path, request=None, base_url=None):
+    """``path`` on the deployment's public origin (see :func:`public_base_url`); the bare path when no
+    origin is known, never a guessed host."""
+    return public_base_url(request, base_url) + path

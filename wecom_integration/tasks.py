@@ -1,7 +1,7 @@
 """Every Celery task of the app, under the names running deployments know (``wecom_integration.tasks.*``).
 
 Each room keeps its tasks in its own ``tasks`` module (``callbacks.tasks``, ``directory.tasks``,
-``messaging.tasks``); the names stay here, a contract with the routes, the beat schedule and the
+``customers.tasks``, ``messaging.tasks``); the names stay here, a contract with the routes, the beat schedule and the
 messages already queued when a deployment upgrades. Importing this module registers them all, which is
 what a host's ``autodiscover_tasks()`` does and what :meth:`WeComIntegrationConfig.ready` does for
 projects that don't autodiscover.
@@ -13,7 +13,8 @@ from wecom_integration.callbacks.tasks import (
     requeue_stale_callback_events,
     retry_event,
 )
-from wecom_integration.directory.tasks import periodic_sync, run_contact_sync, run_customer_sync, start_sync
+from wecom_integration.customers.tasks import run_customer_sync
+from wecom_integration.directory.tasks import periodic_sync, run_contact_sync, start_sync
 from wecom_integration.messaging.tasks import send_message
 
 __all__ = [

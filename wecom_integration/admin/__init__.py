@@ -1,6 +1,6 @@
 """Admin screens of the WeCom app: each room registers its own; this imports them all.
 
-``admin.scoping`` holds what every room's screens share (tenant scoping, the read-only base).
+``wecom_integration.scoping`` holds what every room's screens share (tenant scoping, the read-only base).
 """
 
 from wecom_integration.callbacks import admin as callbacks_admin  # noqa: F401

@@ -12,11 +12,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
-from wecom_integration.admin.scoping import ReadOnlyTenantAdmin
-from wecom_integration.callbacks import handling
+from wecom_integration.callbacks import handling, registry
 from wecom_integration.callbacks import services as callbacks
-from wecom_integration.messaging import inbox
 from wecom_integration.models import CallbackEvent
+from wecom_integration.scoping import ReadOnlyTenantAdmin
 
 
 def _pretty_xml(text):
@@ -114,7 +113,8 @@ class CallbackEventAdmin(ReadOnlyTenantAdmin):
 
     @admin.display(description=_("passive reply"))
     def reply_text(self, obj):
-        return inbox.summarize_reply(obj.reply) if obj.reply else "-"
+        replier = registry.replier()
+        return replier.summarize(obj.reply) if obj.reply and replier is not None else "-"
 
     def has_retry_permission(self, request, obj=None):
         return self.has_view_permission(request, obj)

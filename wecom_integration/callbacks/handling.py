@@ -17,11 +17,10 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wecom_integration import signals
+from wecom_integration import observability, signals
 from wecom_integration.callbacks import registry
 from wecom_integration.events import Event, parse_event
 from wecom_integration.models import CallbackEvent
-from wecom_integration.operations import observability
 
 logger = logging.getLogger("wecom_integration.callbacks")
 

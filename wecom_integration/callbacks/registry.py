@@ -37,6 +37,7 @@ class Route:
 class Replier:
     decide: Callable  # (config, event) -> reply dict or None, at receipt
     render: Callable  # (event, corp_id, reply) -> plaintext XML or None
+    summarize: Callable  # (reply) -> a short text for the event log
 
 
 _routes: dict[str, Route] = {}
@@ -70,10 +71,10 @@ def table() -> dict[str, Route]:
     return dict(_routes)
 
 
-def replies(decide: Callable, render: Callable) -> None:
+def replies(decide: Callable, render: Callable, summarize: Callable) -> None:
     """Register how app callbacks are answered passively (one room does it: messaging's auto-replies)."""
     global _replier
-    _replier = Replier(decide, render)
+    _replier = Replier(decide, render, summarize)
 
 
 def replier() -> Replier | None:

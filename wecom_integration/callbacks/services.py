@@ -27,14 +27,13 @@ from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from wecom_integration import queueing
+from wecom_integration import observability, queueing
 from wecom_integration.callbacks import registry
 from wecom_integration.callbacks.publisher import BatchPublisher
 from wecom_integration.conf import wecom_settings
 from wecom_integration.crypto import WeComCrypto, WeComCryptoError, parse_envelope
 from wecom_integration.events import Event, EventParseError, parse_event
 from wecom_integration.models import CallbackEvent, WeComConfig
-from wecom_integration.operations import observability
 
 logger = logging.getLogger("wecom_integration.callbacks")
 

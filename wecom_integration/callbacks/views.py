@@ -16,11 +16,11 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from wecom_integration import observability
 from wecom_integration.callbacks import attempts as callback_attempts
 from wecom_integration.callbacks import services as callbacks
 from wecom_integration.callbacks.services import CallbackRefused
 from wecom_integration.conf import wecom_settings
-from wecom_integration.operations import observability
 
 logger = logging.getLogger("wecom_integration.callbacks")
 

@@ -6,7 +6,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
-from wecom_integration.admin.scoping import TenantScopedAdminMixin
 from wecom_integration.callbacks import attempts as callback_attempts
 from wecom_integration.configuration.forms import WeComConfigForm
 from wecom_integration.configuration.services import callback_urls
@@ -17,6 +16,7 @@ from wecom_integration.models import (
     WeComConfig,
     validate_domain_file_name,
 )
+from wecom_integration.scoping import TenantScopedAdminMixin
 from wecom_integration.tenancy import tenant_search_fields
 
 

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from wecom_integration import tenancy
-from wecom_integration.conf import wecom_settings
+from wecom_integration.conf import absolute_url, public_base_url, wecom_settings  # noqa: F401  (their home before)
 from wecom_integration.extension import get_adapter
 from wecom_integration.models import WeComConfig
 
@@ -15,23 +15,6 @@ CALLBACK_URL_NAMES = {
     "contacts": "wecom_integration:callback-contacts",
     "customers": "wecom_integration:callback-customers",
 }
-
-
-def public_base_url(request=None, base_url=None):
-    """The origin the deployment is reached at: ``base_url`` when given, else ``WECOM["PUBLIC_BASE_URL"]``,
-    else the request's own; "" when none is known (a command run without a request)."""
-    base = (base_url or wecom_settings.PUBLIC_BASE_URL or "").rstrip("/")
-    if base:
-        return base
-    if request is not None:
-        return request.build_absolute_uri("/").rstrip("/")
-    return ""
-
-
-def absolute_url(path, request=None, base_url=None):
-    """``path`` on the deployment's public origin (see :func:`public_base_url`); the bare path when no
-    origin is known, never a guessed host."""
-    return public_base_url(request, base_url) + path
 
 
 def callback_urls(tenant_id, request=None, base_url=None):

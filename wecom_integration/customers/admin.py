@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.utils.translation import ngettext
 
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
-from wecom_integration.admin.scoping import ReadOnlyTenantAdmin
 from wecom_integration.models import ExternalContact, FollowUser
+from wecom_integration.scoping import ReadOnlyTenantAdmin
 
 
 class FollowUserInline(admin.TabularInline):

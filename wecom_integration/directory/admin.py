@@ -19,10 +19,10 @@ from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from wecom_integration.admin.scoping import TenantScopedAdminMixin, admin_tenant_ids, user_search_fields
 from wecom_integration.directory import bindings
 from wecom_integration.display import LabelledJSONAdmin
 from wecom_integration.models import AuditLog, Binding, Department, WeComUser
+from wecom_integration.scoping import TenantScopedAdminMixin, admin_tenant_ids, user_search_fields
 from wecom_integration.tenancy import get_tenant_model, tenants_ordered
 
 REVIEW_PAGE_SIZE = 100

@@ -1,4 +1,5 @@
-"""The Celery tasks of the contact and customer syncs (registered under ``wecom_integration.tasks``).
+"""The Celery task of the contact sync and the periodic one (registered under ``wecom_integration.tasks``;
+the customer sync's is in ``customers.tasks``).
 
 Both run on the "bulk" queue (``CELERY_TASK_ROUTES``) so a sync of a large corp never delays the
 callbacks. A run hit by WeCom's frequency limit (45009/45033, or the client's budget running dry) goes
@@ -20,54 +21,22 @@ from celery import current_app, shared_task
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from wecom_integration.client import WeComRateLimited
-from wecom_integration.customers import sync as customer_sync
 from wecom_integration.directory import sync
 from wecom_integration.models import SyncRun, WeComConfig
 
 logger = logging.getLogger("wecom_integration.directory.tasks")
 
-# WeCom blocks a corp for 60 s after a minute limit: ten retries ride out ten minutes of limits. Past
-# that the corp is over its hourly limit and the admin is better told than the sync silently delayed.
-MAX_RATE_LIMIT_RETRIES = 10
-
-RUNNERS = {
-    SyncRun.Kind.CONTACTS: sync.execute_contact_run,
-    SyncRun.Kind.CUSTOMERS: customer_sync.execute_customer_run,
-}
-
-
-def _run(task, run_id, kind):
-    try:
-        run = RUNNERS[kind](run_id)
-    except SyncRun.DoesNotExist:
-        logger.warning("sync run %s no longer exists", run_id)
-        return None
-    except WeComRateLimited as exc:
-        if task.request.retries >= task.max_retries:
-            sync.fail_run(run_id, exc)
-            return SyncRun.Status.FAILED
-        raise task.retry(countdown=exc.retry_after, exc=exc) from None
-    return run.status
-
-
-@shared_task(bind=True, name=sync.TASKS[SyncRun.Kind.CONTACTS], max_retries=MAX_RATE_LIMIT_RETRIES)
+@shared_task(bind=True, name=sync.TASKS[SyncRun.Kind.CONTACTS], max_retries=sync.MAX_RATE_LIMIT_RETRIES)
 def run_contact_sync(self, run_id):
     """Execute contact SyncRun ``run_id`` (see ``services.sync.execute_contact_run``); returns its status."""
-    return _run(self, run_id, SyncRun.Kind.CONTACTS)
-
-
-@shared_task(bind=True, name=sync.TASKS[SyncRun.Kind.CUSTOMERS], max_retries=MAX_RATE_LIMIT_RETRIES)
-def run_customer_sync(self, run_id):
-    """Execute customer SyncRun ``run_id`` (see ``services.customer_sync.execute_customer_run``)."""
-    return _run(self, run_id, SyncRun.Kind.CUSTOMERS)
+    return sync.run_with_retries(self, run_id, sync.execute_contact_run)
 
 
 def stale_after_seconds():
     """How long a run may stay pending or running before it is presumed dead: past Celery's hard time
     limit plus the longest rate-limit wait, it can no longer be alive."""
     limit = current_app.conf.task_time_limit or 3600
-    return limit + MAX_RATE_LIMIT_RETRIES * 120
+    return limit + sync.MAX_RATE_LIMIT_RETRIES * 120
 
 
 @shared_task(name="wecom_integration.tasks.periodic_sync")

@@ -47,8 +47,7 @@ from wecom_integration.client import (
     client_for,
     qr_login_url,
 )
-from wecom_integration.conf import wecom_settings
-from wecom_integration.configuration.services import absolute_url
+from wecom_integration.conf import absolute_url, wecom_settings
 from wecom_integration.directory import services as directory
 from wecom_integration.extension import get_adapter
 from wecom_integration.login import twostep

@@ -21,12 +21,12 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
-from wecom_integration.admin.scoping import TenantScopedAdminMixin, user_search_fields
 from wecom_integration.client import WeComConfigError, WeComError
 from wecom_integration.display import LabelledJSONAdmin, labelled
 from wecom_integration.messaging import menu as menu_service
 from wecom_integration.messaging import services as messaging
 from wecom_integration.models import InboxMessage, MessageLog, WeComConfig, WeComUser
+from wecom_integration.scoping import TenantScopedAdminMixin, user_search_fields
 
 TEMPLATE_DIR = "admin/wecom_integration/messaging"
 

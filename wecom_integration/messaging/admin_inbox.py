@@ -10,9 +10,9 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
-from wecom_integration.admin.scoping import ReadOnlyTenantAdmin
 from wecom_integration.messaging import inbox
 from wecom_integration.models import InboxMessage, WeComUser
+from wecom_integration.scoping import ReadOnlyTenantAdmin
 
 
 @admin.register(InboxMessage)

@@ -12,4 +12,4 @@ def on_message(row, event) -> dict:
     return {"message": message, "reply": row.reply}
 
 
-registry.replies(inbox.passive_reply, inbox.render_reply)
+registry.replies(inbox.passive_reply, inbox.render_reply, inbox.summarize_reply)

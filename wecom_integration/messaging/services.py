@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from wecom_integration import queueing, tenancy
+from wecom_integration import observability, queueing, tenancy
 from wecom_integration.client import WeComConfigError, WeComError, WeComRateLimited, client_for
 from wecom_integration.client.api.message import MAX_PARTIES, MAX_TAGS, MAX_USERS
 from wecom_integration.client.base import CONFIG_ERRCODES
@@ -53,7 +53,6 @@ from wecom_integration.messaging.composing import (
     summarize,
 )
 from wecom_integration.models import Binding, InboxMessage, MessageLog, WeComConfig, WeComUser
-from wecom_integration.operations import observability
 
 logger = logging.getLogger(__name__)
 

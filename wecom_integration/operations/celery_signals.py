@@ -24,8 +24,8 @@ import time
 
 from celery import signals
 
-from wecom_integration.operations import observability
-from wecom_integration.operations.observability import (
+from wecom_integration import observability
+from wecom_integration.observability import (
     get_request_id,
     log_event,
     reset_request_id,

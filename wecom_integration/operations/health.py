@@ -29,7 +29,7 @@ from django.views.decorators.http import require_safe
 from prometheus_client.exposition import choose_encoder
 
 from wecom_integration.conf import wecom_settings
-from wecom_integration.operations.observability import metrics_registry
+from wecom_integration.observability import metrics_registry
 
 # Seconds any single readiness check may take against the broker; the database and cache use their
 # connection settings (connect_timeout, socket_timeout), see docs/deploy.md.

@@ -31,12 +31,12 @@ def logging_config(fmt="plain", level="INFO"):
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "scrub_secrets": {"()": "wecom_integration.operations.observability.SecretScrubFilter"},
-            "request_id": {"()": "wecom_integration.operations.observability.RequestIdFilter"},
+            "scrub_secrets": {"()": "wecom_integration.observability.SecretScrubFilter"},
+            "request_id": {"()": "wecom_integration.observability.RequestIdFilter"},
         },
         "formatters": {
             "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-            "json": {"()": "wecom_integration.operations.observability.JsonFormatter"},
+            "json": {"()": "wecom_integration.observability.JsonFormatter"},
         },
         "handlers": {
             "console": {

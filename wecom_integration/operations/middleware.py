@@ -1,6 +1,6 @@
 """Request ids: one per HTTP request, carried into log lines and Celery tasks, echoed to the client."""
 
-from wecom_integration.operations.observability import (
+from wecom_integration.observability import (
     REQUEST_ID_HEADER,
     clean_request_id,
     new_request_id,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
+from wecom_integration import observability
 from wecom_integration.client import (
     WeComError,
     WeComRateLimited,
@@ -30,7 +31,6 @@ from wecom_integration.directory.sync.state import (
 from wecom_integration.models import (
     SyncRun,
 )
-from wecom_integration.operations import observability
 
 logger = logging.getLogger("wecom_integration.sync")
 
