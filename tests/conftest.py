@@ -58,7 +58,7 @@ PLAIN_STATIC_STORAGES = {
 def _static_files_without_collectstatic(tmp_path_factory):
     """The project names static files by their hash, from the manifest that collectstatic writes; tests
     render pages without running collectstatic, so they use Django's plain storage and an empty STATIC_ROOT.
-    tests/test_static_files.py and tests/e2e/test_demo_server.py run collectstatic and the manifest."""
+    tests/host/test_static_files.py and tests/e2e/test_demo_server.py run collectstatic and the manifest."""
     from django.test.utils import override_settings
 
     with override_settings(STORAGES=PLAIN_STATIC_STORAGES, STATIC_ROOT=str(tmp_path_factory.mktemp("static"))):

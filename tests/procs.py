@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.test_scale_out import (  # noqa: F401 (re-exported: one set of process helpers)
+from tests.operations.test_scale_out import (  # noqa: F401 (re-exported: one set of process helpers)
     BIN,
     PROCFILE,
     ROOT,

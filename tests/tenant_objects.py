@@ -3,9 +3,8 @@
 from django.contrib.auth import get_user_model
 
 from tenants.models import Membership, Tenant
+from tests.factories import make_config, make_member, make_user
 from wecom_integration import models as m
-
-from .factories import make_config, make_member, make_user
 
 
 def make_tenant_objects(tenant, prefix):

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import requests
 
-from tests.test_scale_out import BIN, ROOT, Proc, base_env, free_port, wait_for, wait_http_ok
+from tests.operations.test_scale_out import BIN, ROOT, Proc, base_env, free_port, wait_for, wait_http_ok
 
 LOGIN_LINE = re.compile(r"Log in as:\s+(\S+) / (\S+)")
 TENANT_LINE = re.compile(r"Tenant:.*\(id (\d+)\)")

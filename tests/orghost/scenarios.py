@@ -1,4 +1,4 @@
-"""Run by tests/test_tenant_model.py with tests.orghost.settings: the app with a host's own organisation
+"""Run by tests/host/test_tenant_model.py with tests.orghost.settings: the app with a host's own organisation
 model (``WECOM_TENANT_MODEL = "orghost.Organization"``), its own memberships (``Seat``) answered through
 an adapter subclass, and the ``tenants`` app not installed (issue 24 item 1). Against the fake WeCom."""
 

@@ -1,5 +1,5 @@
 """This repository's settings with a host's own organisation model instead of the ``tenants`` app
-(tests/test_tenant_model.py runs tests/orghost/scenarios.py with them)."""
+(tests/host/test_tenant_model.py runs tests/orghost/scenarios.py with them)."""
 
 from config.settings import *  # noqa: F403
 from config.settings import INSTALLED_APPS, WECOM
