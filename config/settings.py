@@ -176,6 +176,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", 
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "1900"))
 CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A worker that loses Redis retries the connection this many times (about 2 s apart, growing), then exits so its
+# process supervisor starts it afresh (docs/deploy.md, "Keeping workers running"): a new process cannot inherit
+# a consumer that kombu left half-restored after the broker came back empty.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = int(os.environ.get("CELERY_BROKER_CONNECTION_MAX_RETRIES", "10"))
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Nothing reads task results; at 1,000 callbacks a second they would only fill Redis.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
