@@ -30,8 +30,14 @@ def make_tenant_objects(tenant, prefix):
     domain_file = m.DomainVerificationFile.objects.create(
         tenant=tenant, name=f"WW_verify_{prefix}0000000.txt".replace("-", ""), content=prefix.encode()
     )
+    approval = m.Approval.objects.create(tenant=tenant, sp_no=f"{prefix}-sp", applicant=wuser.userid,
+                                         purpose="membership", subject_user=user)
+    approval_setting = m.MembershipApprovalSetting.objects.create(tenant=tenant, template_id=f"{prefix}-tpl",
+                                                                  approvers=wuser.userid)
     return {
         Tenant: tenant,
+        m.Approval: approval,
+        m.MembershipApprovalSetting: approval_setting,
         Membership: membership,
         get_user_model(): user,
         m.WeComConfig: config,

@@ -30,6 +30,8 @@ TASK_ROUTES = {
     "wecom_integration.tasks.run_contact_sync": {"queue": BULK_QUEUE},
     "wecom_integration.tasks.run_customer_sync": {"queue": BULK_QUEUE},
     "wecom_integration.tasks.send_message": {"queue": BULK_QUEUE},
+    "wecom_integration.tasks.reconcile_approvals": {"queue": BULK_QUEUE},
+    "wecom_integration.tasks.submit_membership_approvals": {"queue": BULK_QUEUE},
 }
 
 # The per-tenant periodic sync dispatcher (each tenant opts in and sets its interval) and the sweep that
@@ -40,6 +42,8 @@ BEAT_SCHEDULE = {
         "task": "wecom_integration.tasks.requeue_stale_callback_events",
         "schedule": 60,
     },
+    # Approvals whose sys_approval_change callback was lost still reach their final state.
+    "wecom-reconcile-approvals": {"task": "wecom_integration.tasks.reconcile_approvals", "schedule": 3600},
 }
 
 # What the handlers are written for: a task is acknowledged after it ran, so a killed worker's task is

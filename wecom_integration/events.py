@@ -9,7 +9,8 @@ with all its fields and a dedupe key, never dropped. Only XML that cannot be par
 Formats: messages https://developer.work.weixin.qq.com/document/path/90239, app events
 https://developer.work.weixin.qq.com/document/path/90240, contact changes
 https://developer.work.weixin.qq.com/document/path/90970 (members), 90971 (departments) and 90972
-(tags), customer changes https://developer.work.weixin.qq.com/document/path/92130.
+(tags), customer changes https://developer.work.weixin.qq.com/document/path/92130, approval changes
+https://developer.work.weixin.qq.com/document/path/91815.
 
 Typed fields that are absent from the XML are ``None``; present but empty they are ``""`` (or ``[]``
 for lists). The difference matters: an ``update_user`` event carries only the fields that changed.
@@ -633,6 +634,46 @@ class ExternalTagEvent(CustomerEvent):
         return (self.tag_type, self.strategy_id)
 
 
+# Approvals, doc 91815: sys_approval_change on the app's callback URL.
+
+
+def _approval_info(element: Element | None) -> dict[str, Any] | None:
+    """``<ApprovalInfo>`` as a dict: each child by tag, a repeated tag (SpRecord, Details, Notifyer,
+    Comments) as a list, as ``fields`` holds it."""
+    if element is None:
+        return None
+    return _collect(element, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalChangeEvent(Event):
+    """``sys_approval_change``: an approval (审批) was submitted, decided, revoked or commented on.
+
+    ``info`` is the whole ``<ApprovalInfo>``; ``sp_no``, ``sp_status`` and ``status_change_event``
+    (1 submitted, 2 approved, 3 rejected, 4 transferred, 5 reminded, 6 revoked, 8 revoked after
+    approval, 10 comment added) are read out of it.
+    """
+
+    sp_no: str | None = None
+    sp_status: int | None = None
+    status_change_event: int | None = None
+    info: dict[str, Any] | None = field(default=None, repr=False)
+
+    _KIND: ClassVar[str] = "approval"
+    _SPEC: ClassVar[Spec] = (
+        ("sp_no", "ApprovalInfo/SpNo", _text),
+        ("sp_status", "ApprovalInfo/SpStatus", _int),
+        ("status_change_event", "ApprovalInfo/StatuChangeEvent", _int),
+        ("info", "ApprovalInfo", _approval_info),
+    )
+    _SUBJECT: ClassVar[str] = "sp_no"
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        # Two changes of one approval in one second (an approval and a comment) are two events: the
+        # whole ApprovalInfo tells them apart, WeCom's retries of one delivery carry the same one.
+        return (self.status_change_event, _payload_digest(self.info or {}))
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownEvent(Event):
     """A callback this module has no type for, or whose known type carried an unreadable value.
@@ -706,6 +747,7 @@ EVENT_TYPES: Mapping[tuple[str, str | None, str | None], type[Event]] = MappingP
         ("event", "change_external_tag", "update"): ExternalTagEvent,
         ("event", "change_external_tag", "delete"): ExternalTagEvent,
         ("event", "change_external_tag", "shuffle"): ExternalTagEvent,
+        ("event", "sys_approval_change", None): ApprovalChangeEvent,
     }
 )
 

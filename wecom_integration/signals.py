@@ -80,6 +80,35 @@ contact_changed = Signal()
 #:   to the customer that the event is about (the event's UserID), when there is one.
 customer_changed = Signal()
 
+#: An approval (审批) of the tenant changed: submitted, approved, rejected, revoked, commented on. Sent
+#: once per change that reached the mirror (a repeated or late callback that changes nothing sends
+#: nothing), from the handled ``sys_approval_change`` callback, from the reconciliation job that fetched
+#: an approval whose callback was lost, or from a submission through the admin or the API.
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int).
+#: - ``approval`` (:class:`~wecom_integration.models.Approval`): the approval after the change; its
+#:   ``status`` is WeCom's ``sp_status`` (1 in approval, 2 approved, 3 rejected, 4 revoked, 6 revoked
+#:   after approval, 7 deleted, 10 paid), ``records`` every approver's decision.
+#: - ``previous_status`` (int or None): the status before; None when the mirror did not know it.
+#: - ``event`` (:class:`~wecom_integration.events.ApprovalChangeEvent` or None): the callback's event;
+#:   None from the reconciliation or a submission. ``sender`` is always ``ApprovalChangeEvent``.
+#: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent` or None): the stored callback.
+#: - ``source`` (str): "callback", "reconcile" or "submit".
+approval_changed = Signal()
+
+#: Memberships became pending approval (审核中) in a tenant: a sync found system users outside it, an
+#: admin bound one, a WeCom sign-in met one. Sent once the change is committed. The approvals room uses
+#: it to submit WeCom approvals when the tenant decides joining requests that way.
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int).
+#: - ``user_ids`` (list of int): the accounts whose membership became pending.
+#: - ``source`` (str): "sync", "manual" or "sign-in".
+membership_pending = Signal()
+
 #: Any callback was handled, whatever its type: messages, app events, contact and customer changes,
 #: approvals (``sys_approval_change``), template-card and customer-service events, and types this
 #: version does not know (:class:`~wecom_integration.events.UnknownEvent`). Sent once per handled
@@ -89,7 +118,7 @@ customer_changed = Signal()
 #:
 #: - ``tenant_id`` (int).
 #: - ``event`` (:class:`~wecom_integration.events.Event` subclass): the typed event; ``sender`` is its
-#:   class, ``event.kind`` says "message", "event", "contact", "customer" or "unknown", and
+#:   class, ``event.kind`` says "message", "event", "contact", "customer", "approval" or "unknown", and
 #:   ``event.fields`` holds everything WeCom sent.
 #: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`): the stored callback.
 #: - ``kind`` (str): the callback URL it came to: "app", "contacts" or "customers".

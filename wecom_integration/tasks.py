@@ -7,6 +7,7 @@ what a host's ``autodiscover_tasks()`` does and what :meth:`WeComIntegrationConf
 projects that don't autodiscover.
 """
 
+from wecom_integration.approvals.tasks import reconcile_approvals, submit_membership_approvals
 from wecom_integration.callbacks.tasks import (
     handle_callback_event,
     handle_callback_events,
@@ -21,10 +22,12 @@ __all__ = [
     "handle_callback_event",
     "handle_callback_events",
     "periodic_sync",
+    "reconcile_approvals",
     "requeue_stale_callback_events",
     "retry_event",
     "run_contact_sync",
     "run_customer_sync",
     "send_message",
     "start_sync",
+    "submit_membership_approvals",
 ]

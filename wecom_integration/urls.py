@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("wecom_integration.directory.urls")),
     path("", include("wecom_integration.messaging.urls")),
     path("", include("wecom_integration.login.urls")),
+    path("", include("wecom_integration.approvals.urls")),
 ]

@@ -21,6 +21,8 @@ TASK_NAMES = {
     "wecom_integration.tasks.run_customer_sync",
     "wecom_integration.tasks.periodic_sync",
     "wecom_integration.tasks.send_message",
+    "wecom_integration.tasks.reconcile_approvals",
+    "wecom_integration.tasks.submit_membership_approvals",
 }
 
 
@@ -85,6 +87,7 @@ def test_every_kind_of_callback_event_has_its_row_in_the_table():
         "event": "wecom_integration.login.handlers",
         "contact": "wecom_integration.directory.handlers",
         "customer": "wecom_integration.customers.handlers",
+        "approval": "wecom_integration.approvals.handlers",
     }
     assert registry.replier() is not None
 

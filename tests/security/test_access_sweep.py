@@ -100,6 +100,9 @@ EXPECTED = {
     "POST wecom_integration:send-message-test": API_ADMIN,
     "GET wecom_integration:api-messages": API_ADMIN,
     "GET wecom_integration:api-message": API_OBJECT_ADMIN,
+    "GET wecom_integration:api-approvals": API_ADMIN,
+    "POST wecom_integration:api-approvals": API_ADMIN,
+    "GET wecom_integration:api-approval": API_OBJECT_ADMIN,
     "GET wecom_integration:api-schema": PUBLIC_PAGE,
     "GET wecom_integration:api-docs": PUBLIC_PAGE,
     # The admin site.
@@ -186,6 +189,14 @@ EXPECTED = {
     "GET admin/wecom_integration/messagelog/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("wecom_integration_domainverificationfile"),
     "GET admin/wecom_integration/domainverificationfile/<path:object_id>/": (LOGIN, {302}, {302}),
+    **model_urls(
+        "wecom_integration_approval",
+        add=ADMIN_SUPERUSER_ONLY,
+        extra={"GET admin:wecom_integration_approval_submit": ADMIN_PAGE},
+    ),
+    "GET admin/wecom_integration/approval/<path:object_id>/": (LOGIN, {302}, {302}),
+    **model_urls("wecom_integration_membershipapprovalsetting"),
+    "GET admin/wecom_integration/membershipapprovalsetting/<path:object_id>/": (LOGIN, {302}, {302}),
     # WeCom fetches the trusted-domain file anonymously from the site's root: public by design.
     "GET wecom-domain-file": PUBLIC_PAGE,
 }

@@ -153,6 +153,8 @@ def fillings(route, pattern, objects_b):
     for name in names:
         if name in BY_ARGUMENT:
             kwargs[name] = str(objects_b[BY_ARGUMENT[name]].pk)
+        elif name == "sp_no":
+            kwargs[name] = objects_b[m.Approval].sp_no
         elif name == "wecom_userid":
             kwargs[name] = objects_b[m.WeComUser].userid
         elif name == "name" and m.DomainVerificationFile in objects_b:

@@ -3,6 +3,7 @@
 ``wecom_integration.scoping`` holds what every room's screens share (tenant scoping, the read-only base).
 """
 
+from wecom_integration.approvals import admin as approvals_admin  # noqa: F401
 from wecom_integration.callbacks import admin as callbacks_admin  # noqa: F401
 from wecom_integration.configuration import admin as configuration_admin  # noqa: F401
 from wecom_integration.customers import admin as customers_admin  # noqa: F401

@@ -25,7 +25,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
-from wecom_integration import tenancy
+from wecom_integration import signals, tenancy
 from wecom_integration.directory.services import LEAVING_STATUSES
 from wecom_integration.extension import get_adapter
 from wecom_integration.models import AuditLog, Binding, WeComUser
@@ -100,7 +100,15 @@ def ensure_membership(user, tenant, *, actor=None, source="manual", **detail) ->
         return status
     adapter.set_memberships(tenant, {user.pk: tenancy.PENDING})
     audit(tenant.pk, AuditLog.Action.PENDING, actor=actor, target_user=user, source=source, **detail)
+    announce_pending(tenant.pk, [user.pk], source)
     return tenancy.PENDING
+
+
+def announce_pending(tenant_id, user_ids, source) -> None:
+    """``signals.membership_pending`` for memberships that just became pending; its receivers run in the
+    same transaction (the approvals room queues its work on commit)."""
+    if user_ids:
+        signals.membership_pending.send(sender=Binding, tenant_id=tenant_id, user_ids=list(user_ids), source=source)
 
 
 # Binding and unbinding -----------------------------------------------------------------------------

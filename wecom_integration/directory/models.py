@@ -150,6 +150,7 @@ class AuditLog(models.Model):
         DEACTIVATE = "deactivate", _("Deactivated")
         CONFIGURE = "configure", _("Configuration changed")
         CANCEL_SYNC = "cancel_sync", _("Sync cancelled")
+        APPROVAL_SUBMITTED = "approval_submitted", _("Joining request sent as a WeCom approval")
 
     tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_audit")
     actor = models.ForeignKey(

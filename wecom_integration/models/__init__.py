@@ -4,6 +4,7 @@ import them from (Django loads the app's models here; host code and migrations n
 Every row belongs to one tenant.
 """
 
+from wecom_integration.approvals.models import Approval, MembershipApprovalSetting
 from wecom_integration.callbacks.models import CallbackAttempt, CallbackEvent
 from wecom_integration.configuration.models import (
     CORP_ID_RE,
@@ -23,6 +24,8 @@ from wecom_integration.directory.models import AuditLog, Binding, Department, Sy
 from wecom_integration.messaging.models import InboxMessage, MessageLog
 
 __all__ = [
+    "Approval",
+    "MembershipApprovalSetting",
     "AuditLog",
     "Binding",
     "CORP_ID_RE",

@@ -329,6 +329,9 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
         audits.append(audit(AuditLog.Action.BIND, user_id, member, membership=status))
         counts["bound"] += 1
     adapter.set_memberships(tenant, membership_changes)
+    bindings.announce_pending(
+        tenant.pk, [uid for uid, state in membership_changes.items() if state == tenancy.PENDING], "sync"
+    )
     User.objects.bulk_update(renamed, ["first_name", "last_name"], batch_size=BATCH_SIZE)
     counts["updated"] += len(renamed)
     Binding.objects.bulk_create(bound, batch_size=BATCH_SIZE)
