@@ -29,6 +29,8 @@ TEMPLATE_CACHE_SECONDS = 600
 RECONCILE_DAYS = 31
 #: Controls whose ``value`` this module knows how to check and build (doc 91853's control types).
 TEXT_CONTROLS = {"Text", "Textarea"}
+#: WeCom's answer to apply_data that does not fit the template (among other bad parameters).
+INVALID_PARAMETER = 40058
 
 
 class ApprovalInputError(ValueError):
@@ -170,16 +172,24 @@ def submit(config, submission: Submission, *, purpose: str = "", subject_user=No
     contents = check_contents(template, list(submission.contents))
     if not submission.creator:
         raise ApprovalInputError({"creator": "the applicant's WeCom userid is required"})
-    sp_no = approval_client(config).approval.apply(
-        creator_userid=submission.creator,
-        template_id=submission.template_id,
-        contents=contents,
-        approvers=[{"attr": submission.approver_attr, "userid": list(submission.approvers)}]
-        if submission.approvers
-        else None,
-        notifyers=list(submission.notifyers) or None,
-        summary=list(submission.summary) or None,
-    )
+    try:
+        sp_no = approval_client(config).approval.apply(
+            creator_userid=submission.creator,
+            template_id=submission.template_id,
+            contents=contents,
+            approvers=[{"attr": submission.approver_attr, "userid": list(submission.approvers)}]
+            if submission.approvers
+            else None,
+            notifyers=list(submission.notifyers) or None,
+            summary=list(submission.summary) or None,
+        )
+    except WeComError as exc:
+        if exc.errcode == INVALID_PARAMETER:
+            # The cached template may be out of date (an admin changed it in WeCom): check the contents
+            # against the template as it is now, so the admin learns which control to fill.
+            template = get_template(config, submission.template_id, refresh=True)
+            check_contents(template, list(submission.contents))
+        raise
     now = int(time.time())
     description = mirror.Description(
         sp_no=sp_no, sp_name=template_name(template), template_id=submission.template_id,

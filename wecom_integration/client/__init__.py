@@ -10,6 +10,7 @@ errcode policy lives in ``base.py``, tokens in ``tokens.py``, the per-corp call 
 ``ratelimit.py``; API groups are in ``api/``.
 """
 
+from wecom_integration.client.api.approval import ApprovalAPI
 from wecom_integration.client.api.department import DepartmentAPI
 from wecom_integration.client.api.externalcontact import ExternalContactAPI
 from wecom_integration.client.api.media import MediaAPI
@@ -63,6 +64,7 @@ class WeComClient(BaseWeComClient):
         self.externalcontact = ExternalContactAPI(self)
         self.menu = MenuAPI(self)
         self.media = MediaAPI(self)
+        self.approval = ApprovalAPI(self)
 
 
 def secret_for(config, kind):
@@ -81,7 +83,10 @@ def secret_for(config, kind):
         if credential == "secret":
             return config.customer_secret or ""
         return config.customer_secret or config.secret or ""
-    raise ValueError(f"kind must be one of {SECRET_KINDS}, not {kind!r}")
+    if kind == "approvals":
+        # The approval app's own secret when the tenant set one (审批应用), else the self-built app's.
+        return getattr(config, "approval_secret", "") or config.secret or ""
+    raise ValueError(f"kind must be one of {SECRET_KINDS} or 'approvals', not {kind!r}")
 
 
 def client_for(config, kind="app", **kwargs):

@@ -41,6 +41,8 @@ from wecom_integration.client.tokens import AccessTokens, CacheTokenStore, token
 from wecom_integration.conf import wecom_settings
 
 SECRET_KINDS = ("app", "contacts", "customers")
+#: What a client may be built for: a secret kind, or "approvals" (the approval secret, else the app's).
+CLIENT_KINDS = (*SECRET_KINDS, "approvals")
 
 TOKEN_ERRCODES = frozenset({40014, 42001})
 BAD_CREDENTIAL = 40001
@@ -83,8 +85,8 @@ class BaseWeComClient:
         rate_budget=None,
         proxy=None,
     ):
-        if kind not in SECRET_KINDS:
-            raise ValueError(f"kind must be one of {SECRET_KINDS}, not {kind!r}")
+        if kind not in CLIENT_KINDS:
+            raise ValueError(f"kind must be one of {CLIENT_KINDS}, not {kind!r}")
         if not corp_id or not secret:
             raise ValueError("corp_id and secret are required")
         self.corp_id = corp_id

@@ -21,6 +21,7 @@ SECRET_KIND_LABELS = {
     "app": _("app Secret"),
     "contacts": _("contact Secret (通讯录同步Secret)"),
     "customers": _("customer Secret (客户联系Secret)"),
+    "approvals": _("approval Secret (审批应用Secret)"),
 }
 
 IP_IN_ERRMSG = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+[0-9A-Fa-f])")

@@ -43,6 +43,7 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             {"fields": ("customer_credential", "customer_secret", "customer_token", "customer_aes_key")},
         ),
         (_("Receiving app messages (接收消息)"), {"fields": ("app_token", "app_aes_key", "auto_reply")}),
+        (_("Approvals (审批)"), {"fields": ("approval_secret",), "classes": ("collapse",)}),
         (
             _("Session archive (会话存档)"),
             {"fields": ("archive_secret", "archive_private_key"), "classes": ("collapse",)},

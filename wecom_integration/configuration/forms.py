@@ -30,6 +30,7 @@ class WeComConfigForm(forms.ModelForm):
             "customer_aes_key",
             "app_token",
             "app_aes_key",
+            "approval_secret",
             "archive_secret",
             "archive_private_key",
             "enabled",

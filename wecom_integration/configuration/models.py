@@ -69,7 +69,7 @@ class WeComConfig(models.Model):
     """One per tenant: the credentials entered in 系统管理 → 第三方配置 → 企业微信集成 (seed 001)."""
 
     # The secret kinds and the callback kinds, as the client and the callback views name them.
-    SECRET_FIELDS = ("secret", "contact_secret", "customer_secret", "archive_secret")
+    SECRET_FIELDS = ("secret", "contact_secret", "customer_secret", "approval_secret", "archive_secret")
     WRITE_ONLY_FIELDS = (
         "secret",
         "contact_secret",
@@ -80,6 +80,7 @@ class WeComConfig(models.Model):
         "customer_aes_key",
         "app_token",
         "app_aes_key",
+        "approval_secret",
         "archive_secret",
         "archive_private_key",
         "proxy_url",
@@ -142,6 +143,11 @@ class WeComConfig(models.Model):
     )
     app_token = EncryptedTextField(_("app message Token"), blank=True, validators=[validate_token])
     app_aes_key = EncryptedTextField(_("app message EncodingAESKey"), blank=True, validators=[validate_aes_key])
+    approval_secret = EncryptedTextField(
+        _("approval Secret (审批应用Secret)"),
+        blank=True,
+        help_text=_("Only when approvals are called with the approval app's own Secret; empty: the app Secret."),
+    )
     archive_secret = EncryptedTextField(_("session-archive Secret (会话存档)"), blank=True)
     archive_private_key = EncryptedTextField(_("session-archive private key"), blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)

@@ -37,7 +37,8 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from ..callbacks import DeliveryResult
-from . import department, externalcontact, media, menu, message, oauth, user
+from . import approval, department, externalcontact, media, menu, message, oauth, user
+from .approval import ApprovalAPI
 from .base import _CUSTOMERS, _DROP, _JSON, ERRMSG, _ApiError, _Encoded, _json_bytes, _Request, _Route
 from .control import ControlAPI
 from .department import DepartmentAPI
@@ -78,11 +79,12 @@ ROUTES = _merge_routes(
     externalcontact.ROUTES,
     menu.ROUTES,
     media.ROUTES,
+    approval.ROUTES,
 )
 
 
-class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, CallbackPush,
-                ControlAPI):
+class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
+                CallbackPush, ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 
         with FakeWeCom(users=50, departments=5) as fake:
@@ -105,6 +107,8 @@ class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI
         self.secret = secrets.token_urlsafe(32)
         self.contact_secret = secrets.token_urlsafe(32)
         self.customer_secret = secrets.token_urlsafe(32)
+        # The 审批 app's own secret, for tenants that call approvals with it rather than the app's.
+        self.approval_secret = secrets.token_urlsafe(32)
         self.token_ttl = token_ttl
         self.restricted = restricted
         # The app's trusted IPs (企业可信IP): when set, every call with an access_token from another IP
@@ -147,7 +151,7 @@ class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI
         self._stats_lock = threading.Lock()
         self._time_offset = 0.0
         self._secret_kinds = {self.secret: "app", self.contact_secret: "contacts",
-                              self.customer_secret: "customers"}
+                              self.customer_secret: "customers", self.approval_secret: "approvals"}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._current_token: dict[str, str] = {}
         self._retired_tokens: deque[str] = deque()
