@@ -211,3 +211,21 @@ def test_an_active_member_bound_again_submits_nothing(wired, fake_wecom):
     make_member(user, wired.tenant)
     bindings.bind(wired.tenant, user, WeComUser.objects.get(tenant=wired.tenant, userid=applicant))
     assert not fake_wecom.approvals
+
+
+def test_the_fake_app_screen_lets_an_approver_decide(wired, fake_wecom):
+    import requests
+
+    applicant, boss = people(fake_wecom, 2)
+    approval = services.submit(wired, services.Submission(
+        creator=applicant, template_id=LEAVE, contents=leave_contents(), approvers=[boss]))
+    screen = requests.get(f"{fake_wecom.api_base}/fake/app/approvals", timeout=5)
+    assert screen.status_code == 200 and approval.sp_no in screen.text and "同意" in screen.text
+    answer = requests.post(f"{fake_wecom.api_base}/fake/app/approvals/{approval.sp_no}",
+                           data={"action": "approve", "userid": boss, "speech": "可以"}, timeout=10)
+    assert answer.status_code == 200 and "已通过" in answer.text
+    approval.refresh_from_db()
+    assert approval.status == Approval.Status.APPROVED
+    refused = requests.post(f"{fake_wecom.api_base}/fake/app/approvals/{approval.sp_no}",
+                            data={"action": "approve", "userid": boss}, timeout=10)
+    assert refused.status_code == 400  # no longer in approval

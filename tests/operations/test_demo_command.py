@@ -57,6 +57,13 @@ def test_first_demo_run_leaves_proposals_to_review_a_pending_member_and_a_bound_
     pending = Membership.objects.get(status=Membership.Status.PENDING)
     assert pending.user.get_username().startswith(f"{PREFIX}outside-")
     assert not proposals.filter(wecom_user__in=Binding.objects.values("wecom_user")).exists()
+    # Issue 17: the joining request went to WeCom as an approval; a leave request waits there too.
+    from wecom_integration.models import Approval
+
+    joining = Approval.objects.get(purpose=Approval.Purpose.MEMBERSHIP)
+    assert joining.subject_user == pending.user and joining.status == Approval.Status.PENDING
+    assert Approval.objects.filter(template_id__isnull=False).count() == 2
+    assert "/fake/app/approvals" in out
 
     # A second run finds its accounts and its review, and seeds nothing twice.
     again = _run_demo(_free_port())

@@ -6,6 +6,9 @@
 - A system user outside the tenant, bound to a member as an admin would bind them by hand: their membership
   waits for approval (审核中).
 - A first contact sync, so the review screen has proposals.
+- Joining requests decided through WeCom approvals: the outsider's pending membership is submitted as an
+  approval to a member, who decides it on the fake's WeCom-app screen (``/fake/app/approvals``); a leave
+  request waits there too, and is approved live once the server answers.
 - Once the server answers, the fake sends live callbacks: a new member, a message to the app, a new customer.
 
 Used only by the ``wecom_demo`` command (and its tests); never by the app itself.
@@ -21,9 +24,12 @@ import urllib.request
 from django.contrib.auth import get_user_model
 
 from wecom_integration import tenancy
+from wecom_integration.approvals import membership as membership_approvals
+from wecom_integration.approvals import services as approvals
 from wecom_integration.directory import bindings, sync
 from wecom_integration.extension import get_adapter
-from wecom_integration.models import Binding, SyncRun, WeComUser
+from wecom_integration.models import Binding, MembershipApprovalSetting, SyncRun, WeComUser
+from wecom_integration.testing.fake.approval import JOIN_TEMPLATE_ID, LEAVE_TEMPLATE_ID
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +83,17 @@ def seed(tenant, fake, actor) -> dict:
     sync.execute_contact_run(run.pk)
     run.refresh_from_db()
     wecom = {w.userid: w for w in WeComUser.objects.filter(tenant=tenant, userid__in=[bound.userid, outsider.userid])}
+    # Joining requests go to WeCom approvals, decided by the already-bound member.
+    MembershipApprovalSetting.objects.create(tenant=tenant, template_id=JOIN_TEMPLATE_ID, approvers=bound.userid)
     if len(wecom) == 2:
         bindings.bind(tenant, already, wecom[bound.userid], actor=actor, source="demo")
         bindings.bind(tenant, stranger, wecom[outsider.userid], actor=actor, source="demo")
+        # Submitted once the bind commits; here too, for a caller inside a transaction (a no-op when done).
+        membership_approvals.submit_for(tenant.pk, stranger.pk, "demo")
+    leave = approvals.submit(tenant.wecom_config, approvals.Submission(
+        creator=matched[0].userid, template_id=LEAVE_TEMPLATE_ID, approvers=[bound.userid],
+        contents=[{"id": "Text-1", "value": "拜访客户 Client visit"}, {"id": "Number-1", "value": {"new_number": "1"}}],
+    ))
     if run.status == SyncRun.Status.REVIEW:
         # The two bindings above came after the sync proposed them: propose again without them.
         proposals = sync.build_proposals(run)
@@ -89,6 +103,8 @@ def seed(tenant, fake, actor) -> dict:
         "accounts": len(accounts) + 2,
         "pending": stranger.get_username(),
         "bound": Binding.objects.filter(tenant=tenant).count(),
+        "approver": f"{bound.name} ({bound.userid})",
+        "leave": leave.sp_no,
     }
 
 
@@ -110,6 +126,11 @@ def send_live_callbacks(fake, anchor_userid: str) -> list:
     results += fake.send_app_message(anchor_userid, "你好，请问报销流程怎么走？ How do I file an expense claim?")
     _external, delivered = fake.add_external_contact(anchor_userid, "李女士 Ms Li")
     results += delivered
+    # The approver approves the leave request in the WeCom app (the joining request is left to you).
+    for sp_no, approval in list(fake.approvals.items()):
+        if approval["template_id"] == LEAVE_TEMPLATE_ID and approval["sp_status"] == 1:
+            approver = approval["sp_record"][0]["details"][0]["approver"]["userid"]
+            results += fake.approve_approval(sp_no, approver, "同意 Approved")
     return results
 
 

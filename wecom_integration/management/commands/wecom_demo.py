@@ -90,6 +90,10 @@ class Command(BaseCommand):
                 f"waits for your review: http://{host}/admin/wecom_integration/syncrun/{seeded['run']}/review/"
             )
             self.stdout.write(f"              {seeded['pending']} (outside the tenant) is a member pending approval")
+            self.stdout.write(
+                f"  Approvals:  the joining request went to WeCom as an approval; decide it as {seeded['approver']} "
+                f"in the fake WeCom app: {fake.api_base}/fake/app/approvals"
+            )
         if options["no_server"]:
             fake.stop()
             return

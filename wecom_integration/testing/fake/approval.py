@@ -51,6 +51,11 @@ def control(kind: str, cid: str, title: str, require: int = 0, **config) -> dict
                          "placeholder": [], "require": require, "un_print": 0}, "config": config}
 
 
+#: The templates every fake corp starts with: a leave request, and a joining request (one required text).
+LEAVE_TEMPLATE_ID = "C4NyVwvTsSLsPNxKT7ZhjQsZmTKQ3SHnz9gxaY4cH"
+JOIN_TEMPLATE_ID = "3Tka1eD6v6JfzhDMqPd3aMkFdxqtJMc2ZRioeFXkaaa"
+
+
 def default_templates() -> dict[str, dict]:
     leave = [
         control("Text", "Text-1", "事由", 1),
@@ -64,8 +69,8 @@ def default_templates() -> dict[str, dict]:
     ]
     join = [control("Textarea", "Textarea-1", "申请说明", 1)]
     return {
-        "C4NyVwvTsSLsPNxKT7ZhjQsZmTKQ3SHnz9gxaY4cH": {"names": "请假", "controls": leave},
-        "3Tka1eD6v6JfzhDMqPd3aMkFdxqtJMc2ZRioeFXkaaa": {"names": "加入申请", "controls": join},
+        LEAVE_TEMPLATE_ID: {"names": "请假", "controls": leave},
+        JOIN_TEMPLATE_ID: {"names": "加入申请", "controls": join},
     }
 
 
@@ -342,3 +347,66 @@ def build_approval_xml(corp_id: str, agent_id: int, approval: dict, change: int,
         + t("TemplateId", approval["template_id"]) + t("ApplyTime", approval["apply_time"]) + applyer
         + "</Applyer>" + records + notifyers + comments + t("StatuChangeEvent", change) + "</ApprovalInfo></xml>"
     )
+
+
+# The WeCom app's approval screen, as a page of the fake (the demo's stand-in for a phone) ----------------
+
+_STATUS = {1: "审批中", 2: "已通过", 3: "已驳回", 4: "已撤销", 6: "通过后撤销", 7: "已删除", 10: "已支付"}
+_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>企业微信 · 审批 (fake)</title>
+<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:760px;margin:2em auto;padding:0 1em;color:#222}}
+.card{{border:1px solid #ddd;border-radius:8px;padding:.8em 1em;margin:.8em 0}}.muted{{color:#777}}
+button{{margin-right:.4em}}input[type=text]{{width:14em}}</style></head><body>
+<h1>企业微信 · 审批 <small class="muted">(fake WeCom: act as the approver)</small></h1>{body}</body></html>"""
+
+
+class ApprovalScreen:
+    """``GET /fake/app/approvals``: every approval, and for one in approval, its current step's approvers
+    each with 同意 / 驳回 buttons, plus 撤销 for the applicant; ``POST /fake/app/approvals/<sp_no>`` acts
+    (form fields ``action``, ``userid``, ``speech``), pushes the callback as the WeCom app would, and shows
+    the page again."""
+
+    def _approval_screen(self, method: str, parts: list[str], body: bytes):
+        from urllib.parse import parse_qs
+
+        if method == "POST" and len(parts) == 3:
+            form = {key: values[0] for key, values in parse_qs(body.decode("utf-8")).items()}
+            sp_no, action, who = parts[2], form.get("action"), form.get("userid", "")
+            if action == "approve":
+                self.approve_approval(sp_no, who, form.get("speech", ""))
+            elif action == "reject":
+                self.reject_approval(sp_no, who, form.get("speech", ""))
+            elif action == "revoke":
+                self.revoke_approval(sp_no)
+            else:
+                raise ValueError("action is approve, reject or revoke")
+        with self._lock:
+            approvals = [copy.deepcopy(a) for a in sorted(self.approvals.values(), key=lambda a: a["sp_no"],
+                                                          reverse=True)]
+        cards = [self._approval_card(approval) for approval in approvals] or ["<p>还没有审批。</p>"]
+        return 200, _PAGE.format(body="".join(cards)).encode("utf-8"), "text/html; charset=utf-8"
+
+    def _approval_card(self, approval: dict) -> str:
+        sp_no = escape(approval["sp_no"])
+        names = {userid: user.name for userid, user in self.org.users.items()}
+        applicant = approval["applyer"]["userid"]
+        lines = [f"<div class='card' id='sp-{sp_no}'><b>{escape(approval['sp_name'])}</b> {sp_no} · "
+                 f"<span class='status'>{_STATUS.get(approval['sp_status'], approval['sp_status'])}</span>"
+                 f"<div class='muted'>申请人 {escape(names.get(applicant, applicant))} ({escape(applicant)})</div>"]
+        current = next((s for s in approval["sp_record"] if s["sp_status"] == 1), None)
+        if approval["sp_status"] == 1 and current is not None:
+            for detail in current["details"]:
+                if detail["sp_status"] != 1:
+                    continue
+                who = detail["approver"]["userid"]
+                lines.append(
+                    f"<form method='post' action='/fake/app/approvals/{sp_no}'>"
+                    f"<input type='hidden' name='userid' value='{escape(who)}'>"
+                    f"{escape(names.get(who, who))} ({escape(who)}): <input type='text' name='speech' "
+                    f"placeholder='审批意见'> <button name='action' value='approve'>同意</button>"
+                    f"<button name='action' value='reject'>驳回</button></form>"
+                )
+        if approval["sp_status"] in (1, 2):
+            lines.append(f"<form method='post' action='/fake/app/approvals/{sp_no}'><input type='hidden' "
+                         f"name='action' value='revoke'><button>撤销 (as the applicant)</button></form>")
+        lines.append("</div>")
+        return "".join(lines)

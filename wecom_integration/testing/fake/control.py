@@ -38,6 +38,11 @@ class ControlAPI:
         parts = [p for p in path[len("/fake/"):].split("/") if p]
         if method == "GET" and parts[:1] == ["avatar"]:
             return 200, _AVATAR_PNG, "image/png"
+        if parts[:2] == ["app", "approvals"]:
+            try:
+                return self._approval_screen(method, parts, body)
+            except (ValueError, KeyError, StopIteration) as error:
+                return 400, _json_bytes({"errcode": 40058, "errmsg": str(error)}), _JSON
         try:
             data = json.loads(body.decode("utf-8")) if body.strip() else {}
             if not isinstance(data, dict):

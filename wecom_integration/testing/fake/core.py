@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..callbacks import DeliveryResult
 from . import approval, department, externalcontact, media, menu, message, oauth, user
-from .approval import ApprovalAPI
+from .approval import ApprovalAPI, ApprovalScreen
 from .base import _CUSTOMERS, _DROP, _JSON, ERRMSG, _ApiError, _Encoded, _json_bytes, _Request, _Route
 from .control import ControlAPI
 from .department import DepartmentAPI
@@ -84,7 +84,7 @@ ROUTES = _merge_routes(
 
 
 class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
-                CallbackPush, ControlAPI):
+                ApprovalScreen, CallbackPush, ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 
         with FakeWeCom(users=50, departments=5) as fake:
