@@ -32,6 +32,7 @@ TASK_ROUTES = {
     "wecom_integration.tasks.send_message": {"queue": BULK_QUEUE},
     "wecom_integration.tasks.reconcile_approvals": {"queue": BULK_QUEUE},
     "wecom_integration.tasks.submit_membership_approvals": {"queue": BULK_QUEUE},
+    "wecom_integration.tasks.purge_old_rows": {"queue": BULK_QUEUE},
 }
 
 # The per-tenant periodic sync dispatcher (each tenant opts in and sets its interval) and the sweep that
@@ -44,6 +45,8 @@ BEAT_SCHEDULE = {
     },
     # Approvals whose sys_approval_change callback was lost still reach their final state.
     "wecom-reconcile-approvals": {"task": "wecom_integration.tasks.reconcile_approvals", "schedule": 3600},
+    # Rows past WECOM["RETENTION"], deleted in small batches (docs/deploy.md, "Retention").
+    "wecom-purge-old-rows": {"task": "wecom_integration.tasks.purge_old_rows", "schedule": 86400},
 }
 
 # What the handlers are written for: a task is acknowledged after it ran, so a killed worker's task is

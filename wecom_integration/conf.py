@@ -80,6 +80,21 @@ DEFAULTS = {
     # A Celery worker serves its own /metrics on this port (None: it does not) and address.
     "WORKER_METRICS_PORT": None,
     "WORKER_METRICS_ADDR": "127.0.0.1",
+    # How many days rows are kept before ``wecom_purge`` (and its daily beat task) deletes them; None keeps
+    # them for ever. A partial dict overrides only what it names. Callback events are kept by the callback
+    # URL they came to, and only once handled or dismissed: a failed or unhandled event is never purged.
+    # See wecom_integration/operations/retention.py and docs/deploy.md ("Retention").
+    "RETENTION": {},
+}
+
+RETENTION_DEFAULTS = {
+    "callback_events": {"app": 30, "contacts": 90, "customers": 90},
+    "callback_attempts": 14,
+    "message_logs": 180,
+    "inbox_messages": 365,
+    "audit_log": 3 * 365,
+    # Rows deleted per statement (and per short transaction).
+    "batch_size": 5000,
 }
 
 # Top-level setting -> WECOM key: the names these settings had before the WECOM dict held them all.

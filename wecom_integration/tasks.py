@@ -17,11 +17,13 @@ from wecom_integration.callbacks.tasks import (
 from wecom_integration.customers.tasks import run_customer_sync
 from wecom_integration.directory.tasks import periodic_sync, run_contact_sync, start_sync
 from wecom_integration.messaging.tasks import send_message
+from wecom_integration.operations.tasks import purge_old_rows
 
 __all__ = [
     "handle_callback_event",
     "handle_callback_events",
     "periodic_sync",
+    "purge_old_rows",
     "reconcile_approvals",
     "requeue_stale_callback_events",
     "retry_event",

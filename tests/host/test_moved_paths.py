@@ -23,6 +23,7 @@ TASK_NAMES = {
     "wecom_integration.tasks.send_message",
     "wecom_integration.tasks.reconcile_approvals",
     "wecom_integration.tasks.submit_membership_approvals",
+    "wecom_integration.tasks.purge_old_rows",
 }
 
 

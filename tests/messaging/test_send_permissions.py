@@ -100,6 +100,7 @@ def test_every_sending_endpoint_is_listed():
     not_sending = {
         "wecom_integration:api-wecom-sync",
         "wecom_integration:api-wecom-sync-confirm",
+        "wecom_integration:api-approvals",  # submits an approval (admins only), sends no message
     }
     posting = {
         label

@@ -45,7 +45,7 @@ class CallbackEventAdmin(ReadOnlyTenantAdmin):
     search_fields = ("subject", "from_user", "dedupe_key")
     list_select_related = ("tenant",)
     date_hierarchy = "received_at"
-    actions = ["retry_selected", "dispatch_again"]
+    actions = ["retry_selected", "dispatch_again", "dismiss_selected"]
     change_form_template = "admin/wecom_integration/callbackevent/change_form.html"
     fieldsets = (
         (None, {"fields": ("tenant", "kind", "status", "attempts", "received_at", "handled_at")}),
@@ -118,6 +118,18 @@ class CallbackEventAdmin(ReadOnlyTenantAdmin):
 
     def has_retry_permission(self, request, obj=None):
         return self.has_view_permission(request, obj)
+
+    @admin.action(description=_("Dismiss the selected failed events"), permissions=["retry"])
+    def dismiss_selected(self, request, queryset):
+        """Give up on failed events: they leave the requeue sweep, and retention purges them like handled
+        ones (a failed event is otherwise kept whatever its age)."""
+        dismissed = queryset.filter(status=CallbackEvent.Status.FAILED).update(status=CallbackEvent.Status.DISMISSED)
+        self.message_user(
+            request,
+            ngettext("%(count)d failed event was dismissed.", "%(count)d failed events were dismissed.", dismissed)
+            % {"count": dismissed},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Retry the selected events"), permissions=["retry"])
     def retry_selected(self, request, queryset):

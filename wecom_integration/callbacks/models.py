@@ -23,6 +23,8 @@ class CallbackEvent(models.Model):
         RECEIVED = "received", _("Received")
         HANDLED = "handled", _("Handled")
         FAILED = "failed", _("Failed")
+        # Failed and given up on by an admin: kept out of the requeue sweep, purged by retention like handled.
+        DISMISSED = "dismissed", _("Dismissed")
 
     # No index of its own: uniq_callback_event starts with the tenant and serves every lookup by it (and
     # the cascade when a tenant is deleted); one index fewer to update on each callback's INSERT.

@@ -24,7 +24,12 @@ class InboxMessage(models.Model):
     msg_type = models.CharField(_("message type"), max_length=32)
     content = models.TextField(_("content"), blank=True)
     event = models.OneToOneField(
-        "wecom_integration.CallbackEvent", on_delete=models.CASCADE, null=True, blank=True, related_name="inbox_message"
+        # SET_NULL: the inbox keeps its messages for its own retention when old callback events are purged.
+        "wecom_integration.CallbackEvent",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="inbox_message",
     )
     created_at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
     read = models.BooleanField(_("read"), default=False)
