@@ -37,10 +37,12 @@ def _english_by_default(settings):
 def _clean_cache_and_eager_celery():
     """Each test starts with an empty cache; Celery runs tasks inline unless a test starts a real worker."""
     from config.celery import app
+    from wecom_integration.client.ratelimit import HourlyWindow
     from wecom_integration.client.tokens import clear_memo
 
     cache.clear()
     clear_memo()
+    HourlyWindow.forget_reservations()
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     yield

@@ -32,6 +32,11 @@ DEFAULTS = {
     "TOKEN_LOCK_TIMEOUT": 10.0,
     # Client-side budget per corp per minute, below WeCom's 10,000/min/API (doc 90454).
     "RATE_BUDGET_PER_MINUTE": 9000,
+    # WeCom's other limits (doc 90454): per corp 150,000 calls an hour; per egress IP 20,000 a minute and
+    # 600,000 an hour. The budget stays 10% under each (client/ratelimit.py says how the hour slides).
+    "RATE_BUDGET_PER_HOUR": 135_000,
+    "RATE_BUDGET_IP_PER_MINUTE": 18_000,
+    "RATE_BUDGET_IP_PER_HOUR": 540_000,
     # Longest a call sleeps waiting for budget before raising WeComRateLimited.
     "RATE_BUDGET_MAX_WAIT": 65.0,
     # -1 (system busy): retries and the first backoff in seconds (doubles each time).

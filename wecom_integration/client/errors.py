@@ -69,12 +69,14 @@ class WeComNetworkError(WeComError):
 class WeComRateLimited(WeComError):
     """WeCom's frequency/concurrency limit (45009, 45033) or our own per-corp budget ran out.
 
-    ``retry_after`` is the number of seconds a Celery task should wait before trying again.
+    ``retry_after`` is the number of seconds a Celery task should wait before trying again; ``scope`` says
+    which of our own budget's windows ran out ("minute", "ip-minute", "hour", "ip-hour"), None for WeCom's.
     """
 
-    def __init__(self, errcode=None, errmsg="", path="", kind=None, retry_after=60):
+    def __init__(self, errcode=None, errmsg="", path="", kind=None, retry_after=60, scope=None):
         super().__init__(errcode, errmsg, path, kind)
         self.retry_after = retry_after
+        self.scope = scope
         self.args = (errcode, self.errmsg, self.path, kind, retry_after)
 
 

@@ -12,6 +12,8 @@ from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -49,8 +51,17 @@ def run_progress(run):
         "fallback_mode": run.fallback_mode,
         # Queued longer than WECOM["QUEUED_JOB_STALE_AFTER"] and no worker started it (issue 24).
         "waiting_for_worker": sync.is_waiting_for_worker(run),
+        # Waiting for WeCom's hourly call budget (issue 20): until when, in the admin's time zone.
+        "waiting_for_budget_until": _budget_wait(run),
         "queue": sync.queue_of(run),
     }
+
+
+def _budget_wait(run):
+    """The time the run waits for WeCom's hourly budget until, formatted for the admin; "" when it does not."""
+    if run.status != SyncRun.Status.PENDING or run.waiting_until is None or run.waiting_until <= timezone.now():
+        return ""
+    return date_format(timezone.localtime(run.waiting_until), "DATETIME_FORMAT")
 
 
 PHASE_LABELS = {

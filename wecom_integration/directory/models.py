@@ -200,6 +200,8 @@ class SyncRun(models.Model):
     counts = models.JSONField(_("counts"), default=dict, blank=True)
     errors = models.JSONField(_("errors"), default=list, blank=True)
     fallback_mode = models.BooleanField(_("fallback mode"), default=False)
+    # Set while the run waits for WeCom's hourly call budget (client/ratelimit.py) rather than be blocked.
+    waiting_until = models.DateTimeField(_("waiting for the call budget until"), null=True, blank=True)
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

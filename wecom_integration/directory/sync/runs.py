@@ -23,6 +23,7 @@ from wecom_integration.directory.sync.state import (
     Phase,
     Progress,
     app_client_factory,
+    check_hourly_budget,
     contacts_client,
     fail_run,
     requeue_run,
@@ -61,6 +62,7 @@ def execute_contact_run(run_id: int, *, client=None, app_client: Callable | None
             config = sync_config(run.tenant, "contacts")
             client = contacts_client(config)
             app_client = app_client or app_client_factory(config)
+        check_hourly_budget(run, client.corp_id)
         snapshot = fetch_directory(client, progress, workers, app_client)
         probe_unseen(client, run.tenant, snapshot, progress, workers)
         fetch_seconds = time.monotonic() - clock

@@ -250,16 +250,52 @@ def requeue_run(run_id: int, exc: WeComRateLimited) -> None:
     run = SyncRun.objects.get(pk=run_id)
     entry = error_entry(exc, run.phase)
     entry["retry_after"] = exc.retry_after
-    run.errors = [*run.errors, entry]
     run.status = SyncRun.Status.PENDING
+    if getattr(exc, "scope", None) in HOURLY_SCOPES:
+        # Not an error: the run waits for the hour's budget, and the progress page says until when.
+        run.waiting_until = timezone.now() + timedelta(seconds=exc.retry_after)
+        run.save(update_fields=["status", "waiting_until"])
+        return
+    run.errors = [*run.errors, entry]
     run.save(update_fields=["errors", "status"])
+
+
+#: The budget windows whose exhaustion makes a sync wait (an hour at most) instead of failing.
+HOURLY_SCOPES = ("hour", "ip-hour")
+
+
+def check_hourly_budget(run: SyncRun, corp_id: str) -> None:
+    """Before fetching: when the tenant's last contact sync had to ask for each member (``user/get``, the
+    fallback), this one will too; if the hour's budget cannot take that many calls now, raise
+    WeComRateLimited (scope "hour") with the wait, so the run waits instead of WeCom blocking the corp."""
+    from wecom_integration.client.ratelimit import hourly_wait
+
+    last = (
+        SyncRun.objects.filter(tenant_id=run.tenant_id, kind=run.kind, fallback_mode=True)
+        .exclude(pk=run.pk)
+        .exclude(finished_at__isnull=True)
+        .order_by("-finished_at")
+        .first()
+    )
+    if last is None:
+        return
+    needed = int(last.counts.get("fetched_users", 0)) + int(last.counts.get("fetched_departments", 0)) + 10
+    wait = hourly_wait(corp_id, needed)
+    if wait is None or wait <= wecom_settings.RATE_BUDGET_MAX_WAIT:
+        # None: more than an hour's budget; it runs, and waits in the middle when the hour is spent.
+        return
+    raise WeComRateLimited(None, "waiting for WeCom's hourly call budget", "", None,
+                           retry_after=int(wait) + 1, scope="hour")
 
 
 def fail_stale_runs(older_than_seconds: float) -> int:
     """Fail runs left pending or running longer than ``older_than_seconds`` (a worker died mid-run),
     so that the tenant can start a new one; returns how many."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    stale = SyncRun.objects.filter(status__in=SyncRun.ACTIVE_STATUSES, created_at__lt=cutoff)
+    # A run that waited for the hour's budget is stale only that long after its wait ended.
+    stale = SyncRun.objects.filter(status__in=SyncRun.ACTIVE_STATUSES, created_at__lt=cutoff).exclude(
+        waiting_until__gt=cutoff
+    )
     count = 0
     for run in stale:
         run.errors = [

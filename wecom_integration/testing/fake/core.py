@@ -293,9 +293,16 @@ class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI
 
     def set_rate_limit(self, per_minute: int | None = None, per_hour: int | None = None,
                        block_seconds: float | None = None, hour_block_seconds: float | None = None,
-                       concurrency: int | None = None, enabled: bool = True) -> None:
-        """Configure (and by default switch on) the per-API limits; windows restart."""
+                       concurrency: int | None = None, enabled: bool = True, ip_per_minute: int | None = None,
+                       ip_per_hour: int | None = None, corp_per_hour: int | None = None) -> None:
+        """Configure (and by default switch on) the per-API and per-IP limits; windows restart."""
         limiter = self._limiter
+        if ip_per_minute is not None:
+            limiter.ip_per_minute = ip_per_minute
+        if ip_per_hour is not None:
+            limiter.ip_per_hour = ip_per_hour
+        if corp_per_hour is not None:
+            limiter.corp_per_hour = corp_per_hour
         if per_minute is not None:
             limiter.per_minute = per_minute
         if per_hour is not None:
@@ -380,7 +387,7 @@ class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI
         # and the fake stays the stricter of the two.
         if not limiter.enabled:
             return self._process(route, request)
-        code = limiter.check(api, self.now())
+        code = limiter.check(api, self.now(), request.client_ip)
         if code is not None:
             return self._answer(request, _ApiError(code))
         if limiter.concurrency is None:
