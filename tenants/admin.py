@@ -36,6 +36,7 @@ SECTIONS = (
     ("contacts", _("Contacts (通讯录)")),
     ("messages", _("App messages (应用消息)")),
     ("customers", _("Customer contact (客户联系)")),
+    ("approvals", _("Approvals (审批)")),
     ("", _("More")),
 )
 
@@ -114,6 +115,13 @@ TENANT_SCREENS = [
     ),
     Screen(_("Customers"), "admin:wecom_integration_externalcontact_changelist", TENANT, section="customers",
            key="customers"),
+    Screen(_("Approvals"), "admin:wecom_integration_approval_changelist", TENANT, section="approvals",
+           key="approvals"),
+    Screen(_("Submit an approval"), "admin:wecom_integration_approval_submit", "tenant={tenant}", section="approvals",
+           key="approval_submit"),
+    Screen(_("Joining requests through WeCom approvals"),
+           "admin:wecom_integration_membershipapprovalsetting_changelist", TENANT, section="approvals",
+           key="approval_setting"),
 ]
 
 

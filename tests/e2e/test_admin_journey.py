@@ -353,6 +353,33 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     assert answer in [d["content"].get("content") for d in fake.deliveries_for(renamed.userid)]
     j.screen("inbox-reply")
 
+    # Approvals (issue 17): submit a leave request for a member from the admin, the approver approves it in
+    # the WeCom app (the fake's screen), and the timeline shows the decision the callback brought.
+    import requests
+
+    from wecom_integration.models import Approval
+    from wecom_integration.testing.fake.approval import LEAVE_TEMPLATE_ID
+
+    query = (f"?tenant={tenant.pk}&template_id={LEAVE_TEMPLATE_ID}&creator={matched.userid}"
+             f"&approvers={renamed.userid}&approver_attr=1")
+    j.goto(reverse("admin:wecom_integration_approval_submit") + query)
+    page.fill('input[name="c_Text-1"]', "拜访客户 Client visit")
+    page.fill('input[name="c_Number-1"]', "2")
+    j.click("#content-main form input[type=submit].default")
+    assert j.messages("success"), page.inner_text("#content-main")
+    approval = Approval.objects.get(tenant=tenant, applicant=matched.userid)
+    answer = requests.post(f"{fake.api_base}/fake/app/approvals/{approval.sp_no}",
+                           data={"action": "approve", "userid": renamed.userid, "speech": "同意 OK"}, timeout=20)
+    assert answer.status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == Approval.Status.APPROVED
+    j.goto(reverse("admin:wecom_integration_approval_changelist"))
+    assert approval.sp_no in page.inner_text("#result_list")
+    j.screen("approvals")
+    j.goto(reverse("admin:wecom_integration_approval_change", args=[approval.pk]))
+    assert "同意 OK" in page.inner_text(".wecom-timeline")
+    j.screen("approval-timeline")
+
     for screen, fields in j.unlabelled.items():
         j.problems.append(f"{screen}: fields without a label: {fields}")
     assert not j.problems, "\n".join(j.problems)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from django.contrib.auth import authenticate, get_user
 from django.http import HttpRequest
-from django.test import Client, RequestFactory
+from django.test import Client, RequestFactory, TestCase
 from django.urls import reverse
 from django.utils import translation
 
@@ -384,6 +384,22 @@ def test_bound_user_without_membership_is_refused(browser, fake, tenant):
     bind(tenant, make_user("li.si"), "lisi", membership=None)
     response = callback(browser, fake.issue_oauth_code(userid="lisi"), qr_state(browser, tenant))
     assert response.status_code == 403 and refusal(response) == "no_membership"
+
+
+def test_a_sign_in_asks_to_join_through_a_wecom_approval_when_the_tenant_decides_so(browser, fake, tenant):
+    from wecom_integration.models import Approval, MembershipApprovalSetting
+    from wecom_integration.testing.fake.approval import JOIN_TEMPLATE_ID
+
+    MembershipApprovalSetting.objects.create(tenant=tenant, template_id=JOIN_TEMPLATE_ID, approvers="zhangsan")
+    user = make_user("li.si")
+    bind(tenant, user, "lisi", membership=None)
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the approval is submitted once the request commits
+        response = callback(browser, fake.issue_oauth_code(userid="lisi"), qr_state(browser, tenant))
+    assert response.status_code == 403 and refusal(response) == "pending"
+    assert Membership.objects.get(user=user, tenant=tenant).status == Membership.Status.PENDING
+    approval = Approval.objects.get(tenant=tenant, purpose=Approval.Purpose.MEMBERSHIP)
+    assert approval.subject_user == user and approval.applicant == "lisi"
+    assert fake.approvals[approval.sp_no]["sp_record"][0]["details"][0]["approver"]["userid"] == "zhangsan"
 
 
 def test_non_member_with_openid_only_is_refused(browser, fake, tenant):

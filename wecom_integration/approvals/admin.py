@@ -54,9 +54,9 @@ class ApprovalAdmin(ReadOnlyTenantAdmin):
     list_filter = ("status", TemplateFilter, "purpose")
     search_fields = ("sp_no", "sp_name", "applicant", "template_id")
     list_select_related = ("tenant", "subject_user")
-    readonly_fields = ("tenant", "sp_no", "sp_name", "template_id", "applicant", "applicant_party", "status",
-                       "apply_time", "purpose", "subject_user", "settled", "updated_at")
-    exclude = ("contents", "records", "notifyers", "comments", "version")
+    fields = ("sp_no", "sp_name", "status", "applicant", "apply_time", "purpose", "subject_user", "settled",
+              "template_id", "tenant", "updated_at")
+    readonly_fields = fields
     change_form_template = "admin/wecom_integration/approval/change_form.html"
     change_list_template = "admin/wecom_integration/approval/change_list.html"
 

@@ -4,6 +4,7 @@ tenant's choice of an approval template for joining requests."""
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from wecom_integration.tenancy import ensure_setting
 
@@ -16,13 +17,14 @@ class Approval(models.Model):
 
     class Status(models.IntegerChoices):
         # WeCom's sp_status values (doc 91816).
-        PENDING = 1, _("In approval")
-        APPROVED = 2, _("Approved")
-        REJECTED = 3, _("Rejected")
-        REVOKED = 4, _("Revoked")
-        REVOKED_AFTER_APPROVAL = 6, _("Revoked after approval")
-        DELETED = 7, _("Deleted")
-        PAID = 10, _("Paid")
+        # WeCom's own words for them (审批中, 已通过 …), not the membership's.
+        PENDING = 1, pgettext_lazy("approval status", "In approval")
+        APPROVED = 2, pgettext_lazy("approval status", "Approved")
+        REJECTED = 3, pgettext_lazy("approval status", "Rejected")
+        REVOKED = 4, pgettext_lazy("approval status", "Revoked")
+        REVOKED_AFTER_APPROVAL = 6, pgettext_lazy("approval status", "Revoked after approval")
+        DELETED = 7, pgettext_lazy("approval status", "Deleted")
+        PAID = 10, pgettext_lazy("approval status", "Paid")
 
     class Purpose(models.TextChoices):
         OTHER = "", _("Other")

@@ -55,6 +55,13 @@ def login_redirect_url(request):
     return "/"
 
 
+def joins_through_wecom(tenant) -> bool:
+    """Whether ``tenant`` decides joining requests through WeCom approvals (a membership approval setting)."""
+    from wecom_integration.approvals.membership import setting_for
+
+    return setting_for(tenant.pk) is not None
+
+
 class DefaultWeComAdapter:
     """What the product does out of the box; every method may be overridden."""
 
@@ -169,6 +176,12 @@ class DefaultWeComAdapter:
             # Issue 16: only a sync confirm or an admin's bind leads a WeCom member to an existing account.
             raise refusals.NotBound(tenant=tenant, detail=f"user {user.pk} bound by sign-up, not created by it")
         status = self.membership_statuses(tenant, [user.pk]).get(user.pk)
+        if status is None and joins_through_wecom(tenant):
+            # Issue 17: the tenant decides joining requests through WeCom approvals, so signing in asks to
+            # join (审核中) and the approval is submitted; the member is told it waits for the decision.
+            bindings.ensure_membership(user, tenant, source=bindings.SOURCE_SIGN_IN,
+                                       wecom_userid=binding.wecom_user.userid)
+            raise refusals.MembershipPending(tenant=tenant, detail=f"user {user.pk} asked to join")
         if status is None:
             raise refusals.NoMembership(tenant=tenant, detail=f"user {user.pk}")
         if status == tenancy.PENDING:

@@ -395,6 +395,10 @@ def run_with_retries(task, run_id, execute):
         logger.warning("sync run %s no longer exists", run_id)
         return None
     except WeComRateLimited as exc:
+        if getattr(exc, "scope", None) in HOURLY_SCOPES and queueing.is_eager():
+            # No broker to hold the retry for an hour (the embedded default): the run stays pending with
+            # its waiting_until, and the admin starts it again then.
+            return SyncRun.Status.PENDING
         if task.request.retries >= task.max_retries:
             fail_run(run_id, exc)
             return SyncRun.Status.FAILED
