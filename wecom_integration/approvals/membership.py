@@ -35,8 +35,9 @@ def setting_for(tenant_id: int) -> MembershipApprovalSetting | None:
     return MembershipApprovalSetting.objects.filter(tenant_id=tenant_id, enabled=True).first()
 
 
-def request_text(tenant, user) -> str:
-    name = (user.get_full_name() if hasattr(user, "get_full_name") else "") or user.get_username()
+def request_text(tenant, user, member_name="") -> str:
+    """What the joining request says: the WeCom member's name (as the approver knows them), the account."""
+    name = member_name or (user.get_full_name() if hasattr(user, "get_full_name") else "") or user.get_username()
     return _("%(name)s (account %(username)s) asks to join %(tenant)s.") % {
         "name": name, "username": user.get_username(), "tenant": tenant,
     }
@@ -58,7 +59,7 @@ def submit_for(tenant_id: int, user_id: int, source: str = "") -> Approval | Non
     if open_.exists():
         return None
     bindings = Binding.objects.filter(tenant_id=tenant_id, user_id=user_id)
-    creator = bindings.values_list("wecom_user__userid", flat=True).first()
+    creator, member_name = bindings.values_list("wecom_user__userid", "wecom_user__name").first() or ("", "")
     if not creator:
         logger.warning("membership approval of user %s in tenant %s not submitted: no WeCom binding", user_id,
                        tenant_id)
@@ -69,7 +70,7 @@ def submit_for(tenant_id: int, user_id: int, source: str = "") -> Approval | Non
     submission = services.Submission(
         creator=creator,
         template_id=setting.template_id,
-        contents=services.text_contents(template, request_text(tenant, user)),
+        contents=services.text_contents(template, request_text(tenant, user, member_name)),
         approvers=setting.approver_list,
         approver_attr=setting.approver_attr,
         notifyers=setting.notifyer_list,
