@@ -27,13 +27,11 @@ from tests.conftest import REQUIRE_SERVICES
 from tests.factories import config_from_fake, make_tenant
 from tests.procs import (
     Cluster,
-    RedisServer,
     Supervisor,
     database_url,
     drain,
     mirror_mismatches,
     plan_operations,
-    redis_server_binary,
     run_load,
 )
 
@@ -46,17 +44,6 @@ RATE = float(os.environ.get("RELIABILITY_RATE") or 300)
 SWEEP_EVERY = 5.0
 SWEEP_OLDER_THAN = 15
 
-
-@pytest.fixture
-def redis_server(tmp_path):
-    """A private redis-server; skipped only where the binary is missing, and never in CI."""
-    if redis_server_binary() is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed, and CI must run the reliability tests")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -19,12 +19,10 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
 from tests.factories import config_from_fake, make_tenant
 from tests.operations.test_scale_out import doc_blocks, doc_sh_commands
-from tests.procs import Cluster, RedisServer, database_url, drain, plan_operations, redis_server_binary, run_load
+from tests.procs import Cluster, database_url, drain, plan_operations, run_load
 
-IN_CI = REQUIRE_SERVICES or bool(os.environ.get("CI"))
 COUNT = int(os.environ.get("RESTART_CALLBACKS") or 3000)
 RATE = 600.0
 VENV_BIN = "/srv/wecom/.venv/bin/"
@@ -135,16 +133,6 @@ class ServiceManager:
     def ensure(self):
         return all([service.poll() for service in self.services])
 
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if redis_server_binary() is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed, and CI must run the reliability tests")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
