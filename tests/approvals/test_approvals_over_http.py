@@ -230,3 +230,23 @@ def test_the_fake_app_screen_lets_an_approver_decide(wired, fake_wecom):
     refused = requests.post(f"{fake_wecom.api_base}/fake/app/approvals/{approval.sp_no}",
                             data={"action": "approve", "userid": boss}, timeout=10)
     assert refused.status_code == 400  # no longer in approval
+
+
+def test_a_pending_member_found_by_a_sync_becomes_active_when_wecom_approves(wired, fake_wecom):
+    from wecom_integration.directory import sync
+    from wecom_integration.models import SyncRun
+
+    applicant, boss = people(fake_wecom, 2)
+    MembershipApprovalSetting.objects.create(tenant=wired.tenant, template_id=JOIN, approvers=boss)
+    outsider = make_user("outsider")  # a system user of another tenant, not of this one
+    run = sync.execute_contact_run(sync.create_run(wired.tenant, SyncRun.Kind.CONTACTS, None).pk)
+    assert run.status == SyncRun.Status.REVIEW, run.errors
+    counts = sync.confirm_run(run, decisions=[sync.Decision(applicant, "bind", "outsider")])
+    assert counts["pending"] == 1
+    approval = Approval.objects.get(tenant=wired.tenant, purpose=Approval.Purpose.MEMBERSHIP)
+    assert approval.subject_user == outsider and approval.applicant == applicant
+    assert state(outsider, wired.tenant) == Membership.Status.PENDING
+    fake_wecom.approve_approval(approval.sp_no, boss, "欢迎")
+    assert state(outsider, wired.tenant) == Membership.Status.ACTIVE
+    assert AuditLog.objects.filter(action=AuditLog.Action.APPROVE, target_user=outsider,
+                                   detail__sp_no=approval.sp_no).count() == 1
