@@ -22,4 +22,5 @@ urlpatterns = [
     path("", include("wecom_integration.messaging.urls")),
     path("", include("wecom_integration.login.urls")),
     path("", include("wecom_integration.approvals.urls")),
+    path("", include("wecom_integration.jssdk.urls")),
 ]

@@ -11,7 +11,7 @@ import pytest
 import wecom_integration.testing as testing
 from wecom_integration.testing.fake import core
 
-GROUPS = ("user", "department", "oauth", "message", "externalcontact", "menu", "media", "approval")
+GROUPS = ("user", "department", "oauth", "message", "externalcontact", "menu", "media", "approval", "jssdk")
 MAX_LINES = 600
 
 

@@ -103,6 +103,8 @@ EXPECTED = {
     "GET wecom_integration:api-approvals": API_ADMIN,
     "POST wecom_integration:api-approvals": API_ADMIN,
     "GET wecom_integration:api-approval": API_OBJECT_ADMIN,
+    # A member reaches it; without ?url= there is no page to sign (400).
+    "GET wecom_integration:api-jssdk": (UNAUTHENTICATED, {400}, DENIED),
     "GET wecom_integration:api-schema": PUBLIC_PAGE,
     "GET wecom_integration:api-docs": PUBLIC_PAGE,
     # The admin site.

@@ -13,6 +13,7 @@ errcode policy lives in ``base.py``, tokens in ``tokens.py``, the per-corp call 
 from wecom_integration.client.api.approval import ApprovalAPI
 from wecom_integration.client.api.department import DepartmentAPI
 from wecom_integration.client.api.externalcontact import ExternalContactAPI
+from wecom_integration.client.api.jssdk import JSSDKAPI
 from wecom_integration.client.api.media import MediaAPI
 from wecom_integration.client.api.menu import MenuAPI
 from wecom_integration.client.api.message import MessageAPI
@@ -65,6 +66,7 @@ class WeComClient(BaseWeComClient):
         self.menu = MenuAPI(self)
         self.media = MediaAPI(self)
         self.approval = ApprovalAPI(self)
+        self.jssdk = JSSDKAPI(self)
 
 
 def secret_for(config, kind):
