@@ -34,8 +34,12 @@ def make_tenant_objects(tenant, prefix):
                                          purpose="membership", subject_user=user)
     approval_setting = m.MembershipApprovalSetting.objects.create(tenant=tenant, template_id=f"{prefix}-tpl",
                                                                   approvers=wuser.userid)
+    group = m.CustomerGroup.objects.create(tenant=tenant, chat_id=f"wr{prefix}", name=f"{prefix} group")
+    group_member = m.CustomerGroupMember.objects.create(group=group, userid=f"wm{prefix}", type=2, name=f"{prefix} gm")
     return {
         Tenant: tenant,
+        m.CustomerGroup: group,
+        m.CustomerGroupMember: group_member,
         m.Approval: approval,
         m.MembershipApprovalSetting: approval_setting,
         Membership: membership,

@@ -78,6 +78,8 @@ contact_changed = Signal()
 #:   after the change; None for group-chat and tag events.
 #: - ``follow_user`` (:class:`~wecom_integration.models.FollowUser` or None): the member's relation
 #:   to the customer that the event is about (the event's UserID), when there is one.
+#: - ``group`` (:class:`~wecom_integration.models.CustomerGroup` or None): the customer group after a
+#:   ``change_external_chat`` (create, update, dismiss); None for the other events.
 customer_changed = Signal()
 
 #: An approval (审批) of the tenant changed: submitted, approved, rejected, revoked, commented on. Sent

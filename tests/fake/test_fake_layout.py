@@ -11,7 +11,8 @@ import pytest
 import wecom_integration.testing as testing
 from wecom_integration.testing.fake import core
 
-GROUPS = ("user", "department", "oauth", "message", "externalcontact", "menu", "media", "approval", "jssdk")
+GROUPS = ("user", "department", "oauth", "message", "externalcontact", "menu", "media", "approval", "jssdk",
+          "groupchat")
 MAX_LINES = 600
 
 

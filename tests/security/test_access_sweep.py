@@ -197,6 +197,8 @@ EXPECTED = {
         extra={"GET admin:wecom_integration_approval_submit": ADMIN_PAGE},
     ),
     "GET admin/wecom_integration/approval/<path:object_id>/": (LOGIN, {302}, {302}),
+    **model_urls("wecom_integration_customergroup", add=ADMIN_SUPERUSER_ONLY),
+    "GET admin/wecom_integration/customergroup/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("wecom_integration_membershipapprovalsetting"),
     "GET admin/wecom_integration/membershipapprovalsetting/<path:object_id>/": (LOGIN, {302}, {302}),
     # WeCom fetches the trusted-domain file anonymously from the site's root: public by design.

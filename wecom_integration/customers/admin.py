@@ -1,10 +1,11 @@
 """The customers (external contacts) and their follow users, as WeCom reported them: read-only."""
 
 from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
-from wecom_integration.models import ExternalContact, FollowUser
+from wecom_integration.models import CustomerGroup, CustomerGroupMember, ExternalContact, FollowUser
 from wecom_integration.scoping import ReadOnlyTenantAdmin
 
 
@@ -95,3 +96,41 @@ class ExternalContactAdmin(ReadOnlyTenantAdmin):
             ) % {"count": count},
             messages.WARNING,
         )
+
+
+class CustomerGroupMemberInline(admin.TabularInline):
+    model = CustomerGroupMember
+    fields = ("name", "userid", "type", "join_scene", "join_time", "invitor")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    # The group's page is already scoped to the tenant: what is on it may be shown.
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CustomerGroup)
+class CustomerGroupAdmin(ReadOnlyTenantAdmin):
+    """Customer groups (客户群) as WeCom reported them: owner, members with how they joined, dismissed."""
+
+    list_display = ("name", "chat_id", "owner", "member_count", "created", "dismissed", "tenant")
+    list_filter = ("dismissed",)
+    search_fields = ("name", "chat_id", "owner", "members__userid", "members__name")
+    list_select_related = ("tenant",)
+    fields = ("tenant", "chat_id", "name", "owner", "notice", "created", "dismissed", "dismissed_at", "updated_at")
+    readonly_fields = fields
+    inlines = [CustomerGroupMemberInline]
+
+    @admin.display(description=_("members"))
+    def member_count(self, obj):
+        return obj.members.count()

@@ -15,4 +15,5 @@ def on_customer_change(row, event) -> dict | None:
         "change_type": event.change_type,
         "external_contact": change.external_contact,
         "follow_user": change.follow_user,
+        "group": change.group,
     }

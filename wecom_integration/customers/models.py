@@ -58,3 +58,49 @@ class FollowUser(models.Model):
 
     def __str__(self):
         return f"{self.userid} → {self.contact_id}"
+
+
+class CustomerGroup(models.Model):
+    """A customer group (客户群) of the tenant: a group chat a member owns with customers in it."""
+
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_customer_groups"
+    )
+    chat_id = models.CharField(_("group id"), max_length=64)
+    name = models.CharField(_("name"), max_length=128, blank=True)
+    owner = models.CharField(_("owner (WeCom userid)"), max_length=64, blank=True)
+    notice = models.TextField(_("notice"), blank=True)
+    created = models.DateTimeField(_("created in WeCom"), null=True, blank=True)
+    dismissed = models.BooleanField(_("dismissed"), default=False)
+    dismissed_at = models.DateTimeField(_("dismissed at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("customer group")
+        verbose_name_plural = _("customer groups")
+        constraints = [models.UniqueConstraint(fields=["tenant", "chat_id"], name="uniq_customer_group")]
+
+    def __str__(self):
+        return self.name or self.chat_id
+
+
+class CustomerGroupMember(models.Model):
+    """Someone in a customer group: a member of the corp (type 1) or a customer (type 2)."""
+
+    group = models.ForeignKey(CustomerGroup, on_delete=models.CASCADE, related_name="members")
+    userid = models.CharField(_("userid or external userid"), max_length=128)
+    type = models.PositiveSmallIntegerField(_("type"), default=1, help_text=_("1 member of the corp, 2 customer"))
+    name = models.CharField(_("name"), max_length=128, blank=True)
+    join_time = models.BigIntegerField(_("joined at"), default=0)
+    join_scene = models.PositiveSmallIntegerField(
+        _("join scene"), default=0, help_text=_("1 invited directly, 2 by link, 3 by QR code")
+    )
+    invitor = models.CharField(_("invited by"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("group member")
+        verbose_name_plural = _("group members")
+        constraints = [models.UniqueConstraint(fields=["group", "userid"], name="uniq_customer_group_member")]
+
+    def __str__(self):
+        return self.name or self.userid

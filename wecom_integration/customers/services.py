@@ -21,8 +21,14 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 from wecom_integration.client import WeComError, client_for
-from wecom_integration.events import ExternalContactEvent
-from wecom_integration.models import ExternalContact, FollowUser, WeComConfig
+from wecom_integration.events import ExternalChatEvent, ExternalContactEvent
+from wecom_integration.models import (
+    CustomerGroup,
+    CustomerGroupMember,
+    ExternalContact,
+    FollowUser,
+    WeComConfig,
+)
 
 logger = logging.getLogger("wecom_integration.customers")
 
@@ -37,6 +43,8 @@ REMOVE_CHANGE_TYPES = frozenset({"del_external_contact", "del_follow_user"})
 #: doc 92114) and 40096 (invalid external userid), which a deleted customer answers too (WxJava PR #2591).
 #: Either ends the contact; retrying would only meet the same answer.
 CUSTOMER_GONE = frozenset({84061, 40096})
+#: groupchat/get of a group the corp no longer has, or the app cannot see (chatid not found).
+GROUP_GONE = frozenset({40050})
 # follow_user is paged beyond 500 members; a customer followed by 25,000 members is past any real corp.
 _MAX_PAGES = 50
 
@@ -50,6 +58,7 @@ class CustomerChange:
     applied: bool
     external_contact: ExternalContact | None = None
     follow_user: FollowUser | None = None
+    group: CustomerGroup | None = None
 
 
 def _as_datetime(create_time: int):
@@ -218,9 +227,13 @@ def fetch_contact(config: WeComConfig, external_userid: str) -> dict | None:
 def apply_customer_change(tenant_id: int, event) -> CustomerChange:
     """Apply one customer-change event (inside the caller's transaction).
 
-    Group-chat and customer-tag events are kept as stored events only; ``transfer_fail`` changes
-    nothing here either (the customer stays with its member), the signal tells host projects.
+    Group-chat events update the mirror of customer groups (created and updated groups are read again
+    with ``groupchat/get``: the callback carries only what changed); customer-tag events are kept as
+    stored events only; ``transfer_fail`` changes nothing here either (the customer stays with its
+    member), the signal tells host projects.
     """
+    if isinstance(event, ExternalChatEvent):
+        return _apply_chat_change(tenant_id, event)
     if not isinstance(event, ExternalContactEvent):
         return CustomerChange(applied=True)
     external_userid = (event.external_user_id or "").strip()
@@ -300,3 +313,62 @@ def _remove_follow(tenant_id: int, event: ExternalContactEvent, external_userid:
     _set_removed(contact, not still_followed, when)
     contact.save(update_fields=["removed", "removed_at", "updated_at"])
     return CustomerChange(applied=True, external_contact=contact, follow_user=follow)
+
+
+# Customer groups -----------------------------------------------------------------------------------------
+
+
+def upsert_group(tenant_id: int, data: dict, now=None) -> CustomerGroup:
+    """Write one group as ``groupchat/get`` returns it, its members replaced by WeCom's list."""
+    group, _created = CustomerGroup.objects.update_or_create(
+        tenant_id=tenant_id,
+        chat_id=data["chat_id"],
+        defaults={
+            "name": _cut(CustomerGroup, "name", data.get("name") or ""),
+            "owner": _cut(CustomerGroup, "owner", data.get("owner") or ""),
+            "notice": data.get("notice") or "",
+            "created": _as_datetime(_big_int(data.get("create_time"))),
+            "dismissed": False,
+            "dismissed_at": None,
+        },
+    )
+    members = {}
+    for item in data.get("member_list") or []:
+        userid = str(item.get("userid") or "")
+        if userid:
+            members[userid] = CustomerGroupMember(
+                group=group, userid=_cut(CustomerGroupMember, "userid", userid),
+                type=_small_int(item.get("type"), 1), name=_cut(CustomerGroupMember, "name", item.get("name") or ""),
+                join_time=_big_int(item.get("join_time")), join_scene=_small_int(item.get("join_scene"), 0),
+                invitor=_cut(CustomerGroupMember, "invitor", (item.get("invitor") or {}).get("userid") or ""),
+            )
+    group.members.all().delete()
+    CustomerGroupMember.objects.bulk_create(members.values())
+    return group
+
+
+def fetch_group(config: WeComConfig, chat_id: str) -> dict | None:
+    """``groupchat/get`` of one group; None when WeCom no longer has it (or the app cannot see it)."""
+    try:
+        return client_for(config, "customers").externalcontact.groupchat_get(chat_id)
+    except WeComError as exc:
+        if exc.errcode in GROUP_GONE:
+            return None
+        raise
+
+
+def _apply_chat_change(tenant_id: int, event: ExternalChatEvent) -> CustomerChange:
+    chat_id = (event.chat_id or "").strip()
+    if not chat_id:
+        return CustomerChange(applied=False)
+    if event.change_type == "dismiss":
+        group = CustomerGroup.objects.filter(tenant_id=tenant_id, chat_id=chat_id).first()
+        if group is not None and not group.dismissed:
+            group.dismissed, group.dismissed_at = True, timezone.now()
+            group.save(update_fields=["dismissed", "dismissed_at", "updated_at"])
+        return CustomerChange(applied=True, group=group)
+    config = WeComConfig.objects.get(tenant_id=tenant_id)
+    data = fetch_group(config, chat_id)
+    if data is None:
+        return CustomerChange(applied=False)
+    return CustomerChange(applied=True, group=upsert_group(tenant_id, data))

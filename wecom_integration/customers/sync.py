@@ -33,9 +33,11 @@ from wecom_integration.client import WeComError, WeComRateLimited
 from wecom_integration.client.api.externalcontact import BATCH_MAX_LIMIT, BATCH_MAX_USERS
 from wecom_integration.customers.services import (
     CONTACT_FIELDS,
+    GROUP_GONE,
     contact_fields_from_api,
     contact_fingerprint,
     follow_fields_from_api,
+    upsert_group,
 )
 from wecom_integration.directory.sync import (
     BATCH_SIZE,
@@ -50,7 +52,7 @@ from wecom_integration.directory.sync import (
     sync_client,
     sync_config,
 )
-from wecom_integration.models import ExternalContact, FollowUser, SyncRun, WeComUser
+from wecom_integration.models import CustomerGroup, ExternalContact, FollowUser, SyncRun, WeComUser
 
 logger = logging.getLogger("wecom_integration.customer_sync")
 
@@ -272,6 +274,29 @@ def _apply_follows(tenant, fetched: dict, contact_ids: dict, now, unseen: Unseen
     }
 
 
+def fetch_groups(client) -> list[dict]:
+    """Every customer group the credential sees, in full (``groupchat/list`` then ``groupchat/get``)."""
+    groups = []
+    for chat_id in list(client.externalcontact.iter_groupchats()):
+        try:
+            groups.append(client.externalcontact.groupchat_get(chat_id))
+        except WeComError as exc:
+            if exc.errcode not in GROUP_GONE:  # dismissed between the list and the read
+                raise
+    return groups
+
+
+def apply_groups(tenant, groups: list[dict]) -> dict:
+    """Write the fetched groups; a group of the mirror that WeCom no longer lists is marked dismissed."""
+    now = timezone.now()
+    for data in groups:
+        upsert_group(tenant.pk, data, now)
+    seen = {data["chat_id"] for data in groups}
+    gone = CustomerGroup.objects.filter(tenant=tenant, dismissed=False).exclude(chat_id__in=seen)
+    dismissed = gone.update(dismissed=True, dismissed_at=now)
+    return {"fetched": len(groups), "dismissed": dismissed}
+
+
 def execute_customer_run(run_id: int, *, client=None, workers: int = DEFAULT_WORKERS) -> SyncRun:
     """Run a pending customer sync to its end (the Celery task calls this); returns the run.
 
@@ -297,10 +322,12 @@ def execute_customer_run(run_id: int, *, client=None, workers: int = DEFAULT_WOR
         contacts, follows = fetch_customers(client, userids, progress, workers)
         group_count = progress.total
         unseen = probe_unlisted(client, run.tenant, follows, userids, workers)
+        groups = fetch_groups(client)
         fetch_seconds = time.monotonic() - clock
         progress.start(Phase.SAVING)
         with transaction.atomic():
             counts = apply_customers(run.tenant, contacts, follows, unseen)
+            counts["groups"] = apply_groups(run.tenant, groups)
             counts["outside_range"] = {"users": len(unseen.hidden), "userids": sorted(unseen.hidden)[:200]}
             counts.update(
                 members=len(userids),

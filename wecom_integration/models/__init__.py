@@ -19,7 +19,7 @@ from wecom_integration.configuration.models import (
     validate_proxy_url,
     validate_token,
 )
-from wecom_integration.customers.models import ExternalContact, FollowUser
+from wecom_integration.customers.models import CustomerGroup, CustomerGroupMember, ExternalContact, FollowUser
 from wecom_integration.directory.models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
 from wecom_integration.messaging.models import InboxMessage, MessageLog
 
@@ -35,6 +35,8 @@ __all__ = [
     "DOMAIN_FILE_RE",
     "Department",
     "DomainVerificationFile",
+    "CustomerGroup",
+    "CustomerGroupMember",
     "ExternalContact",
     "FollowUser",
     "InboxMessage",

@@ -69,3 +69,31 @@ class ExternalContactAPI(BaseAPI):
                 if not cursor or cursor in seen:
                     break
                 seen.add(cursor)
+
+
+    def groupchat_list(self, cursor="", limit=1000, owners=None):
+        """One page of the customer groups: {group_chat_list: [{chat_id, status}], next_cursor}.
+        https://developer.work.weixin.qq.com/document/path/92120"""
+        body = {"status_filter": 0, "limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        if owners:
+            body["owner_filter"] = {"userid_list": list(owners)}
+        return self._post("externalcontact/groupchat/list", body)
+
+    def iter_groupchats(self):
+        """Every customer group's chat_id, across all pages."""
+        cursor, seen = "", set()
+        while True:
+            page = self.groupchat_list(cursor)
+            for entry in page.get("group_chat_list") or []:
+                yield entry["chat_id"]
+            cursor = page.get("next_cursor") or ""
+            if not cursor or cursor in seen:
+                return
+            seen.add(cursor)
+
+    def groupchat_get(self, chat_id):
+        """One customer group: name, owner, notice, create_time, member_list (with join_scene) and
+        admin_list. https://developer.work.weixin.qq.com/document/path/92122"""
+        return self._post("externalcontact/groupchat/get", {"chat_id": chat_id, "need_name": 1})["group_chat"]

@@ -34,6 +34,7 @@ ERRMSG = {
     40029: "invalid code",
     40032: "invalid userid list size",
     40056: "invalid agentid",
+    40050: "chatid not found",
     40058: "invalid parameter",
     40096: "invalid external userid",
     41001: "access_token missing",

@@ -37,12 +37,13 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from ..callbacks import DeliveryResult
-from . import approval, department, externalcontact, jssdk, media, menu, message, oauth, user
+from . import approval, department, externalcontact, groupchat, jssdk, media, menu, message, oauth, user
 from .approval import ApprovalAPI, ApprovalScreen
 from .base import _CUSTOMERS, _DROP, _JSON, ERRMSG, _ApiError, _Encoded, _json_bytes, _Request, _Route
 from .control import ControlAPI
 from .department import DepartmentAPI
 from .externalcontact import ExternalContactAPI
+from .groupchat import GroupChatAPI
 from .http import _Handler, _HTTPServer
 from .jssdk import JSSDKAPI
 from .limits import _Faults, _RateLimiter
@@ -82,11 +83,13 @@ ROUTES = _merge_routes(
     media.ROUTES,
     approval.ROUTES,
     jssdk.ROUTES,
+    groupchat.ROUTES,
 )
 
 
 class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
-                ApprovalScreen, JSSDKAPI, CallbackPush, ControlAPI):
+                ApprovalScreen, JSSDKAPI, GroupChatAPI, CallbackPush,
+                ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 
         with FakeWeCom(users=50, departments=5) as fake:
