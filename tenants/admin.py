@@ -115,6 +115,8 @@ TENANT_SCREENS = [
     ),
     Screen(_("Customers"), "admin:wecom_integration_externalcontact_changelist", TENANT, section="customers",
            key="customers"),
+    Screen(_("Customer groups"), "admin:wecom_integration_customergroup_changelist", TENANT, section="customers",
+           key="customer_groups"),
     Screen(_("Approvals"), "admin:wecom_integration_approval_changelist", TENANT, section="approvals",
            key="approvals"),
     Screen(_("Submit an approval"), "admin:wecom_integration_approval_submit", "tenant={tenant}", section="approvals",
