@@ -66,7 +66,8 @@ def test_customer_sync_fetches_every_relation(tenant, fake_wecom):
     customer = ExternalContact.objects.get(tenant=tenant, external_userid=key[0])
     assert customer.name == follow.contact.name
     assert customer.fingerprint == contact_fingerprint({n: getattr(customer, n) for n in ("name", "type", "avatar",
-                                                                                           "gender", "corp_name")})
+                                                                                           "gender", "corp_name",
+                                                                                           "unionid")})
     assert run.counts["fetched_follow_users"] == len(relations)
     assert run.done == run.total == run.counts["members"] // 100 + (1 if run.counts["members"] % 100 else 0)
 

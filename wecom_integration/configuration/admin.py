@@ -40,7 +40,8 @@ class WeComConfigAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         ),
         (
             _("Customer contact (客户联系)"),
-            {"fields": ("customer_credential", "customer_secret", "customer_token", "customer_aes_key")},
+            {"fields": ("customer_credential", "customer_secret", "customer_token", "customer_aes_key",
+                        "customer_member_link")},
         ),
         (_("Receiving app messages (接收消息)"), {"fields": ("app_token", "app_aes_key", "auto_reply")}),
         (_("Approvals (审批)"), {"fields": ("approval_secret",), "classes": ("collapse",)}),

@@ -36,6 +36,7 @@ class WeComConfigForm(forms.ModelForm):
             "enabled",
             "auto_reply",
             "allow_signup",
+            "customer_member_link",
             "two_step_verification",
             "private_info_scope",
             "proxy_url",

@@ -160,6 +160,20 @@ class WeComConfig(models.Model):
         default=False,
         help_text=_("A WeCom user with no account in this tenant gets one when signing in, as the sync would."),
     )
+    class CustomerMemberLink(models.TextChoices):
+        OFF = "", _("do nothing")
+        LINK = "link", _("link it to the account whose unionid it is")
+        CREATE = "create", _("link it, or create a member account when there is none")
+
+    customer_member_link = models.CharField(
+        _("a new customer with a WeChat unionid (会员同步注册)"),
+        max_length=8,
+        choices=CustomerMemberLink.choices,
+        default=CustomerMemberLink.OFF,
+        blank=True,
+        help_text=_("How a customer becomes, or is linked to, a member account of this system; the host "
+                    "project's adapter says which account a unionid belongs to."),
+    )
     members_may_send = models.BooleanField(
         _("members may send messages"),
         default=False,

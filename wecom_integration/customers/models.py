@@ -23,6 +23,16 @@ class ExternalContact(models.Model):
     avatar = models.CharField(_("avatar"), max_length=512, blank=True)
     gender = models.PositiveSmallIntegerField(_("gender"), default=0)
     corp_name = models.CharField(_("company"), max_length=128, blank=True)
+    # WeChat's unionid (for WeChat users, type 1): how the business system recognises a customer as a member.
+    unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
+    linked_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("member account"),
+    )
     removed = models.BooleanField(_("deleted"), default=False)
     removed_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
     fingerprint = models.CharField(max_length=40, blank=True)

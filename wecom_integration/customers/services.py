@@ -48,7 +48,7 @@ GROUP_GONE = frozenset({40050})
 # follow_user is paged beyond 500 members; a customer followed by 25,000 members is past any real corp.
 _MAX_PAGES = 50
 
-CONTACT_FIELDS = ("name", "type", "avatar", "gender", "corp_name")
+CONTACT_FIELDS = ("name", "type", "avatar", "gender", "corp_name", "unionid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def _big_int(value) -> int:
 def contact_fields_from_api(data: dict) -> dict:
     """ExternalContact fields from WeCom's ``external_contact`` object (only the keys present)."""
     fields = {}
-    for name in ("name", "avatar", "corp_name"):
+    for name in ("name", "avatar", "corp_name", "unionid"):
         if name in data:
             fields[name] = _cut(ExternalContact, name, data[name])
     if "type" in data:
@@ -268,6 +268,8 @@ def _refresh(tenant_id: int, event: ExternalContactEvent, external_userid: str) 
         external = dict(data["external_contact"])
         external.setdefault("external_userid", external_userid)
         contact = upsert_contact(tenant_id, external, data["follow_user"], complete=True, when=when)
+        link_members(tenant_id, [contact.pk])
+        contact.refresh_from_db(fields=["linked_user"])
     follow = _follow_of(contact, event)
     if follow is not None and event.state is not None and not follow.state and event.state:
         # The "state" of the contact-me button the customer used: the event has it even when get omits it.
@@ -372,3 +374,41 @@ def _apply_chat_change(tenant_id: int, event: ExternalChatEvent) -> CustomerChan
     if data is None:
         return CustomerChange(applied=False)
     return CustomerChange(applied=True, group=upsert_group(tenant_id, data))
+
+
+# Members linked by unionid (会员同步注册, seed 002) -------------------------------------------------------------
+
+
+def link_members(tenant_id: int, contact_ids=None) -> dict:
+    """Link customers with a unionid and no member account yet, as the tenant's ``customer_member_link``
+    says: to the host's account for that unionid (the adapter's ``account_for_unionid``), or, with
+    "create", a new member account when there is none (``create_customer_account``). Each link is written
+    to the audit log. Returns {"linked": n, "created": n}."""
+    from wecom_integration.directory.bindings import audit
+    from wecom_integration.extension import get_adapter
+    from wecom_integration.models import AuditLog
+
+    config = WeComConfig.objects.filter(tenant_id=tenant_id).select_related("tenant").first()
+    mode = getattr(config, "customer_member_link", "") if config else ""
+    counts = {"linked": 0, "created": 0}
+    if not mode:
+        return counts
+    adapter = get_adapter()
+    contacts = ExternalContact.objects.filter(tenant_id=tenant_id, linked_user__isnull=True, removed=False).exclude(
+        unionid=""
+    )
+    if contact_ids is not None:
+        contacts = contacts.filter(pk__in=list(contact_ids))
+    for contact in contacts.order_by("pk"):
+        user = adapter.account_for_unionid(config.tenant, contact.unionid)
+        created = False
+        if user is None and mode == WeComConfig.CustomerMemberLink.CREATE:
+            user, created = adapter.create_customer_account(config.tenant, contact), True
+        if user is None:
+            continue
+        contact.linked_user = user
+        contact.save(update_fields=["linked_user", "updated_at"])
+        counts["created" if created else "linked"] += 1
+        audit(tenant_id, AuditLog.Action.LINK_CUSTOMER, target_user=user, external_userid=contact.external_userid,
+              unionid=contact.unionid, created=created)
+    return counts

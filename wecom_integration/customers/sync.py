@@ -37,6 +37,7 @@ from wecom_integration.customers.services import (
     contact_fields_from_api,
     contact_fingerprint,
     follow_fields_from_api,
+    link_members,
     upsert_group,
 )
 from wecom_integration.directory.sync import (
@@ -328,6 +329,7 @@ def execute_customer_run(run_id: int, *, client=None, workers: int = DEFAULT_WOR
         with transaction.atomic():
             counts = apply_customers(run.tenant, contacts, follows, unseen)
             counts["groups"] = apply_groups(run.tenant, groups)
+            counts["members_linked"] = link_members(run.tenant.pk)
             counts["outside_range"] = {"users": len(unseen.hidden), "userids": sorted(unseen.hidden)[:200]}
             counts.update(
                 members=len(userids),

@@ -151,6 +151,7 @@ class AuditLog(models.Model):
         CONFIGURE = "configure", _("Configuration changed")
         CANCEL_SYNC = "cancel_sync", _("Sync cancelled")
         APPROVAL_SUBMITTED = "approval_submitted", _("Joining request sent as a WeCom approval")
+        LINK_CUSTOMER = "link_customer", _("Customer linked to a member account")
 
     tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_audit")
     actor = models.ForeignKey(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from django.conf import global_settings, settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, transaction
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
@@ -115,6 +116,44 @@ class DefaultWeComAdapter:
             logger.info("user/get %s for sign-up failed: %r", userid, exc)
         wecom_user, _created = WeComUser.objects.get_or_create(tenant=config.tenant, userid=userid, defaults=fields)
         return wecom_user
+
+    # Customers as members (会员同步注册, issue 18) ------------------------------------------------------------
+
+    #: The user model's field holding a WeChat unionid, when it has one.
+    unionid_field = "unionid"
+
+    def _has_unionid_field(self):
+        try:
+            get_user_model()._meta.get_field(self.unionid_field)
+        except FieldDoesNotExist:
+            return False
+        return True
+
+    def account_for_unionid(self, tenant, unionid):
+        """The host's account of the customer whose WeChat unionid this is, or None. By default the user
+        whose ``unionid_field`` holds it, when the user model has that field; override to look elsewhere
+        (a profile, a membership table)."""
+        if not unionid or not self._has_unionid_field():
+            return None
+        return get_user_model().objects.filter(**{self.unionid_field: unionid}).first()
+
+    def create_customer_account(self, tenant, contact):
+        """A new member account for a customer (the tenant's "create" setting): named the tenant's code +
+        "wx-" + the unionid's end, unique, unusable password, the customer's name; no tenant membership (a
+        customer is not staff)."""
+        from wecom_integration.directory import bindings
+
+        User = get_user_model()
+        wanted = f"{self.tenant_code(tenant)}wx-{contact.unionid[-12:]}"
+        username = bindings.available_usernames({contact.unionid: wanted})[contact.unionid]
+        user = User(**{User.USERNAME_FIELD: username})
+        if hasattr(user, "first_name"):
+            user.first_name = (contact.name or "")[:150]
+        if self._has_unionid_field():
+            setattr(user, self.unionid_field, contact.unionid)
+        user.set_unusable_password()
+        user.save()
+        return user
 
     def username_for(self, tenant, wecom_user):
         """The username the contact sync gives a member's account: the tenant's code + the WeCom userid

@@ -42,9 +42,12 @@ class ExternalContactAPI:
 
     # ------------------------------------------------------------------ control: a member adds a customer
     def add_external_contact(self, userid: str, name: str, state: str = "", type: int = 1,
-                             external_userid: str | None = None) -> tuple[str, list[DeliveryResult]]:
+                             external_userid: str | None = None,
+                             unionid: str | None = None) -> tuple[str, list[DeliveryResult]]:
         """A member adds a customer: record the relation and push add_external_contact (with a
-        WelcomeCode) to the "customers" callback. Returns (external_userid, delivery results).
+        WelcomeCode) to the "customers" callback. Returns (external_userid, delivery results). A new WeChat
+        user (type 1) gets a unionid (``unionid``, else a generated one), as a corp bound to a WeChat open
+        platform account sees it.
         https://developer.work.weixin.qq.com/document/path/92130"""
         org = self.org
         with org.lock:
@@ -54,7 +57,10 @@ class ExternalContactAPI:
             external_userid = external_userid or "wm" + secrets.token_urlsafe(20)[:26] + "AAAA"
             contact = org.external_contacts.get(external_userid)
             if contact is None:
-                contact = ExternalContact(external_userid, name, type, 0, len(org.external_contacts))
+                if unionid is None and type == 1:
+                    unionid = "o" + secrets.token_urlsafe(21)[:27]
+                contact = ExternalContact(external_userid, name, type, 0, len(org.external_contacts),
+                                          unionid=unionid or "")
             org._attach_follow(Follow(user, contact, name, "", int(self.now()), (), 1, state))
         xml = build_external_contact_xml(self.corp_id, "add_external_contact", userid, external_userid,
                                          state=state or None, welcome_code=secrets.token_urlsafe(24),
