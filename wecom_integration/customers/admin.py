@@ -9,14 +9,12 @@ from wecom_integration.models import CustomerGroup, CustomerGroupMember, Externa
 from wecom_integration.scoping import ReadOnlyTenantAdmin
 
 
-class FollowUserInline(admin.TabularInline):
-    model = FollowUser
-    fields = ("userid", "remark", "add_time", "state", "visible", "removed", "removed_at")
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown on a page already scoped to the tenant (a customer's, a group's): shown, never edited."""
+
     extra = 0
     can_delete = False
 
-    # The customer's page is already scoped to the tenant: what is on it may be shown.
     def has_view_permission(self, request, obj=None):
         return True
 
@@ -28,6 +26,12 @@ class FollowUserInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class FollowUserInline(ReadOnlyInline):
+    model = FollowUser
+    fields = ("userid", "remark", "add_time", "state", "visible", "removed", "removed_at")
+    readonly_fields = fields
 
 
 @admin.register(ExternalContact)
@@ -101,25 +105,10 @@ class ExternalContactAdmin(ReadOnlyTenantAdmin):
         )
 
 
-class CustomerGroupMemberInline(admin.TabularInline):
+class CustomerGroupMemberInline(ReadOnlyInline):
     model = CustomerGroupMember
     fields = ("name", "userid", "type", "join_scene", "join_time", "invitor")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    # The group's page is already scoped to the tenant: what is on it may be shown.
-    def has_view_permission(self, request, obj=None):
-        return True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CustomerGroup)
