@@ -105,6 +105,10 @@ EXPECTED = {
     "GET wecom_integration:api-approval": API_OBJECT_ADMIN,
     # A member reaches it; without ?url= there is no page to sign (400).
     "GET wecom_integration:api-jssdk": (UNAUTHENTICATED, {400}, DENIED),
+    # The chat sidebar: signed out, WeCom's in-app sign-in; members of A see it; B's admin does not.
+    "GET wecom_integration:sidebar": ({302}, OK, DENIED),
+    "GET wecom_integration:sidebar-customer": (DENIED, OK, DENIED),
+    "GET wecom_integration:sidebar-group": (DENIED, OK, DENIED),
     "GET wecom_integration:api-schema": PUBLIC_PAGE,
     "GET wecom_integration:api-docs": PUBLIC_PAGE,
     # The admin site.

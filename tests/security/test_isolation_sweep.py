@@ -50,6 +50,11 @@ PUBLIC = {
     "wecom_integration:verify": "the two-step verification page WeCom sends members to",
     "wecom_integration:api-schema": "the OpenAPI schema",
     "wecom_integration:api-docs": "the API docs page",
+    # Pages inside the WeCom client for signed-in members of the tenant in the path: their own checks, swept
+    # by test_access_sweep (roles) and tests/jssdk/test_sidebar_access.py (another tenant's customer).
+    "wecom_integration:sidebar": "the chat sidebar page (members of its tenant; signed out: WeCom's sign-in)",
+    "wecom_integration:sidebar-customer": "the chat sidebar's customer panel (members of its tenant)",
+    "wecom_integration:sidebar-group": "the chat sidebar's group panel (members of its tenant)",
     "wecom-domain-file": "the trusted-domain file WeCom fetches from the site's root (its content is public)",
     "set_language": "Django's language switch",
     "healthz": "liveness probe",
@@ -156,6 +161,10 @@ def fillings(route, pattern, objects_b):
     for name in names:
         if name in BY_ARGUMENT:
             kwargs[name] = str(objects_b[BY_ARGUMENT[name]].pk)
+        elif name == "external_userid":
+            kwargs[name] = objects_b[m.ExternalContact].external_userid
+        elif name == "chat_id":
+            kwargs[name] = objects_b[m.CustomerGroup].chat_id
         elif name == "sp_no":
             kwargs[name] = objects_b[m.Approval].sp_no
         elif name == "wecom_userid":

@@ -117,6 +117,11 @@ class DefaultWeComAdapter:
         wecom_user, _created = WeComUser.objects.get_or_create(tenant=config.tenant, userid=userid, defaults=fields)
         return wecom_user
 
+    def sidebar_panels(self, request, tenant, contact):
+        """The host's own panels in the chat sidebar for ``contact`` (an ExternalContact): a list of
+        ``(title, html)``, the html already safe (build it with ``format_html``). None by default."""
+        return []
+
     # Customers as members (会员同步注册, issue 18) ------------------------------------------------------------
 
     #: The user model's field holding a WeChat unionid, when it has one.
