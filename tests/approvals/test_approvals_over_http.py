@@ -59,7 +59,7 @@ def test_the_client_reads_templates_submits_pages_and_details(fake_wecom, settin
         client.approval.get_sp_nos(now - 32 * 86400, now)
     with pytest.raises(WeComError) as unknown:
         client.approval.get_template_detail("no-such-template")
-    assert unknown.value.errcode == 40058
+    assert unknown.value.errcode == 301025
 
 
 @pytest.mark.parametrize("contents,problem", [
@@ -98,7 +98,7 @@ def test_the_fake_refuses_what_wecom_refuses(fake_wecom, settings):
         with pytest.raises(WeComError) as refused:
             client.approval.apply(**case)
         codes.append(refused.value.errcode)
-    assert codes == [60111, 60111, 40058, 40058, 40058]
+    assert codes == [301025] * 5
     assert not fake_wecom.approvals
 
 

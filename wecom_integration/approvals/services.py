@@ -29,8 +29,9 @@ TEMPLATE_CACHE_SECONDS = 600
 RECONCILE_DAYS = 31
 #: Controls whose ``value`` this module knows how to check and build (doc 91853's control types).
 TEXT_CONTROLS = {"Text", "Textarea"}
-#: WeCom's answer to apply_data that does not fit the template (among other bad parameters).
-INVALID_PARAMETER = 40058
+#: WeCom's answers to apply_data that does not fit the template (among other bad parameters): the OA API's
+#: 301025, and the general 40058.
+INVALID_PARAMETER = {301025, 40058}
 
 
 class ApprovalInputError(ValueError):
@@ -184,7 +185,7 @@ def submit(config, submission: Submission, *, purpose: str = "", subject_user=No
             summary=list(submission.summary) or None,
         )
     except WeComError as exc:
-        if exc.errcode == INVALID_PARAMETER:
+        if exc.errcode in INVALID_PARAMETER:
             # The cached template may be out of date (an admin changed it in WeCom): check the contents
             # against the template as it is now, so the admin learns which control to fill.
             template = get_template(config, submission.template_id, refresh=True)

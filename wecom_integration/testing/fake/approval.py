@@ -10,10 +10,10 @@ Pages:
 * oa/getapprovaldetail https://developer.work.weixin.qq.com/document/path/91983
 * the sys_approval_change callback https://developer.work.weixin.qq.com/document/path/91815
 
-Where WeCom's page names no errcode for a refusal, the fake answers 40058 (invalid parameter) with an
-errmsg naming the problem (an unknown template, a missing required control, a value of the wrong shape);
-unknown members answer 60111. Stricter than WeCom rather than more lenient: every control's value is
-checked against its type.
+The OA API answers its own errcode for a request that does not fit (an unknown template, a missing
+required control, a value of the wrong shape, an unknown applicant or approver, a bad time range or page
+size): 301025, as WeCom's OA error table and the SDKs' users report it. Stricter than WeCom rather than
+more lenient: every control's value is checked against its type.
 
 Control methods act as people would in the WeCom app: ``approve_approval`` / ``reject_approval`` as the
 approver of the current step, ``revoke_approval`` as the applicant, ``comment_approval`` as anyone.
@@ -39,6 +39,8 @@ ROUTES = {
     "oa/getapprovaldetail": _Route("POST", _OA, "_api_oa_detail"),
 }
 
+#: The OA API's "invalid parameter" (请求参数错误).
+OA_INVALID = 301025
 MAX_RANGE = 31 * 86400
 MAX_PAGE = 100
 CONTROL_TYPES = {"Text", "Textarea", "Number", "Money", "Date", "Selector", "File", "Contact", "Tips"}
@@ -114,7 +116,7 @@ class ApprovalAPI:
         with self._lock:
             template = self.approval_templates.get(template_id) if isinstance(template_id, str) else None
             if template is None:
-                raise _ApiError(40058)
+                raise _ApiError(OA_INVALID)
             return {"template_names": [{"text": template["names"], "lang": "zh_CN"}],
                     "template_content": {"controls": copy.deepcopy(template["controls"])}}
 
@@ -125,14 +127,14 @@ class ApprovalAPI:
         with self._lock:
             template = self.approval_templates.get(template_id) if isinstance(template_id, str) else None
             if template is None:
-                raise _ApiError(40058)
+                raise _ApiError(OA_INVALID)
             if not isinstance(creator, str) or creator not in self.org.users:
-                raise _ApiError(60111)
+                raise _ApiError(OA_INVALID)
             contents = _checked_contents(template["controls"], (body.get("apply_data") or {}).get("contents"))
             steps = self._oa_steps(body)
             notifyers = body.get("notifyer") or []
             if not isinstance(notifyers, list) or any(n not in self.org.users for n in notifyers):
-                raise _ApiError(60111)
+                raise _ApiError(OA_INVALID)
             now = int(self.now())
             day = time.strftime("%Y%m%d", time.gmtime(now + 8 * 3600))
             sp_no = f"{day}{next(self._oa()['seq']):06d}"
@@ -155,14 +157,14 @@ class ApprovalAPI:
         else:
             approvers = body.get("approver")
         if not isinstance(approvers, list) or not approvers:
-            raise _ApiError(40058)
+            raise _ApiError(OA_INVALID)
         steps = []
         for node in approvers:
             userids = node.get("userid") if isinstance(node, dict) else None
             if node.get("attr") not in (1, 2) or not isinstance(userids, list) or not userids:
-                raise _ApiError(40058)
+                raise _ApiError(OA_INVALID)
             if any(not isinstance(u, str) or u not in self.org.users for u in userids):
-                raise _ApiError(60111)
+                raise _ApiError(OA_INVALID)
             steps.append({"sp_status": 1, "approverattr": node["attr"], "details": [
                 {"approver": {"userid": u}, "speech": "", "sp_status": 1, "sptime": 0, "media_id": []}
                 for u in userids
@@ -174,10 +176,10 @@ class ApprovalAPI:
         try:
             start, end = int(body.get("starttime")), int(body.get("endtime"))
         except (TypeError, ValueError):
-            raise _ApiError(40058) from None
+            raise _ApiError(OA_INVALID) from None
         size = body.get("size", MAX_PAGE)
         if not 0 <= end - start <= MAX_RANGE or not _is_int_between(size, 1, MAX_PAGE):
-            raise _ApiError(40058)
+            raise _ApiError(OA_INVALID)
         cursor = body.get("new_cursor") or ""
         with self._lock:
             numbers = sorted(sp for sp, a in self.approvals.items() if start <= a["apply_time"] <= end)
@@ -191,7 +193,7 @@ class ApprovalAPI:
         with self._lock:
             approval = self.approvals.get(str(sp_no)) if sp_no is not None else None
             if approval is None:
-                raise _ApiError(40058)
+                raise _ApiError(OA_INVALID)
             return {"info": copy.deepcopy(approval)}
 
     # ------------------------------------------------------------------ control: people deciding
@@ -261,20 +263,20 @@ def _checked_contents(controls: list[dict], contents) -> list[dict]:
     """apply_data.contents checked against the template: known ids, each value of its control's shape,
     every required control filled."""
     if not isinstance(contents, list):
-        raise _ApiError(40058)
+        raise _ApiError(OA_INVALID)
     by_id = {c["property"]["id"]: c for c in controls}
     seen = {}
     for item in contents:
         cid = item.get("id") if isinstance(item, dict) else None
         spec = by_id.get(cid)
         if spec is None or item.get("control") != spec["property"]["control"]:
-            raise _ApiError(40058, {"errmsg_detail": f"invalid control {cid}"})
+            raise _ApiError(OA_INVALID)
         if not _value_ok(spec, item.get("value")):
-            raise _ApiError(40058, {"errmsg_detail": f"invalid value of {cid}"})
+            raise _ApiError(OA_INVALID)
         seen[cid] = item
     for cid, spec in by_id.items():
         if spec["property"].get("require") and cid not in seen:
-            raise _ApiError(40058, {"errmsg_detail": f"control {cid} is required"})
+            raise _ApiError(OA_INVALID)
     return copy.deepcopy(contents)
 
 

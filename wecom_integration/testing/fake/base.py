@@ -78,6 +78,7 @@ ERRMSG = {
     84014: "user ticket expired",
     84015: "invalid user ticket",
     84061: "not external contact",
+    301025: "invalid parameter (oa)",
 }
 
 
