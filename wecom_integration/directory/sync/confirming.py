@@ -307,6 +307,7 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
     # Bindings and audit records as tuples, written by insert_rows: an instance per row, prepared field
     # by field by bulk_create, cost more than the database's work on them (issue 19).
     source = {"source": "sync", "run": run.pk}
+    bind_details = {status: {**source, "membership": status} for status in (tenancy.ACTIVE, tenancy.PENDING)}
 
     for member, account, username in steps:
         if account is None:
@@ -330,7 +331,7 @@ def _write_steps(tenant, run, steps, actor, counts) -> None:
                 # members of this tenant, as the account may belong to other tenants too.
                 renamed.append(User(pk=user_id, first_name=member.name[:first_max], last_name=""))
         bound.append((user_id, member.pk))
-        audits.append((AuditLog.Action.BIND, user_id, member.userid, {**source, "membership": status}))
+        audits.append((AuditLog.Action.BIND, user_id, member.userid, bind_details[status]))
         counts["bound"] += 1
     adapter.set_memberships(tenant, membership_changes)
     User.objects.bulk_update(renamed, ["first_name", "last_name"], batch_size=BATCH_SIZE)
