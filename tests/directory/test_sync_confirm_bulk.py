@@ -204,11 +204,18 @@ def test_a_unique_conflict_in_a_later_chunk_leaves_nothing(large_review, calls):
 def test_insert_rows_writes_what_bulk_create_writes(db):
     tenant = make_tenant("IR")
     user = make_user("target", password=None)
-    detail = {"source": "sync", "run": 7, "名": "值"}
+    # What an array literal must escape (PostgreSQL sends each column as one): quotes, backslashes,
+    # braces, commas, NULL spelled out, blanks.
+    userid = 'a"b\\c{d},e NULL '
+    detail = {"source": "sync", "run": 7, "名": "值", "quote": '"\\{},', "none": None}
     AuditLog.objects.bulk_create([AuditLog(tenant=tenant, action=AuditLog.Action.BIND, target_user=user,
-                                           wecom_userid="u1", detail=detail)])
+                                           wecom_userid=userid, detail=detail)])
     insert_rows(AuditLog, ("action", "target_user_id", "wecom_userid", "detail"),
-                [(AuditLog.Action.BIND, user.pk, "u1", detail)], constants={"tenant": tenant, "actor_id": None})
+                [(AuditLog.Action.BIND, user.pk, userid, detail)], constants={"tenant": tenant, "actor_id": None})
+    insert_rows(AuditLog, ("action", "target_user_id", "wecom_userid"), [(AuditLog.Action.BIND, None, "NULL")],
+                constants={"tenant": tenant})
+    assert AuditLog.objects.filter(wecom_userid="NULL", target_user=None, detail={}).count() == 1
+    AuditLog.objects.filter(wecom_userid="NULL").delete()
     insert_rows(Membership, ("user_id",), [(user.pk,)], constants={"tenant_id": tenant.pk})
     Membership.objects.filter(tenant=tenant).delete()
     Membership.objects.bulk_create([Membership(user=user, tenant=tenant)])
@@ -217,6 +224,7 @@ def test_insert_rows_writes_what_bulk_create_writes(db):
     fields = ("tenant_id", "actor_id", "action", "target_user_id", "wecom_userid", "detail")
     first, second = AuditLog.objects.order_by("pk").values_list(*fields)
     assert first == second
+    assert first[4] == userid and first[5] == detail
     assert AuditLog.objects.filter(created_at__isnull=True).count() == 0
     roles = set(Membership.objects.filter(tenant=tenant).values_list("role", "status"))
     assert roles == {(Membership.Role.MEMBER, Membership.Status.PENDING)}  # the fields' defaults
