@@ -19,6 +19,8 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from wecom_integration.bulk import insert_rows
+
 DEFAULT_TENANT_MODEL = "tenants.Tenant"
 SETTING = "WECOM_TENANT_MODEL"
 
@@ -158,13 +160,14 @@ class MembershipBackend:
         Membership = self.model()
         existing = {m.user_id: m for m in Membership.objects.filter(tenant=tenant, user_id__in=list(statuses))}
         now = timezone.now()
-        new = [Membership(user_id=uid, tenant=tenant, status=st) for uid, st in statuses.items() if uid not in existing]
+        # Plain rows rather than instances: the sync's confirm makes one for each of up to 100,000 accounts.
+        new = [(uid, st) for uid, st in statuses.items() if uid not in existing]
         changed = []
         for uid, membership in existing.items():
             if membership.status != statuses[uid]:
                 membership.status, membership.updated_at = statuses[uid], now
                 changed.append(membership)
-        Membership.objects.bulk_create(new, batch_size=500)
+        insert_rows(Membership, ("user_id", "status"), new, constants={"tenant": tenant})
         Membership.objects.bulk_update(changed, ["status", "updated_at"], batch_size=500)
         return len(new) + len(changed)
 
