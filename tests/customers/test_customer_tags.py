@@ -162,7 +162,8 @@ def test_an_admin_adds_renames_and_deletes_customer_tags_in_wecom(corp, fake_wec
     assert fake_wecom.org.tags[gold.tag_id] == ("会员等级", "白金")
     response = admin_client.post(change, {"group_name": "VIP 等级", "name": "白金"})
     assert response.status_code == 200  # moving a tag needs the group renamed
-    assert admin_client.post(change, {"group_name": "VIP 等级", "name": "白金", "rename_group": "on"}).status_code == 302
+    renamed = {"group_name": "VIP 等级", "name": "白金", "rename_group": "on"}
+    assert admin_client.post(change, renamed).status_code == 302
     assert set(CustomerTag.objects.filter(tenant=tenant, group_id=gold.group_id).values_list("group_name", flat=True)) \
         == {"VIP 等级"}
     response = admin_client.post(reverse("admin:wecom_integration_customertag_delete", args=[gold.pk]), {"post": "yes"})

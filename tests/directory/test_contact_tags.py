@@ -9,7 +9,6 @@ from tests.factories import config_from_fake, make_tenant, make_tenant_admin
 from wecom_integration import signals
 from wecom_integration.client import WeComError, client_for
 from wecom_integration.directory import sync
-from wecom_integration.directory import tags as tag_services
 from wecom_integration.models import AuditLog, ContactTag, SyncRun
 
 pytestmark = pytest.mark.django_db

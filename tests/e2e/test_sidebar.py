@@ -10,7 +10,7 @@ from django.test import Client
 
 from tests.factories import config_from_fake, make_member, make_tenant, make_user
 from wecom_integration.client.api.jssdk import signature
-from wecom_integration.models import Binding, CustomerGroup, ExternalContact, FollowUser, WeComUser
+from wecom_integration.models import Binding, CustomerGroup, CustomerTag, ExternalContact, FollowUser, WeComUser
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +42,8 @@ def world(live_server, fake_wecom, settings):
     vip = make_user("vip-member")
     contact = ExternalContact.objects.create(tenant=tenant, external_userid="wmVIPcustomer01", name="李女士",
                                              corp_name="客户公司", unionid="oVIP", linked_user=vip)
-    FollowUser.objects.create(contact=contact, userid="zhangsan", remark="大客户 VIP")
+    CustomerTag.objects.create(tenant=tenant, tag_id="etGOLD", name="A类客户", group_id="etLEVEL", group_name="客户等级")
+    FollowUser.objects.create(contact=contact, userid="zhangsan", remark="大客户 VIP", tag_ids=["etGOLD", "etGONE"])
     group = CustomerGroup.objects.create(tenant=tenant, chat_id="wrVIPgroup", name="VIP 客户群", owner="zhangsan")
     group.members.create(userid="wmVIPcustomer01", type=2, name="李女士")
     group.members.create(userid="zhangsan", type=1, name="张三")
@@ -81,6 +82,7 @@ def test_the_sidebar_shows_the_customer_the_member_is_talking_to(open_browser, w
     page.wait_for_selector("#sidebar-customer")
     text = page.inner_text("#sidebar-panel")
     assert "李女士" in text and "客户公司" in text and "大客户 VIP" in text and "VIP 客户群" in text
+    assert page.inner_text("#sidebar-follows .tags").split() == ["A类客户"]  # a tag WeCom deleted is not shown
     assert page.inner_text("#sidebar-member").strip() == "vip-member"
     # The JS-SDK was configured with this page's signatures, from the tenant's tickets.
     state = page.evaluate("window.__wx")

@@ -216,7 +216,9 @@ class CustomerTagForm(forms.ModelForm):
     )
     rename_group = forms.BooleanField(
         label=_("rename the whole group"), required=False,
-        help_text=_("Tick to give the group name above to the tag's whole group (WeCom does not move a tag to another group)."),
+        help_text=_(
+            "Tick to give the group name above to the tag's whole group (WeCom does not move a tag to another group)."
+        ),
     )
 
     class Meta:

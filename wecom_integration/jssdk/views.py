@@ -18,6 +18,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from wecom_integration.client import WeComError
+from wecom_integration.customers.tags import tag_names
 from wecom_integration.extension import get_adapter
 from wecom_integration.jssdk import services
 from wecom_integration.models import (
@@ -92,11 +93,16 @@ def customer(request, tenant_id, external_userid):
         "-received_at"
     )[:5]
     panels = get_adapter(request).sidebar_panels(request, config.tenant, contact) if contact else []
+    follow_users = list(contact.follow_users.filter(removed=False).order_by("add_time")) if contact else []
+    # The corp tags each member put on the customer, by name and in WeCom's order.
+    library = {t.tag_id: t for t in tag_names(tenant_id, {t for f in follow_users for t in f.tag_ids})}
+    for follow in follow_users:
+        follow.tags = [library[t] for t in follow.tag_ids if t in library]
     context = {
         "tenant": config.tenant,
         "external_userid": external_userid,
         "contact": contact,
-        "follow_users": contact.follow_users.filter(removed=False).order_by("add_time") if contact else [],
+        "follow_users": follow_users,
         "groups": groups,
         "events": events,
         "panels": panels,
