@@ -42,7 +42,8 @@ def world(live_server, fake_wecom, settings):
     vip = make_user("vip-member")
     contact = ExternalContact.objects.create(tenant=tenant, external_userid="wmVIPcustomer01", name="李女士",
                                              corp_name="客户公司", unionid="oVIP", linked_user=vip)
-    CustomerTag.objects.create(tenant=tenant, tag_id="etGOLD", name="A类客户", group_id="etLEVEL", group_name="客户等级")
+    CustomerTag.objects.create(tenant=tenant, tag_id="etGOLD", name="A类客户", group_id="etLEVEL",
+                               group_name="客户等级")
     FollowUser.objects.create(contact=contact, userid="zhangsan", remark="大客户 VIP", tag_ids=["etGOLD", "etGONE"])
     group = CustomerGroup.objects.create(tenant=tenant, chat_id="wrVIPgroup", name="VIP 客户群", owner="zhangsan")
     group.members.create(userid="wmVIPcustomer01", type=2, name="李女士")
