@@ -68,6 +68,7 @@ from .oauth import OAuthAPI
 from .org import Org
 from .push import CallbackPush, _Registration
 from .tag import ContactTagAPI
+from .toolbar import ToolbarClient
 from .user import UserAPI
 
 TOKEN_LENGTH = 214  # what real tokens measure; WeCom asks callers to keep 512 bytes for them
@@ -105,7 +106,8 @@ ROUTES = _merge_routes(
 
 
 class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
-                ApprovalScreen, JSSDKAPI, GroupChatAPI, ContactTagAPI, CustomerTagAPI, CallbackPush,
+                ApprovalScreen, JSSDKAPI, GroupChatAPI, ContactTagAPI, CustomerTagAPI, ToolbarClient,
+                CallbackPush,
                 ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 
