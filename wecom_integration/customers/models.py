@@ -123,7 +123,8 @@ class CustomerTag(models.Model):
     while it holds a tag, so each tag row carries its group)."""
 
     tenant = models.ForeignKey(
-        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_customer_tags"
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_customer_tags",
+        verbose_name=_("tenant"),
     )
     tag_id = models.CharField(_("tag id"), max_length=64)
     name = models.CharField(_("tag name"), max_length=64)

@@ -265,7 +265,9 @@ class ContactTag(models.Model):
     """A contact tag (通讯录标签) of the tenant's corp: a named set of members and departments that messages can
     be sent to (``totag``). Kept by the contact sync and by ``update_tag`` callbacks."""
 
-    tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_tags")
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_tags", verbose_name=_("tenant")
+    )
     tagid = models.PositiveIntegerField(_("tag id"))
     name = models.CharField(_("tag name"), max_length=64, blank=True)
     # Department ids: a tag holds few departments, and a message to the tag reaches everyone under them.
