@@ -21,7 +21,7 @@ from wecom_integration.configuration.models import (
 )
 from wecom_integration.customers.models import CustomerGroup, CustomerGroupMember, ExternalContact, FollowUser
 from wecom_integration.directory.models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
-from wecom_integration.messaging.models import InboxMessage, MessageLog
+from wecom_integration.messaging.models import CardClick, InboxMessage, MessageLog
 
 __all__ = [
     "Approval",
@@ -30,6 +30,7 @@ __all__ = [
     "Binding",
     "CORP_ID_RE",
     "CallbackAttempt",
+    "CardClick",
     "CallbackEvent",
     "DOMAIN_FILE_MAX_BYTES",
     "DOMAIN_FILE_RE",

@@ -37,9 +37,10 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from ..callbacks import DeliveryResult
-from . import approval, department, externalcontact, groupchat, jssdk, media, menu, message, oauth, user
+from . import approval, card, department, externalcontact, groupchat, jssdk, media, menu, message, oauth, user
 from .approval import ApprovalAPI, ApprovalScreen
 from .base import _CUSTOMERS, _DROP, _JSON, ERRMSG, _ApiError, _Encoded, _json_bytes, _Request, _Route
+from .card import CardAPI, CardScreen
 from .control import ControlAPI
 from .department import DepartmentAPI
 from .externalcontact import ExternalContactAPI
@@ -84,11 +85,12 @@ ROUTES = _merge_routes(
     approval.ROUTES,
     jssdk.ROUTES,
     groupchat.ROUTES,
+    card.ROUTES,
 )
 
 
 class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
-                ApprovalScreen, JSSDKAPI, GroupChatAPI, CallbackPush,
+                ApprovalScreen, JSSDKAPI, GroupChatAPI, CardAPI, CardScreen, CallbackPush,
                 ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 
