@@ -10,4 +10,4 @@ from wecom_integration.customers import admin as customers_admin  # noqa: F401
 from wecom_integration.directory import admin as directory_admin  # noqa: F401
 from wecom_integration.directory import admin_sync  # noqa: F401
 from wecom_integration.messaging import admin as messaging_admin  # noqa: F401
-from wecom_integration.messaging import admin_inbox  # noqa: F401
+from wecom_integration.messaging import admin_cards, admin_inbox  # noqa: F401
