@@ -427,10 +427,16 @@ def _message_from_json(msgtype, content):
 
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["messaging"])
 class MessageLogListView(TenantAPIMixin, generics.ListCreateAPIView):
-    """The tenant's sent messages, newest first; POST sends one (tenant administrators only)."""
+    """The tenant's sent messages, newest first (tenant administrators); POST sends one (who may send: as
+    for the test push)."""
 
     serializer_class = MessageLogSerializer
     permission_classes = [IsTenantAdmin]
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [MaySendMessages()]
+        return super().get_permissions()
 
     def get_queryset(self):
         return MessageLog.objects.filter(tenant=request_tenant(self.request)).select_related("sender")
@@ -445,12 +451,16 @@ class MessageLogListView(TenantAPIMixin, generics.ListCreateAPIView):
             "button_interaction, vote_interaction or multiple_interaction) is checked against WeCom's rules; an "
             "interactive card without a `task_id` gets one, and its clicks are answered with a card update "
             "(the host adapter's `template_card_update`).\n\n"
+            "**Who may send.** As for the test push: the tenant's administrators; ordinary members only where "
+            'the tenant allows members to send, and then only to `usernames` and `userids` (`to_all` and '
+            "`parties` need an administrator: 403 `recipients_need_admin`).\n\n"
             "https://developer.work.weixin.qq.com/document/path/90236"
         ),
         request=SendMessageSerializer,
         responses={
             201: MessageLogSerializer,
             400: OpenApiResponse(description="Invalid message or receivers, or WeCom not configured."),
+            403: OpenApiResponse(description="Not allowed to send, or not to these receivers."),
             502: OpenApiResponse(MessageLogSerializer, description="WeCom refused the message or was unreachable."),
             503: OpenApiResponse(MessageLogSerializer, description="WeCom's frequency limit."),
         },
@@ -460,6 +470,7 @@ class MessageLogListView(TenantAPIMixin, generics.ListCreateAPIView):
         serializer = SendMessageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        check_may_send(request, tenant, to_all=data["to_all"], parties=data["parties"])
         try:
             log = messaging.send(
                 tenant, data["message"], users=data["userids"], parties=data["parties"],

@@ -267,7 +267,7 @@ class CardAPI:
             state = self._cards()
             held = [copy.deepcopy(c) for (u, _t), c in state["held"].items()
                     if u.lower() == userid.lower() and c["msgid"] not in state["recalled"]]
-        return sorted(held, key=lambda c: c["sent"], reverse=True)
+        return held[::-1]  # kept in the order they were sent
 
     @property
     def recalled_messages(self) -> dict[str, int]:
