@@ -5,7 +5,6 @@ once; messages recalled within WeCom's 24 hours."""
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.urls import reverse
 
 from tests.factories import config_from_fake, make_member, make_tenant, make_user
 from wecom_integration.client import WeComError, client_for
@@ -63,20 +62,6 @@ def multiple_card(task_id="multi-1"):
         ],
         "submit_button": {"text": "提交", "key": "go"},
     }
-
-
-@pytest.fixture
-def wired(live_server, transactional_db, fake_wecom, settings):
-    """A tenant configured with the fake, its app callback URL registered with the fake, members mirrored,
-    one bound to a local user."""
-    settings.WECOM = {"API_BASE": fake_wecom.api_base, "BUSY_RETRIES": 0, "BUSY_BACKOFF": 0}
-    config = config_from_fake(make_tenant("cards"), fake_wecom)
-    token, aes_key = config.callback_credentials("app")
-    url = live_server.url + reverse("wecom_integration:callback-app", kwargs={"tenant_id": config.tenant_id})
-    fake_wecom.register_callback(url, token, aes_key, kind="app")
-    for userid, user in fake_wecom.org.users.items():
-        WeComUser.objects.create(tenant=config.tenant, userid=userid, name=user.name)
-    return config
 
 
 def member(fake):

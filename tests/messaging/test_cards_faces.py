@@ -13,9 +13,9 @@ from rest_framework.test import APIClient
 
 from tenants.models import Membership
 from tests.factories import config_from_fake, make_member, make_tenant, make_tenant_admin, make_user
-from tests.messaging.test_cards import button_card, member, vote_card, wired  # noqa: F401  (the fixture)
-from wecom_integration.messaging.services import Message, send
+from tests.messaging.test_cards import button_card, member, vote_card
 from wecom_integration.messaging import cards
+from wecom_integration.messaging.services import Message, send
 from wecom_integration.models import Binding, CardClick, MessageLog, WeComUser
 
 pytestmark = pytest.mark.django_db
