@@ -43,6 +43,13 @@ def test_the_send_page_sends_a_button_card_and_a_text_notice(wired, fake_wecom, 
     assert card["main_title"] == {"title": "加班申请", "desc": "周六"}
     assert [(b["text"], b["key"]) for b in card["button_list"]] == [("同意", "yes"), ("驳回", "button-2")]
     assert MessageLog.objects.get().task_id == held["task_id"]
+    # The log entry links to the card's clicks.
+    fake_wecom.click_template_card(someone, held["task_id"], "yes")
+    log = MessageLog.objects.get(task_id=held["task_id"])
+    entry = client.get(reverse("admin:wecom_integration_messagelog_change", args=[log.pk])).content.decode()
+    assert "1 click" in entry
+    clicks = client.get(reverse("admin:wecom_integration_cardclick_changelist"), {"task_id": held["task_id"]})
+    assert clicks.status_code == 200 and list(clicks.context["cl"].result_list) == list(CardClick.objects.all())
 
     client.post(url, {"msgtype": "text_notice", "card_title": "周报", "card_url": "https://example.com/w",
                       "userids": someone})

@@ -16,6 +16,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -255,6 +257,7 @@ class MessageLogAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmi
         "failure",
         "calls",
         "task_id",
+        "card_clicks",
         "recalled_at",
         "recalled_by",
     )
@@ -300,6 +303,16 @@ class MessageLogAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmi
                 request,
                 ngettext("%(count)d message recalled.", "%(count)d messages recalled.", recalled) % {"count": recalled},
             )
+
+    @admin.display(description=_("card clicks"))
+    def card_clicks(self, obj):
+        if not obj.task_id:
+            return "-"
+        count = obj.clicks.count()
+        url = reverse("admin:wecom_integration_cardclick_changelist") + "?" + urlencode({"task_id": obj.task_id})
+        return format_html(
+            '<a href="{}">{}</a>', url, ngettext("%(count)d click", "%(count)d clicks", count) % {"count": count}
+        )
 
     @admin.display(description=_("message"))
     def summary(self, obj):

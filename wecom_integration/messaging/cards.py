@@ -98,8 +98,12 @@ def answer_click(click_id):
     """Update the clicked card as the adapter decides (``template_card_update``), with the click's
     response_code; record what was sent and WeCom's answer. Runs once per click: the code works once."""
     with transaction.atomic():
+        # Only the click's row is locked: PostgreSQL refuses FOR UPDATE on the outer join to a missing card.
         click = (
-            CardClick.objects.select_for_update().select_related("tenant", "message").filter(pk=click_id).first()
+            CardClick.objects.select_for_update(of=("self",))
+            .select_related("tenant", "message")
+            .filter(pk=click_id)
+            .first()
         )
         if click is None or click.status != CardClick.Status.PENDING:
             return click
