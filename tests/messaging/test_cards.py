@@ -281,3 +281,33 @@ def test_cards_bound_by_username(wired, fake_wecom):
     Binding.objects.create(tenant=wired.tenant, user=user, wecom_user=WeComUser.objects.get(userid=someone))
     log = send(wired.tenant, Message.template_card(button_card("by-name")), usernames=["alice"])
     assert log.touser == someone and fake_wecom.cards_for(someone)[0]["task_id"] == "by-name"
+
+
+def test_the_click_event_reads_wecoms_sample():
+    """doc 90240's template_card_event, SelectedItems and all; a retry keys the same, another click not."""
+    from wecom_integration.events import TemplateCardEvent, parse_event
+
+    xml = (
+        "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[FromUser]]></FromUserName>"
+        "<CreateTime>123456789</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[key111]]></EventKey>"
+        "<TaskId><![CDATA[taskid111]]></TaskId><CardType><![CDATA[vote_interaction]]></CardType>"
+        "<ResponseCode><![CDATA[ResponseCode]]></ResponseCode><AgentID>1</AgentID><SelectedItems>"
+        "<SelectedItem><QuestionKey><![CDATA[QuestionKey1]]></QuestionKey><OptionIds>"
+        "<OptionId><![CDATA[OptionId1]]></OptionId><OptionId><![CDATA[OptionId2]]></OptionId>"
+        "</OptionIds></SelectedItem><SelectedItem><QuestionKey><![CDATA[QuestionKey2]]></QuestionKey>"
+        "<OptionIds><OptionId><![CDATA[OptionId3]]></OptionId></OptionIds></SelectedItem></SelectedItems></xml>"
+    )
+    event = parse_event(xml)
+    assert type(event) is TemplateCardEvent and event.kind == "card"
+    assert (event.event_key, event.task_id, event.card_type, event.response_code) == (
+        "key111", "taskid111", "vote_interaction", "ResponseCode")
+    assert event.selected_items == [
+        {"question_key": "QuestionKey1", "option_ids": ["OptionId1", "OptionId2"]},
+        {"question_key": "QuestionKey2", "option_ids": ["OptionId3"]},
+    ]
+    assert event.dedupe_key == parse_event(xml).dedupe_key
+    assert "ResponseCode" not in event.dedupe_key  # a digest: the key holds no usable code
+    other = parse_event(xml.replace("[ResponseCode]", "[AnotherCode]"))
+    assert other.dedupe_key != event.dedupe_key
+    assert "ResponseCode" not in repr(event)
