@@ -127,7 +127,8 @@ def insert_rows(
             return sql, [*head, *(_array(column) for column in zip(*batch, strict=True))]
     else:
         placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        limit = connection.ops.bulk_batch_size(fields, [None] * MAX_ROWS_PER_STATEMENT)
+        limit = max(connection.ops.bulk_batch_size(fields, [None] * MAX_ROWS_PER_STATEMENT),
+                    _variables_allowed(connection) // len(fields))
         size = max(1, min(MAX_ROWS_PER_STATEMENT, limit))
 
         def statement(batch):
@@ -179,6 +180,18 @@ def _not_plain(model) -> str:
     if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
         return "its instances are watched as they are built (pre_init/post_init)"
     return ""
+
+
+def _variables_allowed(connection) -> int:
+    """How many parameters one statement may hold, as the SQLite library in use says (Django assumes
+    999, the limit before SQLite 3.32; since then 32,766 or more): fewer, larger INSERTs. 0 elsewhere."""
+    if connection.vendor != "sqlite":
+        return 0
+    import sqlite3
+
+    connection.ensure_connection()
+    getlimit = getattr(connection.connection, "getlimit", None)  # Python 3.11+
+    return getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 0
 
 
 def _cast(field, connection, suffix=""):
