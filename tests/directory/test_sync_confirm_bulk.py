@@ -3,6 +3,7 @@ decisions call for, confirming again writes nothing, and a failure in a later ch
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import models
 from django.test import override_settings
 
 from tenants.models import Membership
@@ -270,7 +271,7 @@ def _code():
 
 @pytest.mark.django_db(transaction=True)
 def test_insert_rows_calls_a_random_default_per_row_and_leaves_database_defaults_to_the_database():
-    from django.db import connection, models
+    from django.db import connection
     from django.test.utils import isolate_apps
     from django.utils import timezone
 
@@ -299,6 +300,31 @@ def test_insert_rows_calls_a_random_default_per_row_and_leaves_database_defaults
         finally:
             with connection.schema_editor() as editor:
                 editor.delete_model(Ticket)
+
+
+class _Upper(models.CharField):
+    """A field that computes what it writes in pre_save: only an instance can say what that is."""
+
+    def pre_save(self, model_instance, add):
+        return getattr(model_instance, self.attname).upper()
+
+
+def test_insert_rows_refuses_a_model_whose_field_computes_its_value_in_pre_save(db):
+    from django.test.utils import isolate_apps
+
+    with isolate_apps("tenants"):
+        class Shouting(models.Model):
+            word = _Upper(max_length=8)
+
+            class Meta:
+                app_label = "tenants"
+
+            def __str__(self):
+                return self.word
+
+    assert not plain_model(Shouting)
+    with pytest.raises(ValueError, match="pre_save"):
+        insert_rows(Shouting, ("word",), [("quiet",)])
 
 
 def test_a_user_model_watched_as_it_is_built_keeps_bulk_create(large_review):
