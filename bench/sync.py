@@ -10,11 +10,15 @@ directly, without callbacks). The *old* world reads everything with the contact-
 (``department/list`` + ``user/list``); the *2022* world (the fake ``restricted``: the contact-sync
 Secret lists ids only, 48009 for details) takes ids from it (``department/simplelist``,
 ``user/list_id``) and names, departments and positions from the app Secret (``department/list`` +
-``user/list``), the app seeing the whole corp. For each step it prints the wall time, the database
-queries (counted with ``connection.execute_wrapper``), the rows written (the rowcount of
-INSERT/UPDATE/DELETE; the run's own progress rows are shown apart) and the peak memory (the process's
-peak RSS over the step, reset through /proc/self/clear_refs, minus the RSS before it); then the worlds
-side by side.
+``user/list``), the app seeing the whole corp. For each step it prints the wall time; the CPU
+time of this process, of the PostgreSQL backend (read from /proc: the server runs on this machine) and
+of Python's garbage collector in it (on a machine shared with other work, what a step cost shows better
+in these than in the wall time); the database queries (counted with ``connection.execute_wrapper``),
+the rows written (the rowcount of INSERT/UPDATE/DELETE; the run's own progress rows are shown apart)
+and the peak memory (the process's peak RSS over the step, reset through /proc/self/clear_refs, minus
+the RSS before it). Then where the time of an unchanged re-sync goes, part by part (issue 19 item 5):
+the fake's encoding, our HTTP reads, decoding (the standard library's json next to msgspec), turning
+members into fields, the diff against the mirror. Then the worlds side by side.
 
 Part 2, the 2022 world's worst case with WeCom's limits (the fake restricted, its app seeing each
 member one by one, so no bulk list holds them, and limited to ``--per-minute`` calls per API per
@@ -189,20 +193,74 @@ def measure(label, func):
     meter = Meter(connection)
     before = rss_kib("VmRSS")
     reset_peak()
+    server = server_cpu(connection)
+    collector = GarbageClock()
+    cpu = time.process_time()
     started = time.perf_counter()
-    with connection.execute_wrapper(meter):
+    with connection.execute_wrapper(meter), collector:
         result = func()
     meter.finish()
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    server = server_cpu(connection) - server if server is not None else None
     peak = rss_kib("VmHWM")
-    FIGURES[label] = (seconds, meter.queries, meter.rows, max(0, peak - before) / 1024)
+    FIGURES[label] = (seconds, meter.queries, meter.rows, max(0, peak - before) / 1024, cpu, server)
+    busy = (f"cpu {cpu:6.2f} s" + (f" + server {server:5.2f} s" if server is not None else "")
+            + f", gc {collector.seconds:5.2f} s")
     print(
-        f"{label:<34} {seconds:8.2f} s  {meter.queries:7d} queries  {meter.rows:8d} rows written"
+        f"{label:<34} {seconds:8.2f} s ({busy})  {meter.queries:7d} queries  {meter.rows:8d} rows written"
         f"  ({meter.apart()})  peak RSS {peak / 1024:7.1f} MiB"
         f" (+{max(0, peak - before) / 1024:.1f} MiB)",
         flush=True,
     )
     return result
+
+
+class GarbageClock:
+    """Time spent in Python's cyclic garbage collector while it is entered (all threads). In this bench
+    the fake WeCom's organisation lives in the same process, so each full collection also walks the
+    fake's 100,000 members: a cost a sync against WeCom does not pay."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._started = {}
+
+    def _callback(self, phase, info):
+        import threading
+
+        key = threading.get_ident()
+        if phase == "start":
+            self._started[key] = time.perf_counter()
+        elif key in self._started:
+            self.seconds += time.perf_counter() - self._started.pop(key)
+
+    def __enter__(self):
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+
+def server_cpu(connection):
+    """The CPU seconds the PostgreSQL backend of ``connection`` has used (it runs on this machine), or
+    None on SQLite (its work is this process's). With ``time.process_time()`` it says how much work a
+    step was, which a machine shared with other work does not change as much as the wall time."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 STEPS = ("first sync", "confirm (bind or create all)", "second sync", "third sync")
@@ -260,8 +318,125 @@ def full_lists(args, world="old"):
         print(f"  calls the fake served (3 syncs): {dict(fake.calls)}")
         FIGURES[(world, "calls")] = sum(fake.calls.values())
         FIGURES[(world, "fetch")] = (first.counts["fetch_seconds"], second.counts["fetch_seconds"])
+        # After the third sync the mirror holds what the fake holds again: what an unchanged re-sync sees.
+        resync_breakdown(fake, tenant, client("app" if world == "2022" else "contacts"), second)
     finally:
         fake.stop()
+
+
+def resync_breakdown(fake, tenant, client, run):
+    """Where an unchanged re-sync's time goes, each part measured alone on this one thread (the sync
+    itself overlaps them on its worker threads, and the fake serves from this process too): the fake
+    building and encoding its ``user/list`` answers (WeCom's work, not ours), our HTTP reads of them,
+    decoding them (the standard library's ``json``, as the client did before issue 19, next to what it
+    does now), turning each member into fields, and the diff against the mirror, written nowhere
+    (rolled back). ``run`` is the measured unchanged re-sync, for its fetch and save times."""
+    import gc
+
+    from django.db import transaction
+
+    from wecom_integration.client.api.user import MemberListAnswer
+    from wecom_integration.client.base import decode_answer
+    from wecom_integration.client.session import get_session
+    from wecom_integration.directory import sync
+    from wecom_integration.directory.services import department_fields_from_api, fingerprint, user_fields_from_api
+
+    departments = {int(d["id"]): department_fields_from_api(d) for d in client.department.list()}
+    queries = [{"department_id": dept_id, **({"fetch_child": 1} if recursive else {})}
+               for dept_id, recursive in sync.plan_user_lists(departments)]
+    token = client.access_token
+    clock = time.perf_counter
+    parts = {}
+
+    # The fake's share is timed where it serves (its thread, in this process): its _dispatch, wrapped
+    # for these calls only.
+    served = [0.0, 0]
+    dispatch = fake._dispatch
+
+    def timed_dispatch(*args):
+        started = clock()
+        answer = dispatch(*args)
+        served[0] += clock() - started
+        served[1] += len(answer[1]) if isinstance(answer, tuple) else 0
+        return answer
+
+    session, url = get_session(), f"{client.api_base}/cgi-bin/user/list"
+    responses = []
+    fake._dispatch = timed_dispatch
+    try:
+        gc.collect()
+        started = clock()
+        for query in queries:
+            response = session.get(url, params={**query, "access_token": token}, timeout=client.timeout)
+            response.content  # noqa: B018 - read the body
+            responses.append(response)
+        parts["http"] = clock() - started - served[0]
+    finally:
+        del fake._dispatch
+    parts["fake"], size = served
+
+    def timed(func):
+        gc.collect()  # each part pays for its own garbage, not for the part before
+        started = clock()
+        result = func()
+        return clock() - started, result
+
+    # Each answer decoded the three ways and turned into fields, then dropped, as the sync does.
+    for key in ("json", "msgspec", "decode", "convert"):
+        parts[key] = 0.0
+    users = {}
+    gc.collect()
+    for response in responses:
+        started = clock()
+        response.json()
+        parts["json"] += clock() - started
+        started = clock()
+        decode_answer(response)
+        parts["msgspec"] += clock() - started
+        started = clock()
+        answer = decode_answer(response, MemberListAnswer)
+        parts["decode"] += clock() - started
+        started = clock()
+        for data in answer.get("userlist") or ():
+            userid = data.get("userid")
+            if userid and userid not in users:
+                users[userid] = user_fields_from_api(data)
+        parts["convert"] += clock() - started
+    responses.clear()
+    parts["fingerprints"], _ = timed(lambda: [fingerprint(fields) for fields in users.values()])
+
+    def diff():
+        with transaction.atomic():
+            counts = sync.apply_snapshot(tenant, sync.Snapshot(departments=departments, users=users),
+                                         int(time.time()))
+            transaction.set_rollback(True)
+        return counts
+
+    parts["diff"], counts = timed(diff)
+    started = clock()
+    gc.collect()
+    parts["collection"] = clock() - started
+    tracked = len(gc.get_objects())
+    fetch = run.counts["fetch_seconds"]
+    print(f"  unchanged re-sync, {len(users):,} members in {len(queries)} user/list answers of "
+          f"{size / 1e6:.1f} MB; the measured run: fetch {fetch:.2f} s (4 threads), mirror and proposals "
+          f"{run.counts['seconds'] - fetch:.2f} s. Each part alone, on one thread:")
+    rows = (
+        ("the fake building and encoding its answers (not ours)", parts["fake"]),
+        ("our HTTP reads of the answers", parts["http"]),
+        ("decoding: requests' json() (json.loads, before)", parts["json"]),
+        ("decoding: msgspec, every key", parts["msgspec"]),
+        ("decoding: msgspec, the mirrored keys (now)", parts["decode"]),
+        ("members into fields (user_fields_from_api)", parts["convert"]),
+        ("diff against the mirror, nothing written", parts["diff"]),
+        ("  of which fingerprints", parts["fingerprints"]),
+    )
+    for label, seconds in rows:
+        print(f"    {label:<56} {seconds:6.2f} s")
+    print(f"    rows the diff would write: {counts['rows_written']}")
+    print(f"    one full garbage collection: {parts['collection']:.2f} s over {tracked:,} objects, the fake's "
+          f"organisation among them (a sync against WeCom does not carry it)")
+    FIGURES[("breakdown", tenant.pk)] = parts
 
 
 def print_side_by_side(worlds):
@@ -273,7 +448,7 @@ def print_side_by_side(worlds):
     for label in STEPS:
         cells = []
         for world in worlds:
-            seconds, queries, rows, memory = FIGURES[(world, label)]
+            seconds, queries, rows, memory, _cpu, _server = FIGURES[(world, label)]
             cells.append(f"{seconds:8.2f} s {queries:6d} q {rows:7d} rows {memory:6.1f} MiB")
         print(f"  {label:<30}" + "".join(f"{c:>40}" for c in cells))
     print(f"  {'fetch of 1st / 2nd sync':<30}"

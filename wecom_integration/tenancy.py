@@ -19,7 +19,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from wecom_integration.bulk import insert_rows
+from wecom_integration.bulk import insert_rows, one_of
 
 DEFAULT_TENANT_MODEL = "tenants.Tenant"
 SETTING = "WECOM_TENANT_MODEL"
@@ -149,7 +149,7 @@ class MembershipBackend:
     def membership_statuses(self, tenant, user_ids):
         """{user id: state} of these users' memberships of ``tenant`` (users without one are absent)."""
         return dict(
-            self.model().objects.filter(tenant=tenant, user_id__in=list(user_ids)).values_list("user_id", "status")
+            self.model().objects.filter(one_of("user_id", user_ids), tenant=tenant).values_list("user_id", "status")
         )
 
     def set_memberships(self, tenant, statuses):
@@ -158,7 +158,7 @@ class MembershipBackend:
         if not statuses:
             return 0
         Membership = self.model()
-        existing = {m.user_id: m for m in Membership.objects.filter(tenant=tenant, user_id__in=list(statuses))}
+        existing = {m.user_id: m for m in Membership.objects.filter(one_of("user_id", statuses), tenant=tenant)}
         now = timezone.now()
         # Plain rows rather than instances: the sync's confirm makes one for each of up to 100,000 accounts.
         new = [(uid, st) for uid, st in statuses.items() if uid not in existing]

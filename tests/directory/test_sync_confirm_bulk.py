@@ -3,11 +3,12 @@ decisions call for, confirming again writes nothing, and a failure in a later ch
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import models
 from django.test import override_settings
 
 from tenants.models import Membership
 from tests.factories import make_member, make_tenant, make_user
-from wecom_integration.bulk import insert_rows
+from wecom_integration.bulk import insert_rows, one_of, plain_model
 from wecom_integration.directory import sync
 from wecom_integration.directory.sync.state import BATCH_SIZE
 from wecom_integration.login.adapter import DefaultWeComAdapter
@@ -230,3 +231,143 @@ def test_insert_rows_writes_what_bulk_create_writes(db):
     assert roles == {(Membership.Role.MEMBER, Membership.Status.PENDING)}  # the fields' defaults
     with pytest.raises(ValueError):
         insert_rows(Membership, ("status",), [("active",)], constants={"tenant": tenant})  # user has no default
+
+
+# Reading and writing in bulk for a host's models (issue 19 item 4) ------------------------------------
+
+
+def test_one_of_finds_any_number_of_values_in_one_query(db, django_assert_num_queries):
+    tenant = make_tenant("OF")
+    odd = ['q"\\{,}', "NULL", "张 三", "01", "-0", ""]
+    WeComUser.objects.bulk_create(WeComUser(tenant=tenant, userid=u or "-", name=u)
+                                  for u in [*odd, *map(str, range(3000))])
+    wanted = [*odd, *map(str, range(0, 3000, 2)), "absent"]
+    with django_assert_num_queries(1):
+        found = set(WeComUser.objects.filter(one_of("userid", wanted), tenant=tenant).values_list("userid", flat=True))
+    assert found == (set(wanted) - {"", "absent"})
+    pks = list(WeComUser.objects.filter(tenant=tenant).values_list("pk", flat=True)[:10])
+    assert set(WeComUser.objects.filter(one_of("pk", pks)).values_list("pk", flat=True)) == set(pks)
+    assert WeComUser.objects.filter(one_of("tenant_id", [tenant.pk])).count() == 3006
+    with django_assert_num_queries(0):
+        assert list(WeComUser.objects.filter(one_of("userid", []))) == []
+    assert WeComUser.objects.filter(tenant=tenant).exclude(one_of("userid", wanted)).count() == 3006 - len(found)
+
+
+def test_insert_rows_gives_back_what_it_inserted(db):
+    rows = [(f"ir{n}", f"名{n}", f"ir{n}@example.com", "!unusable") for n in range(2500)]
+    returned = insert_rows(User, ("username", "first_name", "email", "password"), rows,
+                           constants={"last_name": "", "is_active": True}, returning=("username", "pk"))
+    assert sorted(returned) == sorted(User.objects.filter(username__startswith="ir").values_list("username", "pk"))
+    made = User.objects.filter(username__startswith="ir")
+    assert {u.date_joined for u in made} and made.filter(is_staff=False, is_superuser=False).count() == 2500
+    assert len({u.date_joined for u in made}) == 1  # a time stamp: one for the call, like auto_now
+
+
+def _code():
+    import secrets
+
+    return secrets.token_hex(8)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_rows_calls_a_random_default_per_row_and_leaves_database_defaults_to_the_database():
+    from django.db import connection
+    from django.test.utils import isolate_apps
+    from django.utils import timezone
+
+    with isolate_apps("tenants"):
+        class Ticket(models.Model):
+            code = models.CharField(max_length=16, default=_code, unique=True)
+            issued = models.DateTimeField(default=timezone.now)
+            note = models.CharField(max_length=8, db_default="db")
+            number = models.IntegerField()
+
+            class Meta:
+                app_label = "tenants"
+
+            def __str__(self):
+                return self.code
+
+        with connection.schema_editor() as editor:
+            editor.create_model(Ticket)
+        try:
+            assert plain_model(Ticket)
+            insert_rows(Ticket, ("number",), [(n,) for n in range(1200)])
+            assert Ticket.objects.count() == 1200
+            assert Ticket.objects.values("code").distinct().count() == 1200  # not one code for all
+            assert set(Ticket.objects.values_list("note", flat=True)) == {"db"}
+            assert Ticket.objects.values("issued").distinct().count() == 1
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Ticket)
+
+
+class _Upper(models.CharField):
+    """A field that computes what it writes in pre_save: only an instance can say what that is."""
+
+    def pre_save(self, model_instance, add):
+        return getattr(model_instance, self.attname).upper()
+
+
+def test_insert_rows_refuses_a_model_whose_field_computes_its_value_in_pre_save(db):
+    from django.test.utils import isolate_apps
+
+    with isolate_apps("tenants"):
+        class Shouting(models.Model):
+            word = _Upper(max_length=8)
+
+            class Meta:
+                app_label = "tenants"
+
+            def __str__(self):
+                return self.word
+
+    assert not plain_model(Shouting)
+    with pytest.raises(ValueError, match="pre_save"):
+        insert_rows(Shouting, ("word",), [("quiet",)])
+
+
+def test_a_user_model_watched_as_it_is_built_keeps_bulk_create(large_review):
+    """A host whose user model has post_init receivers (or a field computing its value in pre_save) gets
+    its accounts through bulk_create, each built as an instance, as before."""
+    from django.db.models.signals import post_init
+
+    tenant, run, decisions, plan = large_review
+    built = []
+
+    def watch(sender, instance, **kwargs):
+        built.append(instance)
+
+    post_init.connect(watch, sender=User)
+    try:
+        assert not plain_model(User)
+        counts = sync.confirm_run(run, decisions=decisions)
+    finally:
+        post_init.disconnect(watch, sender=User)
+    created = {u.username for u in built if u.username.startswith("BK")}
+    assert counts["created"] == len(created) == sum(1 for account, _after in plan.values() if account is None)
+    assert plain_model(User)
+    accounts = dict(User.objects.filter(username__in=created).values_list("username", "pk"))
+    members = dict(WeComUser.objects.filter(tenant=tenant).values_list("userid", "pk"))
+    bound = set(Binding.objects.filter(tenant=tenant).values_list("user_id", "wecom_user_id"))
+    assert {(accounts[f"BK{userid}"], members[userid]) for userid, (a, _s) in plan.items() if a is None} <= bound
+
+
+class NamingAdapter(DefaultWeComAdapter):
+    """A host naming the sync's accounts its own way."""
+
+    def username_for(self, tenant, wecom_user):
+        return f"wx.{wecom_user.userid}.{len(wecom_user.name)}"
+
+
+def test_the_accounts_a_confirm_creates_are_named_by_the_hosts_username_for(db):
+    tenant = make_tenant("NM")
+    WeComUser.objects.bulk_create(WeComUser(tenant=tenant, userid=f"u{i}", name="名" * (i + 1), status=1)
+                                  for i in range(3))
+    run = SyncRun.objects.create(tenant=tenant, status=SyncRun.Status.REVIEW)
+    adapter = DefaultWeComAdapter()
+    assert adapter.usernames_for(tenant, [("u0", "x")]) == {"u0": adapter.username_for(tenant, WeComUser(userid="u0"))}
+    with override_settings(WECOM={"ADAPTER": f"{__name__}.NamingAdapter"}):
+        sync.confirm_run(run, decisions=[sync.Decision(f"u{i}", "create") for i in range(3)])
+    assert set(User.objects.filter(username__startswith="wx.").values_list("username", flat=True)) == {
+        "wx.u0.1", "wx.u1.2", "wx.u2.3"}

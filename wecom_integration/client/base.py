@@ -22,8 +22,10 @@ BUSY_RETRIES + 2 requests. Nothing recurses.
 import json
 import re
 import time
+from functools import cache
 from urllib.parse import urlsplit
 
+import msgspec
 import requests
 import urllib3
 
@@ -162,9 +164,11 @@ class BaseWeComClient:
         return self._call("POST", path, params=params, json_body=data, **kwargs)
 
     def _call(
-        self, method, path, *, params=None, json_body=None, files=None, with_token=True, idempotent=True
+        self, method, path, *, params=None, json_body=None, files=None, with_token=True, idempotent=True,
+        answer=None,
     ):
-        """One API call under the errcode policy; returns the decoded answer (errcode 0)."""
+        """One API call under the errcode policy; returns the decoded answer (errcode 0). ``answer`` (an
+        msgspec Struct) names the keys to keep of a bulky answer: see :func:`decode_answer`."""
         token_retried = False
         busy_retries = 0
         max_busy = wecom_settings.BUSY_RETRIES
@@ -174,7 +178,7 @@ class BaseWeComClient:
                 self.rate_budget.spend(path)
             started = time.monotonic()
             try:
-                data = self._send(method, path, params, json_body, files, token, idempotent)
+                data = self._send(method, path, params, json_body, files, token, idempotent, answer)
             except WeComNetworkError as exc:
                 seconds = time.monotonic() - started
                 stats.record("call", path=path, kind=self.kind, errcode="network", seconds=seconds)
@@ -213,7 +217,7 @@ class BaseWeComClient:
         stats.record("retry", path=path, reason=reason)
         time.sleep(wecom_settings.BUSY_BACKOFF * (2**attempt))
 
-    def _send(self, method, path, params, json_body, files, token, idempotent):
+    def _send(self, method, path, params, json_body, files, token, idempotent, answer=None):
         url = f"{self.api_base}/cgi-bin/{path}"
         query = dict(params or {})
         if token:
@@ -241,15 +245,40 @@ class BaseWeComClient:
             raise WeComNetworkError.build(
                 f"HTTP {response.status_code}", path, self.kind, retryable=response.status_code >= 500
             )
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        data = decode_answer(response, answer)
         if not isinstance(data, dict):
             raise WeComNetworkError.build(
                 "answer is not a JSON object", path, self.kind, retryable=idempotent
             )
         return data
+
+
+def decode_answer(response, answer=None):
+    """The JSON of an answer, or None when it is not JSON.
+
+    msgspec decodes it from the bytes (https://jcristharif.com/msgspec/): about four times faster than
+    ``json.loads`` of the text, which mattered for a 100,000-member sync reading ~70 MB of ``user/list``
+    answers (issue 19). With ``answer``, an msgspec Struct whose fields are the keys to keep (each typed
+    ``Any``, defaulting to ``msgspec.UNSET``), the keys it does not name are skipped while decoding, never
+    built into dicts; the result is still plain dicts and lists, holding only the keys WeCom sent. What
+    msgspec refuses but the standard library reads (a lone surrogate escape, NaN, invalid UTF-8, an
+    answer of another shape) is read by ``requests`` as before.
+    """
+    try:
+        if answer is None:
+            return msgspec.json.decode(response.content)
+        return msgspec.to_builtins(_decoder(answer).decode(response.content))
+    except msgspec.DecodeError:  # ValidationError too
+        pass
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+@cache
+def _decoder(answer):
+    return msgspec.json.Decoder(answer)
 
 
 def _request_not_sent(exc):

@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from wecom_integration import signals, tenancy
+from wecom_integration.bulk import one_of
 from wecom_integration.directory.services import LEAVING_STATUSES
 from wecom_integration.extension import get_adapter
 from wecom_integration.models import AuditLog, Binding, WeComUser
@@ -291,7 +292,6 @@ def tenant_users(tenant):
 
 #: Numbered variants tried before a random one: ``ops`` taken → ``ops-2`` … ``ops-9`` → ``ops-3f9a0c1b``.
 NUMBERED_VARIANTS = 8
-_LOOKUP_CHUNK = 5000
 
 
 def _variant(base: str, suffix: str, max_length: int) -> str:
@@ -301,12 +301,7 @@ def _variant(base: str, suffix: str, max_length: int) -> str:
 def _existing_usernames(names) -> set:
     User = get_user_model()
     field = User.USERNAME_FIELD
-    names = list(dict.fromkeys(names))
-    found = set()
-    for start in range(0, len(names), _LOOKUP_CHUNK):
-        chunk = names[start : start + _LOOKUP_CHUNK]
-        found.update(User._default_manager.filter(**{f"{field}__in": chunk}).values_list(field, flat=True))
-    return found
+    return set(User._default_manager.filter(one_of(field, set(names))).order_by().values_list(field, flat=True))
 
 
 def available_usernames(wanted: dict, reserved=()) -> dict:

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from wecom_integration import tenancy
-from wecom_integration.bulk import insert_rows
+from wecom_integration.bulk import insert_rows, one_of, plain_model
 from wecom_integration.directory import bindings
 from wecom_integration.directory.services import (
     LEAVING_STATUSES,
@@ -153,19 +153,22 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
     if not active:
         return counts
     members = {}
-    for chunk in chunks([d.wecom_userid for d in active]):
-        rows = WeComUser.objects.filter(tenant=tenant, userid__in=chunk).values_list(
-            "pk", "userid", "name", "email", "status", "removed", "visible"
-        )
-        for pk, userid, name, email, status, removed, visible in rows:
-            members[userid] = _Member(pk, userid, name, email, removed or status in LEAVING_STATUSES, visible)
-    bound_members = set()
-    for chunk in chunks([m.pk for m in members.values()]):
-        bound_members.update(
-            Binding.objects.filter(tenant=tenant, wecom_user_id__in=chunk).values_list("wecom_user_id", flat=True)
-        )
+    rows = (
+        WeComUser.objects.filter(tenant=tenant)
+        .filter(one_of("userid", [d.wecom_userid for d in active]))
+        .order_by()
+        .values_list("pk", "userid", "name", "email", "status", "removed", "visible")
+    )
+    for pk, userid, name, email, status, removed, visible in rows.iterator(chunk_size=5000):
+        members[userid] = _Member(pk, userid, name, email, removed or status in LEAVING_STATUSES, visible)
+    bound_members = set(
+        Binding.objects.filter(tenant=tenant)
+        .filter(one_of("wecom_user_id", [m.pk for m in members.values()]))
+        .order_by()
+        .values_list("wecom_user_id", flat=True)
+    )
     errors = []
-    wanted, defaulted = {}, {}
+    wanted, unnamed = {}, []
     adapter = get_adapter()
     for decision in active:
         if decision.action not in ("bind", "create"):
@@ -174,24 +177,26 @@ def _apply_plan(run: SyncRun, plan: list[Decision], actor) -> dict:
         username = decision.username.strip() if decision.username else ""
         member = members.get(decision.wecom_userid)
         if decision.action == "create" and not username and member is not None:
-            defaulted[decision.wecom_userid] = adapter.username_for(
-                tenant, WeComUser(tenant=tenant, userid=member.userid, name=member.name)
-            )
+            unnamed.append((member.userid, member.name))
         wanted[decision.wecom_userid] = username
-    # A default name already in use gets a unique variant: "create" never binds an existing account.
-    wanted.update(bindings.available_usernames(defaulted, reserved={u for u in wanted.values() if u}))
+    defaulted = adapter.usernames_for(tenant, unnamed)
+    # Only the names the decisions give can be existing accounts: a default name already in use gets a
+    # unique variant ("create" never binds an existing account), so those are free.
     accounts = {}
-    for chunk in chunks([u for u in wanted.values() if u]):
-        rows = User.objects.filter(**{f"{username_field}__in": chunk}).values_list(
-            "pk", username_field, "first_name", "last_name", "is_staff", "is_superuser"
-        )
-        for pk, username, first, last, staff, superuser in rows:
-            accounts[username] = _Account(pk, username, f"{first} {last}".strip(), staff or superuser)
-    bound_accounts = set()
-    for chunk in chunks([a.pk for a in accounts.values()]):
-        bound_accounts.update(
-            Binding.objects.filter(tenant=tenant, user_id__in=chunk).values_list("user_id", flat=True)
-        )
+    rows = (
+        User.objects.filter(one_of(username_field, {u for u in wanted.values() if u}))
+        .order_by()
+        .values_list("pk", username_field, "first_name", "last_name", "is_staff", "is_superuser")
+    )
+    for pk, username, first, last, staff, superuser in rows.iterator(chunk_size=5000):
+        accounts[username] = _Account(pk, username, f"{first} {last}".strip(), staff or superuser)
+    wanted.update(bindings.available_usernames(defaulted, reserved={u for u in wanted.values() if u}))
+    bound_accounts = set(
+        Binding.objects.filter(tenant=tenant)
+        .filter(one_of("user_id", [a.pk for a in accounts.values()]))
+        .order_by()
+        .values_list("user_id", flat=True)
+    )
     steps = []  # (member, existing account or None, username)
     taken = {}
     for decision in active:
@@ -272,34 +277,41 @@ def _unusable_password() -> str:
     return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
 
 
+def _create_accounts(User, rows) -> dict:
+    """Create the accounts of ``rows`` ((username, first name, email, password) each): active, without
+    a last name; returns {username: id}. As plain rows (insert_rows) when the host's user model lets
+    them be written so, else through ``bulk_create``."""
+    username_field = User.USERNAME_FIELD
+    if not rows:
+        return {}
+    if plain_model(User):
+        columns = (username_field, "first_name", "email", "password")
+        returned = insert_rows(User, columns, rows, constants={"last_name": "", "is_active": True},
+                               returning=(username_field, "pk"))
+        if returned is not None:
+            return dict(returned)
+    else:
+        users = [User(**{username_field: username}, first_name=first_name, last_name="", email=email,
+                      password=password, is_active=True) for username, first_name, email, password in rows]
+        User.objects.bulk_create(users, batch_size=BATCH_SIZE)
+        if all(user.pk is not None for user in users):
+            return {getattr(user, username_field): user.pk for user in users}
+    # Backends that cannot return ids from a bulk insert: read them back.
+    names = [row[0] for row in rows]
+    return dict(User.objects.filter(one_of(username_field, names)).order_by().values_list(username_field, "pk"))
+
+
 def _write_steps(tenant, run, steps, actor, counts) -> None:
     """Write one chunk of checked steps: accounts, memberships, bindings, audit records."""
     User = get_user_model()
-    username_field = User.USERNAME_FIELD
     first_max = User._meta.get_field("first_name").max_length
     email_max = User._meta.get_field("email").max_length
     new_users = [
-        User(
-            **{username_field: username},
-            first_name=member.name[:first_max],
-            last_name="",
-            email=(member.email or "")[:email_max],
-            password=_unusable_password(),
-            is_active=True,
-        )
+        (username, member.name[:first_max], (member.email or "")[:email_max], _unusable_password())
         for member, account, username in steps
         if account is None
     ]
-    User.objects.bulk_create(new_users, batch_size=BATCH_SIZE)
-    if any(u.pk is None for u in new_users):
-        # Backends that cannot return ids from a bulk insert: read them back.
-        ids = dict(
-            User.objects.filter(**{f"{username_field}__in": [getattr(u, username_field) for u in new_users]})
-            .values_list(username_field, "pk")
-        )
-        for user in new_users:
-            user.pk = ids[getattr(user, username_field)]
-    created = {getattr(u, username_field): u.pk for u in new_users}
+    created = _create_accounts(User, new_users)
     existing_ids = [account.pk for _member, account, _username in steps if account is not None]
     adapter = get_adapter()
     memberships = adapter.membership_statuses(tenant, existing_ids)

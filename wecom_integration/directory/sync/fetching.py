@@ -186,9 +186,7 @@ def plan_user_lists(departments: dict[int, dict], subtree_limit: int | None = No
     each answer small while a 5,000-department corp takes a few dozen calls instead of 5,000.
     """
     subtree_limit = subtree_limit or SUBTREE_DEPARTMENTS
-    children = defaultdict(list)
-    for dept_id, fields in departments.items():
-        children[fields.get("parent_id")].append(dept_id)
+    children = _children(departments)
     roots = [d for d, fields in departments.items() if fields.get("parent_id") not in departments]
     order, seen, stack = [], set(), list(roots)
     while stack:
@@ -214,10 +212,16 @@ def plan_user_lists(departments: dict[int, dict], subtree_limit: int | None = No
     return calls
 
 
-def _subtree(departments: dict[int, dict], top: int) -> list[int]:
+def _children(departments: dict[int, dict]) -> dict:
     children = defaultdict(list)
     for dept_id, fields in departments.items():
         children[fields.get("parent_id")].append(dept_id)
+    return children
+
+
+def _subtree(children: dict, top: int) -> list[int]:
+    """The departments below ``top`` (``children`` as :func:`_children` makes it, once per sync: rebuilt
+    per answer it cost 3 s of a 100,000-member sync's 5,000 departments)."""
     out, seen, stack = [], set(), list(children.get(top, ()))
     while stack:
         dept_id = stack.pop()
@@ -242,12 +246,12 @@ def _fetch_user_lists(client, snapshot: Snapshot, progress: Progress, workers: i
     if not calls:
         return
     users = snapshot.users
+    children = _children(departments)
     unproven = []
 
     def fetch(call):
         dept_id, recursive = call
-        params = {"department_id": dept_id, "fetch_child": 1} if recursive else {"department_id": dept_id}
-        return client.get("user/list", params).get("userlist") or []
+        return client.user.list_members(dept_id, fetch_child=recursive)
 
     def collect(call, userlist):
         dept_id, recursive = call
@@ -262,12 +266,12 @@ def _fetch_user_lists(client, snapshot: Snapshot, progress: Progress, workers: i
             unproven.append(dept_id)
             progress.advance()
         else:
-            progress.advance(len(_subtree(departments, dept_id)) + 1 if recursive else 1)
+            progress.advance(len(_subtree(children, dept_id)) + 1 if recursive else 1)
 
     # The first call alone: a 48009 is then one refused call, not one per worker.
     collect(calls[0], fetch(calls[0]))
     run_pool(fetch, calls[1:], workers, collect)
-    below = [(dept_id, False) for top in unproven for dept_id in _subtree(departments, top)]
+    below = [(dept_id, False) for top in unproven for dept_id in _subtree(children, top)]
     if below:
         run_pool(fetch, below, workers, collect)
 
