@@ -74,7 +74,8 @@ def in_process_median_us(calls=2000, repeats=7):
     crypto = WeComCrypto(inproc.TOKEN, inproc.ENCODING_AES_KEY, inproc.CORP_ID)
     encrypt, msg_signature = crypto.encrypt(inproc.CONTACT_CHANGE, inproc.NONCE, inproc.TIMESTAMP)
     body = f"<xml><ToUserName>{inproc.CORP_ID}</ToUserName><Encrypt>{encrypt}</Encrypt></xml>".encode()
-    return inproc.median_us(lambda: inproc.ours(crypto, msg_signature, body), calls, repeats)
+    rows = {"ours": lambda: inproc.ours(crypto, msg_signature, body)}
+    return inproc.medians_us(rows, calls, repeats)["ours"]
 
 
 # Services ----------------------------------------------------------------------------------------------
