@@ -61,6 +61,8 @@ def script(corp_id, agent_id):
         ("contacts", build_contact_party_xml(corp_id, "create_party", {"id": 7, "name": "Sales", "parentid": 1}, T0)),
         ("contacts", tag_xml(corp_id)),
         ("app", build_message_xml(corp_id, "robert", agent_id, content="bye", msg_id=2, create_time=T0 + 3)),
+        ("contacts", user(corp_id, "update_user", {"userid": "nobody", "new_userid": "newbie", "name": "N"}, T0)),
+        ("contacts", user(corp_id, "update_user", {"userid": "newbie", "position": "new"}, T0 + 1)),
         ("contacts", user(corp_id, "create_user", {"userid": "cy", "name": "Cy"}, T0 + 5)),
     ]
 
@@ -156,6 +158,7 @@ def test_a_batch_leaves_what_its_events_leave_one_by_one(heard, monkeypatch, dja
     assert members["robert"][USER_COLUMNS.index("status")] == 5 and "bob" not in members
     assert members["gone"][USER_COLUMNS.index("removed")] is True
     assert members["synced"][USER_COLUMNS.index("removed")] is True
+    assert members["newbie"][USER_COLUMNS.index("position")] == "new" and "nobody" not in members
     assert "zoë" in members  # ZOË's update matches it where the database folds Ë (PostgreSQL), not on SQLite
     assert members["cy"][USER_COLUMNS.index("name")] == "Cy"
     bindings = dict(picture(together.tenant_id)[2])
@@ -180,7 +183,7 @@ def test_a_failing_event_of_a_batch_fails_alone_and_the_others_are_applied(heard
     assert CallbackEvent.objects.get(pk=bad).status == CallbackEvent.Status.FAILED
     members = set(WeComUser.objects.filter(tenant_id=config.tenant_id).values_list("userid", flat=True))
     # Without bob's create, the rename of bob finds nobody and makes robert from the rename's own fields.
-    assert {"ann", "robert", "zoë", "gone", "cy", "taken", "synced", "bound"} <= members
+    assert {"ann", "robert", "zoë", "gone", "newbie", "cy", "taken", "synced", "bound"} <= members
     assert "bob" not in members
     assert InboxMessage.objects.filter(tenant_id=config.tenant_id).count() == 2
 

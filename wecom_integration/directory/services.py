@@ -275,8 +275,15 @@ class _Members:
         for key in keys:
             self._rows.setdefault((tenant_id, key), None)
 
-    def covers(self, tenant_id: int, userid: str) -> bool:
-        return (tenant_id, userid.upper()) in self._rows
+    def can_apply(self, tenant_id: int, userid: str, new_userid: str = "") -> bool:
+        """Whether an event about ``userid`` (renaming it to ``new_userid``, if given) can be applied
+        within the batch: both were read ahead, and a rename finds no member under the old userid (it
+        then creates or updates the new one, as a create would; moving a member and its bindings runs
+        alone)."""
+        key = (tenant_id, userid.upper())
+        if key not in self._rows:
+            return False
+        return not new_userid or ((tenant_id, new_userid.upper()) in self._rows and self._rows[key] is None)
 
     def get(self, tenant_id: int, userid: str) -> WeComUser | None:
         key = (tenant_id, userid.upper())
@@ -420,7 +427,7 @@ def apply_user_change(tenant_id: int, event: ContactUserEvent) -> ContactChange:
     new_userid = (event.new_user_id or "").strip()
     renames = change_type == "update_user" and new_userid and new_userid != userid
     members = _batch.get()
-    if members is not None and (renames or not members.covers(tenant_id, userid)):
+    if members is not None and not members.can_apply(tenant_id, userid, new_userid if renames else ""):
         with members.alone(tenant_id, (userid, new_userid)):
             return apply_user_change(tenant_id, event)
     if change_type == "delete_user":
