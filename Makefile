@@ -20,7 +20,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	WECOM_API_BASE=http://127.0.0.1:8890 $(PY) manage.py wecom_demo --fake-port 8890 --addr 127.0.0.1:8000
+	WECOM_API_BASE=http://127.0.0.1:8890 WECOM_JSSDK_SCRIPTS=http://127.0.0.1:8890/fake/jssdk/standin.js \
+	  $(PY) manage.py wecom_demo --fake-port 8890 --addr 127.0.0.1:8000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

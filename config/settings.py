@@ -222,6 +222,9 @@ WECOM = {
     else None,
     "WORKER_METRICS_ADDR": os.environ.get("WECOM_WORKER_METRICS_ADDR", "127.0.0.1"),
 }
+# `make demo` sets this to the fake WeCom's stand-in client, so the chat sidebar works in a plain browser.
+if env_list("WECOM_JSSDK_SCRIPTS"):
+    WECOM["JSSDK_SCRIPTS"] = env_list("WECOM_JSSDK_SCRIPTS")
 
 # Production switches; `manage.py check --deploy` is clean with these on (see docs/deploy.md).
 if env_bool("SECURE", False):

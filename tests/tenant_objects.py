@@ -36,8 +36,15 @@ def make_tenant_objects(tenant, prefix):
                                                                   approvers=wuser.userid)
     group = m.CustomerGroup.objects.create(tenant=tenant, chat_id=f"wr{prefix}", name=f"{prefix} group")
     group_member = m.CustomerGroupMember.objects.create(group=group, userid=f"wm{prefix}", type=2, name=f"{prefix} gm")
+    tag = m.ContactTag.objects.create(tenant=tenant, tagid=7, name=f"{prefix} tag")
+    tag_member = m.ContactTagMember.objects.create(tag=tag, userid=wuser.userid)
+    customer_tag = m.CustomerTag.objects.create(tenant=tenant, tag_id=f"et{prefix}", name=f"{prefix} ctag",
+                                                group_id=f"etg{prefix}", group_name=f"{prefix} group")
     return {
         Tenant: tenant,
+        m.ContactTag: tag,
+        m.ContactTagMember: tag_member,
+        m.CustomerTag: customer_tag,
         m.CustomerGroup: group,
         m.CustomerGroupMember: group_member,
         m.Approval: approval,

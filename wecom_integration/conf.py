@@ -37,6 +37,12 @@ DEFAULTS = {
     "RATE_BUDGET_PER_HOUR": 135_000,
     "RATE_BUDGET_IP_PER_MINUTE": 18_000,
     "RATE_BUDGET_IP_PER_HOUR": 540_000,
+    # The JS-SDK scripts pages inside the WeCom client load (doc 90514 / 94313). The demo points this at the
+    # fake WeCom's stand-in client (``/fake/jssdk/standin.js``) to show the chat sidebar without a phone.
+    "JSSDK_SCRIPTS": (
+        "https://res.wx.qq.com/open/js/jweixin-1.2.0.js",
+        "https://open.work.weixin.qq.com/wwopen/js/jwxwork-1.0.0.js",
+    ),
     # Longest a call sleeps waiting for budget before raising WeComRateLimited.
     "RATE_BUDGET_MAX_WAIT": 65.0,
     # -1 (system busy): retries and the first backoff in seconds (doubles each time).

@@ -308,7 +308,7 @@ class WeComCrypto:
     string for some personal third-party apps), compared byte for byte with each plaintext's tail.
     """
 
-    __slots__ = ("_token", "_key", "_iv", "_receive_id", "_receive_id_bytes")
+    __slots__ = ("_token", "_key", "_iv", "_ecb", "_receive_id", "_receive_id_bytes")
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
         if not isinstance(token, str) or not token:
@@ -322,6 +322,9 @@ class WeComCrypto:
         self._token = token
         self._key = _decode_aes_key(encoding_aes_key)
         self._iv = self._key[:_AES_BLOCK]
+        # ECB keeps no state between calls (only the key schedule, read by each call), so one object serves
+        # every decryption of this key, on any thread; CBC is built on it in _open.
+        self._ecb = AES.new(self._key, AES.MODE_ECB)
         self._receive_id = receive_id
         self._receive_id_bytes = receive_id_bytes
 
@@ -431,8 +434,13 @@ class WeComCrypto:
             # PKCS#7 to 32-byte blocks leaves a multiple of 32; one of 16 only was padded by someone
             # else's rules (issue 20), a padding fault like any other.
             raise DecryptAESError("bad_padding", "padded to 16-byte blocks, WeCom pads to 32")
-        # pycryptodome, the project's cipher library (a CBC object per call: it chains from block to block).
-        plain = AES.new(self._key, AES.MODE_CBC, self._iv).decrypt(ciphertext)
+        # CBC decryption is P_i = D_K(C_i) xor C_(i-1), with C_0 the IV: every block deciphered at once by the
+        # shared ECB object, then one xor of big integers against the ciphertext shifted by a block. It gives
+        # what AES.new(key, MODE_CBC, iv).decrypt gives, without building a cipher object per call (issue 19:
+        # 29 -> 17 µs for 1 KB, most of it pycryptodome's per-object set-up).
+        blocks = self._ecb.decrypt(ciphertext)
+        chained = int.from_bytes(blocks, "big") ^ int.from_bytes(self._iv + ciphertext[:-_AES_BLOCK], "big")
+        plain = chained.to_bytes(size, "big")
 
         # Padding failures are reported as -40007 (a decryption fault: wrong key or corrupted
         # ciphertext), not -40008, which is kept for a well-padded plaintext with a bad layout.

@@ -126,7 +126,7 @@ def world(settings, make_fake_wecom):
 
 
 @pytest.mark.parametrize("lang", ["en", "zh-hans"])
-def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screenshots_dir):
+def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screenshots_dir, settings):
     fake, tenant = world["fake"], world["tenant"]
     matched, renamed = world["matched"], world["renamed"]
     page = open_browser("en-US")
@@ -379,6 +379,55 @@ def test_a_tenant_admins_journey(lang, world, live_server, open_browser, screens
     j.goto(reverse("admin:wecom_integration_approval_change", args=[approval.pk]))
     assert "同意 OK" in page.inner_text(".wecom-timeline")
     j.screen("approval-timeline")
+
+    # Tags (issue 18): contact tags read from WeCom and one changed from the admin; the customer tag library.
+    from wecom_integration.customers import sync as customer_sync
+    from wecom_integration.directory import sync as contact_sync
+    from wecom_integration.models import ContactTag, CustomerGroup, CustomerTag, ExternalContact
+
+    tagid = fake.create_contact_tag("销售部 Sales", [matched.userid])
+    j.goto(reverse("admin:wecom_integration_contacttag_changelist"))
+    j.click('#content-main .object-tools a[href$="/contacttag/sync/"]')
+    page.select_option("#id_tenant", str(tenant.pk))
+    j.click("#content-main form input[type=submit]")
+    assert j.messages("success"), page.inner_text("#content-main")
+    tag = ContactTag.objects.get(tenant=tenant, tagid=tagid)
+    j.click(f'#result_list a[href*="/contacttag/{tag.pk}/change/"]')
+    page.fill("#id_add_users", renamed.userid)
+    j.click('#contacttag_form input[name="_continue"]')
+    assert j.messages("success"), page.inner_text("#content-main")
+    assert list(fake.contact_tags[tagid].users) == [matched.userid, renamed.userid]
+    j.screen("contact-tag")
+    # The customers: the sync brings the corp's tag library, each relation's tags and the customer groups.
+    customer = next(c for c in fake.org.external_contacts.values() if c.followers)
+    owner = customer.followers[0].user.userid
+    fake.create_group_chat(owner, "VIP 客户群 VIP customers", [customer.external_userid], push=False)
+    run = customer_sync.execute_customer_run(contact_sync.create_run(tenant, SyncRun.Kind.CUSTOMERS, None).pk)
+    assert run.status == SyncRun.Status.SUCCEEDED, run.errors
+    j.goto(reverse("admin:wecom_integration_customertag_changelist"))
+    assert CustomerTag.objects.filter(tenant=tenant).count() == len(fake.org.tags)
+    j.screen("customer-tags")
+    mirrored = ExternalContact.objects.get(tenant=tenant, external_userid=customer.external_userid)
+    j.goto(reverse("admin:wecom_integration_externalcontact_change", args=[mirrored.pk]))
+    j.click('#content-main a[href*="/tags/"]')
+    first_two = list(CustomerTag.objects.filter(tenant=tenant).values_list("tag_id", flat=True)[:2])
+    for box in page.locator('input[name="tags"]').all():
+        box.set_checked(box.get_attribute("value") in first_two)
+    j.screen("customer-tags-mark")
+    j.click("#content-main form input[type=submit]")
+    assert j.messages("success"), page.inner_text("#content-main")
+    group = CustomerGroup.objects.get(tenant=tenant, name="VIP 客户群 VIP customers")
+    j.goto(reverse("admin:wecom_integration_customergroup_change", args=[group.pk]))
+    j.screen("customer-group")
+    # The chat sidebar, opened from the fake WeCom client's chat toolbar with its stand-in JS-SDK.
+    settings.WECOM = {**settings.WECOM, "JSSDK_SCRIPTS": [f"{fake.api_base}/fake/jssdk/standin.js"]}
+    fake.set_toolbar_page(j.url(f"/wecom/sidebar/{tenant.pk}/"), featured=[customer.external_userid])
+    page.goto(f"{fake.api_base}/fake/app/toolbar")
+    j.click("a:has-text('Open the sidebar')")
+    page.wait_for_selector("#sidebar-customer")
+    assert page.locator("#sidebar-follows .tag").count() == 2, page.inner_text("#sidebar-panel")
+    assert "VIP 客户群" in page.inner_text("#sidebar-groups")
+    j.screen("sidebar")
 
     for screen, fields in j.unlabelled.items():
         j.problems.append(f"{screen}: fields without a label: {fields}")

@@ -29,7 +29,7 @@ from wecom_integration.messaging.services import (
     send_async,
 )
 from wecom_integration.messaging.tasks import send_message
-from wecom_integration.models import Binding, InboxMessage, MessageLog, WeComUser
+from wecom_integration.models import Binding, ContactTag, InboxMessage, MessageLog, WeComUser
 from wecom_integration.testing import FakeWeCom
 
 pytestmark = pytest.mark.django_db
@@ -176,15 +176,27 @@ def test_users_and_departments_share_calls(big_fake):
     assert len(second["touser"].split("|")) == 50 and len(second["toparty"].split("|")) == 10
 
 
-def test_tags_are_sent_and_unknown_ones_reported_invalid(fake, tenant):
-    # The fake corp has no tags: WeCom reports every tag invalid while still reaching the user.
-    userid = active_userids(fake, 1)[0]
+def test_tags_are_sent_and_those_gone_from_wecom_reported_invalid(fake, tenant):
+    # The mirror holds 101 tags (two batches); since the last sync WeCom deleted all but tag 1, which reaches
+    # its member: WeCom reports the others invalid and the member the message was also sent to gets it once.
+    userid, tagged = active_userids(fake, 2)
+    fake.create_contact_tag("销售", [tagged], tagid=1)
+    ContactTag.objects.bulk_create([ContactTag(tenant=tenant, tagid=i, name=f"t{i}") for i in range(1, 102)])
     tags = [str(i) for i in range(1, 102)]
-    log = send(tenant, Message.text("hi"), users=[userid], tags=tags)
+    log = send(tenant, Message.text("hi"), users=[userid, tagged], tags=tags)
     assert fake.calls["message/send"] == 2
-    assert log.invalid_tags == tags
+    assert log.invalid_tags == tags[1:]
     assert log.status == MessageLog.Status.PARTIAL
-    assert [d["userid"] for d in fake.deliveries] == [userid]
+    assert sorted(d["userid"] for d in fake.deliveries) == sorted([userid, tagged])
+
+
+def test_tags_the_mirror_does_not_know_are_refused_before_sending(fake, tenant):
+    userid = active_userids(fake, 1)[0]
+    ContactTag.objects.create(tenant=tenant, tagid=7, name="管理层")
+    with pytest.raises(ValidationError, match="8, 12"):
+        send(tenant, Message.text("hi"), users=[userid], tags=["7", "12", "8"])
+    assert fake.calls["message/send"] == 0
+    assert not MessageLog.objects.filter(tenant=tenant).exists()
 
 
 # Message types and media ------------------------------------------------------------------------------

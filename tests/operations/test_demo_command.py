@@ -42,7 +42,7 @@ def test_first_demo_run_leaves_proposals_to_review_a_pending_member_and_a_bound_
     from wecom_integration.models import Binding, SyncProposal, SyncRun
 
     out = _run_demo(_free_port())
-    run = SyncRun.objects.get()
+    run = SyncRun.objects.get(kind=SyncRun.Kind.CONTACTS)
     assert run.status == SyncRun.Status.REVIEW
     assert f"sync #{run.pk} waits for your review" in out and "is a member pending approval" in out
     proposals = SyncProposal.objects.filter(run=run)
@@ -64,11 +64,19 @@ def test_first_demo_run_leaves_proposals_to_review_a_pending_member_and_a_bound_
     assert joining.subject_user == pending.user and joining.status == Approval.Status.PENDING
     assert Approval.objects.filter(template_id__isnull=False).count() == 2
     assert "/fake/app/approvals" in out
+    # Issue 18: contact tags mirrored; a customer for the sidebar, with tags, a group and a linked member.
+    from wecom_integration.models import ContactTag, CustomerGroup, ExternalContact, FollowUser
+
+    assert sorted(ContactTag.objects.values_list("name", flat=True)) == ["管理层 Management", "销售部 Sales"]
+    linked = ExternalContact.objects.get(linked_user__isnull=False)
+    assert FollowUser.objects.filter(contact=linked).exclude(tag_ids=[]).exists()
+    assert CustomerGroup.objects.filter(members__userid=linked.external_userid).exists()
+    assert "/fake/app/toolbar" in out and linked.name in out
 
     # A second run finds its accounts and its review, and seeds nothing twice.
     again = _run_demo(_free_port())
     assert "Seeded:" not in again
-    assert SyncRun.objects.count() == 1 and Binding.objects.count() == 2
+    assert SyncRun.objects.count() == 2 and Binding.objects.count() == 2
 
 
 @pytest.mark.django_db(transaction=True)

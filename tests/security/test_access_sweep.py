@@ -155,7 +155,11 @@ EXPECTED = {
         },
     ),
     "GET admin/wecom_integration/inboxmessage/<path:object_id>/": (LOGIN, {302}, {302}),
-    **model_urls("wecom_integration_externalcontact", add=ADMIN_SUPERUSER_ONLY),
+    **model_urls(
+        "wecom_integration_externalcontact",
+        add=ADMIN_SUPERUSER_ONLY,
+        extra={"GET admin:wecom_integration_externalcontact_tags": ADMIN_OBJECT},
+    ),
     "GET admin/wecom_integration/externalcontact/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls(
         "wecom_integration_department",
@@ -203,6 +207,10 @@ EXPECTED = {
     "GET admin/wecom_integration/approval/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("wecom_integration_customergroup", add=ADMIN_SUPERUSER_ONLY),
     "GET admin/wecom_integration/customergroup/<path:object_id>/": (LOGIN, {302}, {302}),
+    **model_urls("wecom_integration_contacttag", extra={"GET admin:wecom_integration_contacttag_sync": ADMIN_PAGE}),
+    "GET admin/wecom_integration/contacttag/<path:object_id>/": (LOGIN, {302}, {302}),
+    **model_urls("wecom_integration_customertag", extra={"GET admin:wecom_integration_customertag_sync": ADMIN_PAGE}),
+    "GET admin/wecom_integration/customertag/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("wecom_integration_membershipapprovalsetting"),
     "GET admin/wecom_integration/membershipapprovalsetting/<path:object_id>/": (LOGIN, {302}, {302}),
     # WeCom fetches the trusted-domain file anonymously from the site's root: public by design.

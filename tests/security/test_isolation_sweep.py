@@ -73,6 +73,8 @@ PUBLIC = {
 # Which of B's objects an argument names, when the argument's name says it whatever the view.
 BY_ARGUMENT = {
     "run_id": m.SyncRun,
+    "contact_id": m.ExternalContact,
+    "follow_id": m.FollowUser,
     "config_id": m.WeComConfig,
     "tenant_id": Tenant,
 }

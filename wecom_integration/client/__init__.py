@@ -18,6 +18,7 @@ from wecom_integration.client.api.media import MediaAPI
 from wecom_integration.client.api.menu import MenuAPI
 from wecom_integration.client.api.message import MessageAPI
 from wecom_integration.client.api.oauth import OAuthAPI, authorize_url, qr_login_url
+from wecom_integration.client.api.tag import TagAPI
 from wecom_integration.client.api.user import UserAPI
 from wecom_integration.client.base import SECRET_KINDS, BaseWeComClient
 from wecom_integration.client.counters import listeners, stats
@@ -67,6 +68,7 @@ class WeComClient(BaseWeComClient):
         self.media = MediaAPI(self)
         self.approval = ApprovalAPI(self)
         self.jssdk = JSSDKAPI(self)
+        self.tag = TagAPI(self)
 
 
 def secret_for(config, kind):

@@ -1,12 +1,21 @@
 """The customers (external contacts) and their follow users, as WeCom reported them: read-only."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
-from wecom_integration.models import CustomerGroup, CustomerGroupMember, ExternalContact, FollowUser
-from wecom_integration.scoping import ReadOnlyTenantAdmin
+from wecom_integration.client import WeComConfigError, WeComError
+from wecom_integration.customers import tags as tag_services
+from wecom_integration.models import CustomerGroup, CustomerGroupMember, CustomerTag, ExternalContact, FollowUser
+from wecom_integration.scoping import ReadOnlyTenantAdmin, TenantScopedAdminMixin, admin_tenant_ids
+from wecom_integration.tenancy import get_tenant_model
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -30,8 +39,16 @@ class ReadOnlyInline(admin.TabularInline):
 
 class FollowUserInline(ReadOnlyInline):
     model = FollowUser
-    fields = ("userid", "remark", "add_time", "state", "visible", "removed", "removed_at")
+    fields = ("userid", "remark", "tags", "add_time", "state", "visible", "removed", "removed_at")
     readonly_fields = fields
+
+    @admin.display(description=_("tags"))
+    def tags(self, obj):
+        names = ", ".join(str(t) for t in tag_services.tag_names(obj.contact.tenant_id, obj.tag_ids)) or "—"
+        if obj.removed:
+            return names
+        url = reverse("admin:wecom_integration_externalcontact_tags", args=[obj.contact_id, obj.pk])
+        return format_html('{} <a href="{}">{}</a>', names, url, gettext("Edit tags"))
 
 
 @admin.register(ExternalContact)
@@ -66,6 +83,49 @@ class ExternalContactAdmin(ReadOnlyTenantAdmin):
     )
     exclude = ("fingerprint",)
     inlines = [FollowUserInline]
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:contact_id>/tags/<int:follow_id>/",
+                self.admin_site.admin_view(self.tags_view),
+                name="wecom_integration_externalcontact_tags",
+            ),
+            *super().get_urls(),
+        ]
+
+    def tags_view(self, request, contact_id, follow_id):
+        """The corp tags a member put on this customer, changed in WeCom (mark_tag) and then here."""
+        contact = self.get_object(request, str(contact_id))
+        if not self.has_view_permission(request, contact):
+            raise PermissionDenied
+        follow = contact.follow_users.filter(pk=follow_id, removed=False).first()
+        if follow is None:
+            raise Http404
+        form = MarkTagsForm(request.POST or None, tenant_id=contact.tenant_id, initial={"tags": follow.tag_ids})
+        if request.method == "POST" and form.is_valid():
+            chosen = [t.tag_id for t in form.cleaned_data["tags"]]
+            known = set(CustomerTag.objects.filter(tenant_id=contact.tenant_id).values_list("tag_id", flat=True))
+            add = [t for t in chosen if t not in follow.tag_ids]
+            remove = [t for t in follow.tag_ids if t not in chosen and t in known]
+            try:
+                tag_services.mark_customer(follow, add=add, remove=remove, actor=request.user)
+            except WeComConfigError as exc:
+                form.add_error(None, exc.admin_message)
+            except WeComError as exc:
+                form.add_error(None, customer_tag_refusal(exc))
+            else:
+                self.message_user(request, gettext("The customer's tags were changed in WeCom."), messages.SUCCESS)
+                change_url = reverse("admin:wecom_integration_externalcontact_change", args=[contact.pk])
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": gettext("Tags %(member)s put on %(customer)s") % {"member": follow.userid, "customer": contact},
+            "form": form,
+            "submit": gettext("Save in WeCom"),
+        }
+        return TemplateResponse(request, "admin/wecom_integration/tag_sync.html", context)
 
     def changelist_view(self, request, extra_context=None):
         hidden = FollowUser.objects.filter(
@@ -126,3 +186,183 @@ class CustomerGroupAdmin(ReadOnlyTenantAdmin):
     @admin.display(description=_("members"))
     def member_count(self, obj):
         return obj.members.count()
+
+
+def customer_tag_refusal(exc: WeComError) -> str:
+    known = {
+        40071: gettext("WeCom already has a tag of that name in this group."),
+        40068: gettext("WeCom no longer has this tag or group; read the tags from WeCom again."),
+        84061: gettext("This member no longer has this customer."),
+        45056: gettext("WeCom's limit on customer tags was reached."),
+        40058: gettext("WeCom refused the name: 1 to 30 characters."),
+    }
+    return known.get(exc.errcode) or gettext("WeCom refused the change (errcode %(code)s).") % {"code": exc.errcode}
+
+
+class MarkTagsForm(forms.Form):
+    tags = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, label=_("tags"), widget=forms.CheckboxSelectMultiple, to_field_name="tag_id"
+    )
+
+    def __init__(self, *args, tenant_id, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tags"].queryset = CustomerTag.objects.filter(tenant_id=tenant_id)
+
+
+class CustomerTagForm(forms.ModelForm):
+    names = forms.CharField(
+        label=_("tag names"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("One per line: each becomes a tag of the group (a new group when none has that name)."),
+    )
+    rename_group = forms.BooleanField(
+        label=_("rename the whole group"), required=False,
+        help_text=_(
+            "Tick to give the group name above to the tag's whole group (WeCom does not move a tag to another group)."
+        ),
+    )
+
+    class Meta:
+        model = CustomerTag
+        fields = ("tenant", "group_name", "name")
+
+    def __init__(self, *args, actor=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+        if self.instance.pk:
+            self.fields["tenant"].disabled = True
+            self.fields["names"].widget = forms.HiddenInput()
+        else:
+            self.fields["name"].required = False
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            if self.instance.pk is None:
+                tenant = data["tenant"]
+                names = [n.strip() for n in (data.get("names") or "").splitlines() if n.strip()]
+                if data.get("name"):
+                    names.insert(0, data["name"].strip())
+                if not names:
+                    raise forms.ValidationError(gettext("Name at least one tag."))
+                group = CustomerTag.objects.filter(tenant=tenant, group_name=data["group_name"]).first()
+                ids = tag_services.add_corp_tags(tenant, names, group_id=group.group_id if group else "",
+                                                 group_name=data["group_name"], actor=self.actor)
+                self.instance = CustomerTag.objects.get(tenant=tenant, tag_id=ids[0])
+            else:
+                stored = CustomerTag.objects.get(pk=self.instance.pk)
+                if data["group_name"] != stored.group_name:
+                    if not data.get("rename_group"):
+                        self.add_error(
+                            "rename_group", gettext("A tag cannot move to another group; tick to rename the group.")
+                        )
+                        return data
+                    tag_services.rename_corp_tag(stored, data["group_name"], group=True, actor=self.actor)
+                if data["name"] != stored.name:
+                    tag_services.rename_corp_tag(stored, data["name"], actor=self.actor)
+                self.instance.refresh_from_db()
+        except WeComConfigError as exc:
+            raise forms.ValidationError(exc.admin_message) from exc
+        except WeComError as exc:
+            raise forms.ValidationError(customer_tag_refusal(exc)) from exc
+        return data
+
+
+class TenantChoiceForm(forms.Form):
+    tenant = forms.ModelChoiceField(queryset=None, label=_("tenant"))
+
+    def __init__(self, *args, tenant_ids=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenants = get_tenant_model()._default_manager.filter(wecom_config__isnull=False)
+        if tenant_ids is not None:
+            tenants = tenants.filter(pk__in=tenant_ids)
+        self.fields["tenant"].queryset = tenants
+
+
+@admin.register(CustomerTag)
+class CustomerTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """The corp's customer tags (企业客户标签) in their groups; a change here is made in WeCom."""
+
+    form = CustomerTagForm
+    list_display = ("group_name", "name", "tag_id", "order", "created", "tenant")
+    list_display_links = ("name",)
+    list_filter = ("group_name",)
+    search_fields = ("name", "group_name", "=tag_id")
+    list_select_related = ("tenant",)
+    readonly_fields = ("tag_id", "group_id", "order", "created", "updated_at")
+    tenant_admin_can_delete = True
+    change_list_template = "admin/wecom_integration/customertag/change_list.html"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("tenant", "group_name", "name", "names")
+        return ("tenant", "group_name", "rename_group", "name", "tag_id", "group_id", "order", "created", "updated_at")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        actor = request.user
+
+        class WithActor(form):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, actor=actor, **kw)
+
+        return WithActor
+
+    def save_model(self, request, obj, form, change):
+        pass  # made in WeCom and mirrored by the form's clean
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    def delete_model(self, request, obj):
+        tag_services.delete_corp_tags(obj.tenant_id, [obj], actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        by_tenant = {}
+        for tag in queryset:
+            by_tenant.setdefault(tag.tenant_id, []).append(tag)
+        for tenant_id, tags in by_tenant.items():
+            tag_services.delete_corp_tags(tenant_id, tags, actor=request.user)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except WeComError as exc:
+            self.message_user(request, customer_tag_refusal(exc), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:wecom_integration_customertag_changelist"))
+
+    def get_urls(self):
+        return [
+            path("sync/", self.admin_site.admin_view(self.sync_view), name="wecom_integration_customertag_sync"),
+            *super().get_urls(),
+        ]
+
+    def sync_view(self, request):
+        """Read the corp's customer tag library now (the customer sync reads it too)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = TenantChoiceForm(request.POST or None, tenant_ids=admin_tenant_ids(request.user))
+        if request.method == "POST" and form.is_valid():
+            try:
+                counts = tag_services.sync_corp_tags(form.cleaned_data["tenant"])
+            except WeComConfigError as exc:
+                form.add_error(None, exc.admin_message)
+            except WeComError as exc:
+                form.add_error(None, customer_tag_refusal(exc))
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(tags)d tags read from WeCom: %(created)d new, %(updated)d changed, %(deleted)d deleted.")
+                    % counts,
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:wecom_integration_customertag_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": gettext("Read customer tags from WeCom"),
+            "form": form,
+            "submit": gettext("Read tags"),
+        }
+        return TemplateResponse(request, "admin/wecom_integration/tag_sync.html", context)

@@ -60,6 +60,8 @@ class FollowUser(models.Model):
     # False when the last customer sync could not see this relation: its member is outside the visible
     # range of the app that reads customers. Kept as it was, never ended for that.
     visible = models.BooleanField(_("in the app's visible range"), default=True)
+    # The corp tags (企业标签) the member put on this customer, by tag id; their names are in CustomerTag.
+    tag_ids = models.JSONField(_("tags"), default=list, blank=True)
 
     class Meta:
         verbose_name = _("follow user")
@@ -114,3 +116,31 @@ class CustomerGroupMember(models.Model):
 
     def __str__(self):
         return self.name or self.userid
+
+
+class CustomerTag(models.Model):
+    """A customer tag (企业客户标签) of the corp's library, with the group it belongs to (a group exists only
+    while it holds a tag, so each tag row carries its group)."""
+
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_customer_tags",
+        verbose_name=_("tenant"),
+    )
+    tag_id = models.CharField(_("tag id"), max_length=64)
+    name = models.CharField(_("tag name"), max_length=64)
+    order = models.PositiveBigIntegerField(_("order"), default=0)
+    group_id = models.CharField(_("tag group id"), max_length=64)
+    group_name = models.CharField(_("tag group"), max_length=64)
+    group_order = models.PositiveBigIntegerField(_("group order"), default=0)
+    created = models.DateTimeField(_("created in WeCom"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("customer tag")
+        verbose_name_plural = _("customer tags")
+        # WeCom shows larger orders first.
+        ordering = ["tenant", "-group_order", "group_name", "-order", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "tag_id"], name="uniq_customer_tag")]
+
+    def __str__(self):
+        return f"{self.group_name} / {self.name}"

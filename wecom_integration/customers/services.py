@@ -114,6 +114,14 @@ def follow_fields_from_api(data: dict) -> dict:
         fields["add_time"] = _big_int(data["createtime"])
     if "state" in data:
         fields["state"] = _cut(FollowUser, "state", data["state"])
+    if isinstance(data.get("tags"), list):
+        # externalcontact/get: corp tags (type 1) by id; a member's personal tags (type 2) have none to mirror.
+        fields["tag_ids"] = list(dict.fromkeys(
+            str(t["tag_id"]) for t in data["tags"] if isinstance(t, dict) and t.get("tag_id") and t.get("type", 1) == 1
+        ))
+    elif isinstance(data.get("tag_id"), list):
+        # batch/get_by_user's follow_info: the ids alone.
+        fields["tag_ids"] = list(dict.fromkeys(str(t) for t in data["tag_id"] if t))
     return fields
 
 
@@ -183,7 +191,7 @@ def upsert_contact(
                 follow.removed, follow.removed_at = True, when
                 changed.append(follow)
     FollowUser.objects.bulk_create(new)
-    FollowUser.objects.bulk_update(changed, ["remark", "add_time", "state", "removed", "removed_at"])
+    FollowUser.objects.bulk_update(changed, ["remark", "add_time", "state", "tag_ids", "removed", "removed_at"])
 
     active = any(not follow.removed for follow in existing.values()) or bool(new)
     _set_removed(contact, not active, when)

@@ -40,6 +40,7 @@ from wecom_integration.customers.services import (
     link_members,
     upsert_group,
 )
+from wecom_integration.customers.tags import apply_corp_tags
 from wecom_integration.directory.sync import (
     BATCH_SIZE,
     DEFAULT_WORKERS,
@@ -57,7 +58,7 @@ from wecom_integration.models import CustomerGroup, ExternalContact, FollowUser,
 
 logger = logging.getLogger("wecom_integration.customer_sync")
 
-FOLLOW_FIELDS = ("remark", "add_time", "state")
+FOLLOW_FIELDS = ("remark", "add_time", "state", "tag_ids")
 # A cursor loop longer than this is a server bug, not a member with that many customers (WeCom caps a
 # member at tens of thousands of customers, 100 per page).
 MAX_PAGES_PER_CHUNK = 10_000
@@ -225,7 +226,7 @@ def _apply_follows(tenant, fetched: dict, contact_ids: dict, now, unseen: Unseen
     for key, fields in fetched.items():
         old = existing.pop(key, None)
         if old is None:
-            full = {"remark": "", "add_time": 0, "state": ""}
+            full = {"remark": "", "add_time": 0, "state": "", "tag_ids": []}
             created += 1
         else:
             full = dict(zip(FOLLOW_FIELDS, old[2:], strict=True))
@@ -324,11 +325,13 @@ def execute_customer_run(run_id: int, *, client=None, workers: int = DEFAULT_WOR
         group_count = progress.total
         unseen = probe_unlisted(client, run.tenant, follows, userids, workers)
         groups = fetch_groups(client)
+        corp_tags = client.externalcontact.get_corp_tag_list()
         fetch_seconds = time.monotonic() - clock
         progress.start(Phase.SAVING)
         with transaction.atomic():
             counts = apply_customers(run.tenant, contacts, follows, unseen)
             counts["groups"] = apply_groups(run.tenant, groups)
+            counts["tags"] = apply_corp_tags(run.tenant.pk, corp_tags)
             counts["members_linked"] = link_members(run.tenant.pk)
             counts["outside_range"] = {"users": len(unseen.hidden), "userids": sorted(unseen.hidden)[:200]}
             counts.update(

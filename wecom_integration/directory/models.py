@@ -152,6 +152,8 @@ class AuditLog(models.Model):
         CANCEL_SYNC = "cancel_sync", _("Sync cancelled")
         APPROVAL_SUBMITTED = "approval_submitted", _("Joining request sent as a WeCom approval")
         LINK_CUSTOMER = "link_customer", _("Customer linked to a member account")
+        CHANGE_TAG = "change_tag", _("Contact tag changed in WeCom")
+        CHANGE_CUSTOMER_TAG = "change_customer_tag", _("Customer tag changed in WeCom")
 
     tenant = models.ForeignKey(settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_audit")
     actor = models.ForeignKey(
@@ -257,3 +259,41 @@ class SyncProposal(models.Model):
 
     def __str__(self):
         return f"{self.wecom_user_id} → {self.user_id} ({self.action})"
+
+
+class ContactTag(models.Model):
+    """A contact tag (通讯录标签) of the tenant's corp: a named set of members and departments that messages can
+    be sent to (``totag``). Kept by the contact sync and by ``update_tag`` callbacks."""
+
+    tenant = models.ForeignKey(
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_tags", verbose_name=_("tenant")
+    )
+    tagid = models.PositiveIntegerField(_("tag id"))
+    name = models.CharField(_("tag name"), max_length=64, blank=True)
+    # Department ids: a tag holds few departments, and a message to the tag reaches everyone under them.
+    departments = models.JSONField(_("departments"), default=list, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("contact tag")
+        verbose_name_plural = _("contact tags")
+        ordering = ["tenant", "tagid"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "tagid"], name="uniq_contact_tag")]
+
+    def __str__(self):
+        return self.name or str(self.tagid)
+
+
+class ContactTagMember(models.Model):
+    """A member of a contact tag, by WeCom userid (a row each: a tag may hold 30,000 members)."""
+
+    tag = models.ForeignKey(ContactTag, on_delete=models.CASCADE, related_name="members")
+    userid = models.CharField(_("WeCom userid"), max_length=64)
+
+    class Meta:
+        verbose_name = _("tag member")
+        verbose_name_plural = _("tag members")
+        constraints = [models.UniqueConstraint(fields=["tag", "userid"], name="uniq_contact_tag_member")]
+
+    def __str__(self):
+        return self.userid

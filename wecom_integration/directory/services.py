@@ -233,7 +233,7 @@ def apply_contact_change(tenant_id: int, event) -> ContactChange:
     if isinstance(event, ContactPartyEvent):
         return apply_party_change(tenant_id, event)
     if isinstance(event, ContactTagEvent):
-        # Tags are not mirrored: the stored event is the record, and the signal tells host projects.
+        # Applied to the mirror of tags by the handler (directory/tags.py); nothing of the members changes.
         return ContactChange(applied=True)
     return IGNORED
 

@@ -18,6 +18,8 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from wecom_integration.client import WeComError
+from wecom_integration.conf import wecom_settings
+from wecom_integration.customers.tags import tag_names
 from wecom_integration.extension import get_adapter
 from wecom_integration.jssdk import services
 from wecom_integration.models import (
@@ -29,13 +31,6 @@ from wecom_integration.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: The JS-SDK scripts WeCom documents for pages inside its client (doc 90514 / 94313).
-SDK_SCRIPTS = (
-    "https://res.wx.qq.com/open/js/jweixin-1.2.0.js",
-    "https://open.work.weixin.qq.com/wwopen/js/jwxwork-1.0.0.js",
-)
-
 
 def _member_tenant(request, tenant_id):
     """The tenant's WeCom configuration if the signed-in user is an active member; None when signed out."""
@@ -66,7 +61,7 @@ def sidebar(request, tenant_id):
         "tenant": config.tenant,
         "js": mark_safe(json.dumps(js).replace("<", "\\u003c")) if js else "null",  # noqa: S308 (JSON, < escaped)
         "error": error,
-        "sdk_scripts": SDK_SCRIPTS,
+        "sdk_scripts": wecom_settings.JSSDK_SCRIPTS,
         "customer_url": reverse("wecom_integration:sidebar-customer", args=[tenant_id, "ID"]),
         "group_url": reverse("wecom_integration:sidebar-group", args=[tenant_id, "ID"]),
     }
@@ -92,11 +87,16 @@ def customer(request, tenant_id, external_userid):
         "-received_at"
     )[:5]
     panels = get_adapter(request).sidebar_panels(request, config.tenant, contact) if contact else []
+    follow_users = list(contact.follow_users.filter(removed=False).order_by("add_time")) if contact else []
+    # The corp tags each member put on the customer, by name and in WeCom's order.
+    library = {t.tag_id: t for t in tag_names(tenant_id, {t for f in follow_users for t in f.tag_ids})}
+    for follow in follow_users:
+        follow.tags = [library[t] for t in follow.tag_ids if t in library]
     context = {
         "tenant": config.tenant,
         "external_userid": external_userid,
         "contact": contact,
-        "follow_users": contact.follow_users.filter(removed=False).order_by("add_time") if contact else [],
+        "follow_users": follow_users,
         "groups": groups,
         "events": events,
         "panels": panels,

@@ -9,6 +9,9 @@
 - Joining requests decided through WeCom approvals: the outsider's pending membership is submitted as an
   approval to a member, who decides it on the fake's WeCom-app screen (``/fake/app/approvals``); a leave
   request waits there too, and is approved live once the server answers.
+- Contact tags in WeCom (the sync mirrors them), and a customer as the chat sidebar shows one: with corp tags,
+  in a customer group, linked to a member account (会员同步注册), after a first customer sync. The fake's
+  stand-in WeCom client (``/fake/app/toolbar``) opens the sidebar on that customer.
 - Once the server answers, the fake sends live callbacks: a new member, a message to the app, a new customer.
 
 Used only by the ``wecom_demo`` command (and its tests); never by the app itself.
@@ -26,9 +29,18 @@ from django.contrib.auth import get_user_model
 from wecom_integration import tenancy
 from wecom_integration.approvals import membership as membership_approvals
 from wecom_integration.approvals import services as approvals
+from wecom_integration.customers import services as customer_services
+from wecom_integration.customers import sync as customer_sync
 from wecom_integration.directory import bindings, sync
 from wecom_integration.extension import get_adapter
-from wecom_integration.models import Binding, MembershipApprovalSetting, SyncRun, WeComUser
+from wecom_integration.models import (
+    Binding,
+    ExternalContact,
+    MembershipApprovalSetting,
+    SyncRun,
+    WeComConfig,
+    WeComUser,
+)
 from wecom_integration.testing.fake.approval import JOIN_TEMPLATE_ID, LEAVE_TEMPLATE_ID
 
 logger = logging.getLogger(__name__)
@@ -78,6 +90,10 @@ def seed(tenant, fake, actor) -> dict:
     # The outsider has no membership of the demo tenant: binding them makes it wait for approval.
     stranger = _account(f"{PREFIX}outside-{outsider.userid.lower()}", outsider.name)
 
+    # Contact tags in WeCom, which the sync below mirrors (a message can then go to a tag).
+    fake.create_contact_tag("销售部 Sales", [m.userid for m in matched[:3]])
+    fake.create_contact_tag("管理层 Management", [bound.userid])
+
     # Run here, not through Celery: the demo's review must be there when the server starts, whatever the broker.
     run = sync.create_run(tenant, SyncRun.Kind.CONTACTS, actor)
     sync.execute_contact_run(run.pk)
@@ -98,7 +114,9 @@ def seed(tenant, fake, actor) -> dict:
         # The two bindings above came after the sync proposed them: propose again without them.
         proposals = sync.build_proposals(run)
         SyncRun.objects.filter(pk=run.pk).update(counts={**run.counts, "proposals": proposals})
+    customer = seed_customers(tenant, fake, actor)
     return {
+        "customer": customer,
         "run": run.pk,
         "accounts": len(accounts) + 2,
         "pending": stranger.get_username(),
@@ -106,6 +124,30 @@ def seed(tenant, fake, actor) -> dict:
         "approver": f"{bound.name} ({bound.userid})",
         "leave": leave.sp_no,
     }
+
+
+def seed_customers(tenant, fake, actor) -> dict:
+    """A customer as the chat sidebar shows one: two corp tags from its member, a customer group, and a member
+    account linked by its unionid; then a first customer sync. Returns the customer's names."""
+    contact = next((c for c in fake.org.external_contacts.values() if c.type == 1 and c.unionid and c.followers),
+                   None)
+    if contact is None:
+        return {}
+    follow = contact.followers[0]
+    tags = list(fake.org.tags)[:2]
+    with fake._lock:
+        fake._mark(follow.user.userid, contact.external_userid, tags, [])
+    others = [c.external_userid for c in fake.org.external_contacts.values() if c is not contact][:2]
+    fake.create_group_chat(follow.user.userid, "VIP 客户群 VIP customers", [contact.external_userid, *others],
+                           push=False)
+    run = customer_sync.execute_customer_run(sync.create_run(tenant, SyncRun.Kind.CUSTOMERS, actor).pk)
+    # 会员同步注册: from now on a new customer with a unionid gets a member account; this one now.
+    WeComConfig.objects.filter(tenant=tenant).update(customer_member_link=WeComConfig.CustomerMemberLink.CREATE)
+    mirrored = ExternalContact.objects.filter(tenant=tenant, external_userid=contact.external_userid).first()
+    if mirrored is not None:
+        customer_services.link_members(tenant.pk, [mirrored.pk])
+    return {"external_userid": contact.external_userid, "name": contact.name, "member": follow.user.name,
+            "run": run.pk}
 
 
 def anchor_userid(tenant) -> str | None:

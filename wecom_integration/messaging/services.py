@@ -36,6 +36,7 @@ from wecom_integration.client import WeComConfigError, WeComError, WeComRateLimi
 from wecom_integration.client.api.message import MAX_PARTIES, MAX_TAGS, MAX_USERS
 from wecom_integration.client.base import CONFIG_ERRCODES
 from wecom_integration.directory.services import canonical_userids
+from wecom_integration.directory.tags import unknown_tags
 from wecom_integration.extension import get_adapter
 from wecom_integration.messaging.composing import (
     ALL,
@@ -250,6 +251,15 @@ def prepare(
     _validate_ids(userids, gettext("Users"), numeric=False)
     _validate_ids(parties, gettext("Departments"), numeric=True)
     _validate_ids(tags, gettext("Tags"), numeric=True)
+    unknown = unknown_tags(tenant.pk, tags) if tags else []
+    if unknown:
+        # WeCom would answer them in invalidtag after the send; the mirror says so before anything goes out.
+        raise RecipientError(
+            _("Unknown tags (not among the tenant's WeCom contact tags; sync the contacts if one is new): %(ids)s."),
+            "unknown_tags",
+            {"ids": ", ".join(unknown)},
+            resolution,
+        )
     if not to_all and not (userids or parties or tags):
         if resolution.unbound:
             raise RecipientError(

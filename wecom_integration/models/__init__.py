@@ -19,8 +19,23 @@ from wecom_integration.configuration.models import (
     validate_proxy_url,
     validate_token,
 )
-from wecom_integration.customers.models import CustomerGroup, CustomerGroupMember, ExternalContact, FollowUser
-from wecom_integration.directory.models import AuditLog, Binding, Department, SyncProposal, SyncRun, WeComUser
+from wecom_integration.customers.models import (
+    CustomerGroup,
+    CustomerGroupMember,
+    CustomerTag,
+    ExternalContact,
+    FollowUser,
+)
+from wecom_integration.directory.models import (
+    AuditLog,
+    Binding,
+    ContactTag,
+    ContactTagMember,
+    Department,
+    SyncProposal,
+    SyncRun,
+    WeComUser,
+)
 from wecom_integration.messaging.models import InboxMessage, MessageLog
 
 __all__ = [
@@ -37,6 +52,9 @@ __all__ = [
     "DomainVerificationFile",
     "CustomerGroup",
     "CustomerGroupMember",
+    "CustomerTag",
+    "ContactTag",
+    "ContactTagMember",
     "ExternalContact",
     "FollowUser",
     "InboxMessage",

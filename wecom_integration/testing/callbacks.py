@@ -25,9 +25,11 @@ __all__ = [
     "CallbackVerificationError",
     "DeliveryResult",
     "build_contact_party_xml",
+    "build_contact_tag_xml",
     "build_contact_user_xml",
     "build_event_xml",
     "build_external_contact_xml",
+    "build_external_tag_xml",
     "build_message_xml",
 ]
 
@@ -147,6 +149,36 @@ def build_contact_party_xml(corp_id: str, change_type: str, dept: dict, create_t
         if dept.get(key) is not None:
             value = dept[key]
             elements.append((element, int(value) if key != "name" else str(value)))
+    return _document(elements)
+
+
+def build_contact_tag_xml(corp_id: str, tag_id: int, *, add_users=(), del_users=(), add_parties=(),
+                          del_parties=(), create_time=None) -> str:
+    """A change_contact ``update_tag`` event: members and departments added to or removed from a tag, each list
+    comma-separated and left out when empty. https://developer.work.weixin.qq.com/document/path/90972
+    """
+    elements: list[tuple[str, object]] = [
+        ("ToUserName", corp_id), ("FromUserName", "sys"), ("CreateTime", _now(create_time)),
+        ("MsgType", "event"), ("Event", "change_contact"), ("ChangeType", "update_tag"), ("TagId", int(tag_id)),
+    ]
+    for name, items in (("AddUserItems", add_users), ("DelUserItems", del_users), ("AddPartyItems", add_parties),
+                        ("DelPartyItems", del_parties)):
+        if items:
+            elements.append((name, _joined(list(items))))
+    return _document(elements)
+
+
+def build_external_tag_xml(corp_id: str, change_type: str, tag_id: str, tag_type: str = "tag",
+                           strategy_id=None, create_time=None) -> str:
+    """A change_external_tag event (create / update / delete of a customer tag or tag group, ``shuffle`` of their
+    order; ``tag_type`` is "tag" or "tag_group"). https://developer.work.weixin.qq.com/document/path/92130
+    """
+    elements: list[tuple[str, object]] = [
+        ("ToUserName", corp_id), ("FromUserName", "sys"), ("CreateTime", _now(create_time)),
+        ("MsgType", "event"), ("Event", "change_external_tag"), ("Id", tag_id),
+        ("TagType", tag_type if change_type != "shuffle" else None), ("ChangeType", change_type),
+        ("StrategyId", strategy_id),
+    ]
     return _document(elements)
 
 

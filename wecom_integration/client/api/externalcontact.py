@@ -97,3 +97,49 @@ class ExternalContactAPI(BaseAPI):
         """One customer group: name, owner, notice, create_time, member_list (with join_scene) and
         admin_list. https://developer.work.weixin.qq.com/document/path/92122"""
         return self._post("externalcontact/groupchat/get", {"chat_id": chat_id, "need_name": 1})["group_chat"]
+
+    # Customer tags (企业客户标签), https://developer.work.weixin.qq.com/document/path/92117
+
+    def get_corp_tag_list(self, tag_ids=(), group_ids=()):
+        """The corp's customer tags in their groups: [{group_id, group_name, order, create_time, tag: [{id,
+        name, order, create_time}]}]; with ``group_ids`` only those groups, else with ``tag_ids`` only those
+        tags. https://developer.work.weixin.qq.com/document/path/92117"""
+        data = {}
+        if tag_ids:
+            data["tag_id"] = list(tag_ids)
+        if group_ids:
+            data["group_id"] = list(group_ids)
+        return self._post("externalcontact/get_corp_tag_list", data).get("tag_group") or []
+
+    def add_corp_tag(self, names, group_id=None, group_name=None):
+        """Add tags ``names`` to the group ``group_id``, or to the group called ``group_name`` (created when
+        there is none); returns the group with just the new tags."""
+        data = {"tag": [{"name": name} for name in names]}
+        if group_id:
+            data["group_id"] = group_id
+        else:
+            data["group_name"] = group_name
+        return self._post("externalcontact/add_corp_tag", data)["tag_group"]
+
+    def edit_corp_tag(self, tag_or_group_id, name=None, order=None):
+        """Rename or reorder a tag or a group."""
+        data = {"id": tag_or_group_id}
+        if name is not None:
+            data["name"] = name
+        if order is not None:
+            data["order"] = int(order)
+        return self._post("externalcontact/edit_corp_tag", data)
+
+    def del_corp_tag(self, tag_ids=(), group_ids=()):
+        """Delete tags and whole groups; the tags leave every customer who had them."""
+        return self._post("externalcontact/del_corp_tag", {"tag_id": list(tag_ids), "group_id": list(group_ids)})
+
+    def mark_tag(self, userid, external_userid, add=(), remove=()):
+        """Put corp tags on, or take them off, the customer ``external_userid`` of the member ``userid``.
+
+        https://developer.work.weixin.qq.com/document/path/92118
+        """
+        return self._post(
+            "externalcontact/mark_tag",
+            {"userid": userid, "external_userid": external_userid, "add_tag": list(add), "remove_tag": list(remove)},
+        )

@@ -29,11 +29,24 @@ from wecom_integration.directory.sync.state import (
     requeue_run,
     sync_config,
 )
+from wecom_integration.directory.tags import apply_contact_tags, fetch_contact_tags
 from wecom_integration.models import (
     SyncRun,
 )
 
 logger = logging.getLogger("wecom_integration.sync")
+
+
+def _fetch_tags(client, app_client):
+    """The corp's contact tags, or the error that kept them from being read: a tag the secret may not
+    read leaves the mirror of tags as it was, never the members' sync undone."""
+    try:
+        return fetch_contact_tags(client, app_client), ""
+    except WeComRateLimited:
+        raise
+    except WeComError as exc:
+        logger.warning("Contact tags not read: %s", exc)
+        return [], f"{exc.errcode} {exc.errmsg}"[:200]
 
 def execute_contact_run(run_id: int, *, client=None, app_client: Callable | None = None,
                         workers: int = DEFAULT_WORKERS) -> SyncRun:
@@ -65,10 +78,14 @@ def execute_contact_run(run_id: int, *, client=None, app_client: Callable | None
         check_hourly_budget(run, client.corp_id)
         snapshot = fetch_directory(client, progress, workers, app_client)
         probe_unseen(client, run.tenant, snapshot, progress, workers)
+        fetched_tags, tag_error = _fetch_tags(client, app_client)
         fetch_seconds = time.monotonic() - clock
         progress.start(Phase.SAVING)
         with transaction.atomic():
             counts = apply_snapshot(run.tenant, snapshot, since)
+            counts["tags"] = (
+                {"error": tag_error} if tag_error else apply_contact_tags(run.tenant.pk, fetched_tags)
+            )
             waiting = (
                 SyncRun.objects.filter(tenant=run.tenant, kind=run.kind, status=SyncRun.Status.REVIEW)
                 .exclude(pk=run.pk)

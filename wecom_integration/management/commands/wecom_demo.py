@@ -75,6 +75,9 @@ class Command(BaseCommand):
             token, key = config.callback_credentials(kind)
             fake.register_callback(urls[kind], token, key, kind=kind)
         seeded = demo.seed(tenant, fake, get_user_model().objects.get(username=DEMO_USERNAME))
+        customer = seeded.get("customer") or {}
+        fake.set_toolbar_page(f"http://{host}/wecom/sidebar/{tenant.pk}/",
+                              featured=[customer["external_userid"]] if customer else ())
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         self.stdout.write(f"  Admin:      http://{host}/admin/")
         if password:
@@ -94,6 +97,12 @@ class Command(BaseCommand):
                 f"  Approvals:  the joining request went to WeCom as an approval; decide it as {seeded['approver']} "
                 f"in the fake WeCom app: {fake.api_base}/fake/app/approvals"
             )
+        self.stdout.write(
+            f"  Sidebar:    the chat sidebar as a member sees it in the WeCom client: open the fake's stand-in "
+            f"client {fake.api_base}/fake/app/toolbar"
+            + (f" and click 打开侧边栏 next to {customer['name']}" if customer else "")
+            + " (signed in to the admin in the same browser)"
+        )
         if options["no_server"]:
             fake.stop()
             return

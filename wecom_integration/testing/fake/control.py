@@ -38,6 +38,10 @@ class ControlAPI:
         parts = [p for p in path[len("/fake/"):].split("/") if p]
         if method == "GET" and parts[:1] == ["avatar"]:
             return 200, _AVATAR_PNG, "image/png"
+        if method == "GET":
+            page = self._toolbar(method, parts, query)
+            if page is not None:
+                return page
         if parts[:2] == ["app", "approvals"]:
             try:
                 return self._approval_screen(method, parts, body)

@@ -37,10 +37,24 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from ..callbacks import DeliveryResult
-from . import approval, department, externalcontact, groupchat, jssdk, media, menu, message, oauth, user
+from . import (
+    approval,
+    customertag,
+    department,
+    externalcontact,
+    groupchat,
+    jssdk,
+    media,
+    menu,
+    message,
+    oauth,
+    tag,
+    user,
+)
 from .approval import ApprovalAPI, ApprovalScreen
 from .base import _CUSTOMERS, _DROP, _JSON, ERRMSG, _ApiError, _Encoded, _json_bytes, _Request, _Route
 from .control import ControlAPI
+from .customertag import CustomerTagAPI
 from .department import DepartmentAPI
 from .externalcontact import ExternalContactAPI
 from .groupchat import GroupChatAPI
@@ -53,6 +67,8 @@ from .message import MessageAPI, _Sent
 from .oauth import OAuthAPI
 from .org import Org
 from .push import CallbackPush, _Registration
+from .tag import ContactTagAPI
+from .toolbar import ToolbarClient
 from .user import UserAPI
 
 TOKEN_LENGTH = 214  # what real tokens measure; WeCom asks callers to keep 512 bytes for them
@@ -84,11 +100,14 @@ ROUTES = _merge_routes(
     approval.ROUTES,
     jssdk.ROUTES,
     groupchat.ROUTES,
+    tag.ROUTES,
+    customertag.ROUTES,
 )
 
 
 class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
-                ApprovalScreen, JSSDKAPI, GroupChatAPI, CallbackPush,
+                ApprovalScreen, JSSDKAPI, GroupChatAPI, ContactTagAPI, CustomerTagAPI, ToolbarClient,
+                CallbackPush,
                 ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 

@@ -166,8 +166,9 @@ class MessageAPI:
         org = self.org
         invalid_users: list[str] = []
         invalid_parties: list[str] = []
+        invalid_tags: list[str] = []
         recipients: list[str] = []
-        with org.lock:
+        with self._lock, org.lock:
             if "@all" in users:
                 recipients = [u.userid for u in org.active_users() if org.app_sees_user(u)]
             else:
@@ -190,12 +191,22 @@ class MessageAPI:
                         if user.status == 1 and user.userid not in seen:
                             seen.add(user.userid)
                             recipients.append(user.userid)
+                for tag in tags:
+                    # A tag reaches its members and everyone under its departments, those the app sees
+                    # (tag.py); an unknown tag is reported in invalidtag.
+                    members = self.tag_recipients(int(tag)) if tag.isdigit() else None
+                    if members is None:
+                        invalid_tags.append(tag)
+                        continue
+                    for user in members:
+                        if user.status == 1 and user.userid not in seen and org.app_sees_user(user):
+                            seen.add(user.userid)
+                            recipients.append(user.userid)
         unlicensed = [r for r in recipients if r in self.unlicensed]
         if unlicensed:
             recipients = [r for r in recipients if r not in self.unlicensed]
-        # The fake corp has no tags, so every tag is invalid.
         answer = {"invaliduser": "|".join(invalid_users), "invalidparty": "|".join(invalid_parties),
-                  "invalidtag": "|".join(tags), "unlicenseduser": "|".join(u.lower() for u in unlicensed)}
+                  "invalidtag": "|".join(invalid_tags), "unlicenseduser": "|".join(u.lower() for u in unlicensed)}
         return recipients, answer
 
     @property
