@@ -1,8 +1,10 @@
 """Handling stored callback events, in the worker: at most once each, through the rooms' table.
 
 :func:`handle_events` locks a batch of stored events, runs each one's handler from
-:mod:`wecom_integration.callbacks.registry` in a savepoint of its own, marks them handled in one UPDATE and
-sends the signals of :mod:`wecom_integration.signals` once that has committed. Which room handles which
+:mod:`wecom_integration.callbacks.registry` in a savepoint of its own (or, for a kind whose room handles
+many at once, the batch's events of that kind together in one savepoint, one by one only if that fails),
+marks them handled in one UPDATE and sends the signals of :mod:`wecom_integration.signals` once that has
+committed, in the events' order. Which room handles which
 kind of event is the registry's business; this module imports none.
 """
 
