@@ -388,6 +388,12 @@ def main():
     )
     parser.add_argument("--threads", type=int, help="gunicorn threads per worker (default: gunicorn.conf.py's, 1)")
     parser.add_argument("--celery-concurrency", type=int, default=2)
+    parser.add_argument(
+        "--linger",
+        type=float,
+        help="WECOM['CALLBACK_BATCH_LINGER'] for gunicorn and the worker (default: the app's, 0.1 s): how long a "
+        "web process gathers stored ids into one message, so how many events a task handles at these rates",
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -409,6 +415,8 @@ def main():
         "DB_CONN_MAX_AGE": "3600",
         "DEBUG": "0",
     }
+    if args.linger is not None:
+        env["BENCH_CALLBACK_BATCH_LINGER"] = str(args.linger)
     os.environ.update(
         {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")}
     )
@@ -505,7 +513,8 @@ def main():
             f"(b) gunicorn -c gunicorn.conf.py -w {workers} --threads {threads} "
             f"({'gthread' if threads > 1 else 'sync'} workers), PostgreSQL, Redis, celery -c "
             f"{args.celery_concurrency}; {args.concurrency} client threads in {args.processes} processes; "
-            f"{args.seconds:g} s per phase after {args.warmup:g} s warm-up"
+            f"{args.seconds:g} s per phase after {args.warmup:g} s warm-up; callback batch linger "
+            f"{args.linger if args.linger is not None else 'the default'}"
         )
         groups = {"gunicorn": gunicorn.pid, "worker": worker.pid}
         # Each process's first requests and tasks import modules and open connections: a short unmeasured
