@@ -27,6 +27,8 @@ def make_tenant_objects(tenant, prefix):
     run = m.SyncRun.objects.create(tenant=tenant, status="review")
     proposal = m.SyncProposal.objects.create(run=run, wecom_user=wuser, user=user, action="bind")
     message = m.MessageLog.objects.create(tenant=tenant, msgtype="text", content={"content": prefix})
+    click = m.CardClick.objects.create(tenant=tenant, message=message, wecom_userid=wuser.userid,
+                                       task_id=f"{prefix}-task", choice=f"{prefix} choice")
     domain_file = m.DomainVerificationFile.objects.create(
         tenant=tenant, name=f"WW_verify_{prefix}0000000.txt".replace("-", ""), content=prefix.encode()
     )
@@ -63,5 +65,6 @@ def make_tenant_objects(tenant, prefix):
         m.SyncRun: run,
         m.SyncProposal: proposal,
         m.MessageLog: message,
+        m.CardClick: click,
         m.DomainVerificationFile: domain_file,
     }

@@ -102,6 +102,7 @@ RETENTION_DEFAULTS = {
     "callback_events": {"app": 30, "contacts": 90, "customers": 90},
     "callback_attempts": 14,
     "message_logs": 180,
+    "card_clicks": 180,
     "inbox_messages": 365,
     "audit_log": 3 * 365,
     # Rows deleted per statement (and per short transaction).

@@ -10,7 +10,7 @@ Formats: messages https://developer.work.weixin.qq.com/document/path/90239, app 
 https://developer.work.weixin.qq.com/document/path/90240, contact changes
 https://developer.work.weixin.qq.com/document/path/90970 (members), 90971 (departments) and 90972
 (tags), customer changes https://developer.work.weixin.qq.com/document/path/92130, approval changes
-https://developer.work.weixin.qq.com/document/path/91815.
+https://developer.work.weixin.qq.com/document/path/91815, template card clicks (template_card_event, doc 90240).
 
 Typed fields that are absent from the XML are ``None``; present but empty they are ``""`` (or ``[]``
 for lists). The difference matters: an ``update_user`` event carries only the fields that changed.
@@ -65,6 +65,7 @@ __all__ = [
     "ScancodeEvent",
     "SubscribeEvent",
     "TextMessage",
+    "TemplateCardEvent",
     "TextReply",
     "UnknownEvent",
     "UnsubscribeEvent",
@@ -634,6 +635,51 @@ class ExternalTagEvent(CustomerEvent):
         return (self.tag_type, self.strategy_id)
 
 
+# Template cards, doc 90240: template_card_event when a member clicks a card the app sent.
+
+
+def _selected_items(element: Element | None) -> list[dict[str, Any]] | None:
+    """``<SelectedItems>`` as ``[{"question_key": …, "option_ids": [...]}, …]``, in WeCom's order."""
+    if element is None:
+        return None
+    return [
+        {
+            "question_key": item.findtext("QuestionKey", ""),
+            "option_ids": [option.text or "" for option in item.findall("OptionIds/OptionId")],
+        }
+        for item in element.findall("SelectedItem")
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateCardEvent(AppEvent):
+    """``template_card_event``: a member clicked a button of a template card the app sent, or submitted a
+    vote or multiple choice card. ``event_key`` is the button's (or submit button's) key, ``task_id`` the
+    card's, ``response_code`` what updates this member's card once (message/update_template_card, 72 h),
+    ``selected_items`` the choices made, ``[{"question_key", "option_ids"}]``.
+    """
+
+    task_id: str | None = None
+    card_type: str | None = None
+    response_code: str | None = field(default=None, repr=False)
+    selected_items: list[dict[str, Any]] | None = None
+
+    _KIND: ClassVar[str] = "card"
+    _SPEC: ClassVar[Spec] = (
+        *AppEvent._SPEC,
+        ("task_id", "TaskId", _text),
+        ("card_type", "CardType", _text),
+        ("response_code", "ResponseCode", _text),
+        ("selected_items", "SelectedItems", _selected_items),
+    )
+
+    def _dedupe_extra(self) -> tuple[Any, ...]:
+        # Each click carries its own response_code and WeCom's retries the same one: two clicks in one
+        # second are two events. A digest, so the key does not hold a usable code.
+        code = hashlib.sha256((self.response_code or "").encode("utf-8")).hexdigest()[:16]
+        return (self.event_key, self.task_id, code)
+
+
 # Approvals, doc 91815: sys_approval_change on the app's callback URL.
 
 
@@ -748,6 +794,7 @@ EVENT_TYPES: Mapping[tuple[str, str | None, str | None], type[Event]] = MappingP
         ("event", "change_external_tag", "delete"): ExternalTagEvent,
         ("event", "change_external_tag", "shuffle"): ExternalTagEvent,
         ("event", "sys_approval_change", None): ApprovalChangeEvent,
+        ("event", "template_card_event", None): TemplateCardEvent,
     }
 )
 

@@ -100,6 +100,19 @@ customer_changed = Signal()
 #: - ``source`` (str): "callback", "reconcile" or "submit".
 approval_changed = Signal()
 
+#: A member clicked a template card the app sent (``template_card_event``: a button, or the submit button of
+#: a vote or multiple choice card). Sent once the click is recorded; the card's update (by the adapter's
+#: ``template_card_update``) is queued, not yet done.
+#:
+#: Arguments:
+#:
+#: - ``tenant_id`` (int).
+#: - ``event`` (:class:`~wecom_integration.events.TemplateCardEvent`): the parsed click.
+#: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`): the stored callback.
+#: - ``click`` (:class:`~wecom_integration.models.CardClick`): the recorded click, with ``message`` (the
+#:   card's MessageLog, None for a card sent elsewhere), ``event_key``, ``selected_items`` and ``choice``.
+card_clicked = Signal()
+
 #: Memberships became pending approval (审核中) in a tenant: a sync found system users outside it, an
 #: admin bound one, a WeCom sign-in met one. Sent once the change is committed. The approvals room uses
 #: it to submit WeCom approvals when the tenant decides joining requests that way.
@@ -120,7 +133,7 @@ membership_pending = Signal()
 #:
 #: - ``tenant_id`` (int).
 #: - ``event`` (:class:`~wecom_integration.events.Event` subclass): the typed event; ``sender`` is its
-#:   class, ``event.kind`` says "message", "event", "contact", "customer", "approval" or "unknown", and
+#:   class, ``event.kind`` says "message", "event", "contact", "customer", "approval", "card" or "unknown", and
 #:   ``event.fields`` holds everything WeCom sent.
 #: - ``callback_event`` (:class:`~wecom_integration.models.CallbackEvent`): the stored callback.
 #: - ``kind`` (str): the callback URL it came to: "app", "contacts" or "customers".

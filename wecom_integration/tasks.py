@@ -16,7 +16,7 @@ from wecom_integration.callbacks.tasks import (
 )
 from wecom_integration.customers.tasks import run_customer_sync
 from wecom_integration.directory.tasks import periodic_sync, run_contact_sync, start_sync
-from wecom_integration.messaging.tasks import send_message
+from wecom_integration.messaging.tasks import send_message, update_template_card
 from wecom_integration.operations.tasks import purge_old_rows
 
 __all__ = [
@@ -32,4 +32,5 @@ __all__ = [
     "send_message",
     "start_sync",
     "submit_membership_approvals",
+    "update_template_card",
 ]

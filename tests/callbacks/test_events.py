@@ -563,7 +563,7 @@ def test_external_tag_event():
     "xml",
     [
         app_xml("miniprogram_notice", "<Content>x</Content>"),
-        app_event_xml("template_card_event", "<TaskId>t1</TaskId>"),
+        app_event_xml("template_card_menu_event", "<TaskId>t1</TaskId>"),
         sys_xml("change_contact", "some_future_change", "<UserID>u</UserID>"),
         sys_xml("change_chain", "create_chain", "<ChainId>c1</ChainId>"),
         sys_xml("change_external_contact", "msg_audit_approved", "<UserID>u</UserID>"),
@@ -582,10 +582,10 @@ def test_unknown_types_are_kept(xml):
 
 def test_unknown_event_keeps_fields_and_distinguishes_payloads():
     first = parse_event(
-        app_event_xml("template_card_event", "<TaskId>t1</TaskId><CardType>button</CardType>")
+        app_event_xml("template_card_menu_event", "<TaskId>t1</TaskId><CardType>button</CardType>")
     )
     second = parse_event(
-        app_event_xml("template_card_event", "<TaskId>t2</TaskId><CardType>button</CardType>")
+        app_event_xml("template_card_menu_event", "<TaskId>t2</TaskId><CardType>button</CardType>")
     )
     assert first.fields["TaskId"] == "t1"
     assert first.dedupe_key != second.dedupe_key

@@ -12,7 +12,7 @@ import wecom_integration.testing as testing
 from wecom_integration.testing.fake import core
 
 GROUPS = ("user", "department", "oauth", "message", "externalcontact", "menu", "media", "approval", "jssdk",
-          "groupchat", "tag", "customertag")
+          "groupchat", "tag", "customertag", "card")
 MAX_LINES = 600
 
 

@@ -472,7 +472,8 @@ def test_member_message_quota_drops_silently_when_limits_are_on(fake_wecom):
 
 def test_template_card_interaction_gets_a_response_code(fake_wecom):
     someone = active_userids(fake_wecom, 1)[0]
-    card = {"card_type": "button_interaction", "main_title": {"title": "审批"}, "task_id": "t1"}
+    card = {"card_type": "button_interaction", "main_title": {"title": "审批"}, "task_id": "t1",
+            "button_list": [{"text": "同意", "key": "yes"}]}
     answer = Api(fake_wecom, "app").send(touser=someone, msgtype="template_card", template_card=card)
     assert answer["errcode"] == 0 and answer["response_code"]
 

@@ -24,6 +24,7 @@ TASK_NAMES = {
     "wecom_integration.tasks.reconcile_approvals",
     "wecom_integration.tasks.submit_membership_approvals",
     "wecom_integration.tasks.purge_old_rows",
+    "wecom_integration.tasks.update_template_card",
 }
 
 
@@ -89,6 +90,7 @@ def test_every_kind_of_callback_event_has_its_row_in_the_table():
         "contact": "wecom_integration.directory.handlers",
         "customer": "wecom_integration.customers.handlers",
         "approval": "wecom_integration.approvals.handlers",
+        "card": "wecom_integration.messaging.handlers",
     }
     assert registry.replier() is not None
 

@@ -77,7 +77,9 @@ def test_test_push_contract_is_documented(schema_text):
     }
     assert any(p["name"] == "X-Tenant-Id" and p["in"] == "header" for p in operation["parameters"])
     request = schema["components"]["schemas"]["SendMessageTestRequest"]
-    assert set(request["properties"]) == {"app", "receiver", "sendAll", "content"}
+    # JeecgBoot's four, and msgType (ours, optional: JeecgBoot never sends it, so its pushes stay texts).
+    assert set(request["properties"]) == {"app", "receiver", "sendAll", "content", "msgType"}
+    assert set(request["required"]) == {"app", "content"}
     envelope = schema["components"]["schemas"]["SendMessageTestResponse"]
     assert set(envelope["properties"]) == {"success", "message", "code", "result", "timestamp", "error"}
     assert sorted(envelope["required"]) == ["code", "message", "result", "success", "timestamp"]

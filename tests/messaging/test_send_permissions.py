@@ -31,10 +31,31 @@ def to_all(names):
     return {"app": "WECHAT_ENTERPRISE", "sendAll": True, "content": "权限测试"}
 
 
+def api_to_receivers(names):
+    return {"msgtype": "text", "content": {"content": "权限测试"}, "usernames": list(names)}
+
+
+def api_to_all(names):
+    return {"msgtype": "text", "content": {"content": "权限测试"}, "to_all": True}
+
+
 # Every API endpoint that sends, with the bodies that send to chosen members and to everyone.
 SENDING_ENDPOINTS = {
     "wecom_integration:send-message-test": (TEST_PUSH, to_receivers, to_all),
+    "wecom_integration:api-messages": ("/api/messages/", api_to_receivers, api_to_all),
 }
+SENT = {200, 201}  # the test push answers its envelope with 200; the messages API creates a log entry (201)
+
+
+def error_of(answer):
+    """The stable error code: the test push's envelope says ``error``, the REST API ``code``."""
+    data = answer.json()
+    return data.get("error") or data.get("code")
+
+
+def message_of(answer):
+    data = answer.json()
+    return data.get("message") or data.get("detail")
 
 
 @pytest.fixture
@@ -86,7 +107,7 @@ def admin_of(tenant, name="tenantadmin"):
 
 def assert_refused(answer, fake, code):
     assert answer.status_code == 403, answer.content
-    assert answer.json()["error"] == code
+    assert error_of(answer) == code
     assert fake.calls["message/send"] == 0 and fake.deliveries == []
     assert not MessageLog.objects.exists()
 
@@ -117,10 +138,10 @@ def test_admin_sends_to_members_and_to_everyone(fake, tenant, receivers, name):
     path, members_body, everyone_body = SENDING_ENDPOINTS[name]
     admin = admin_of(tenant)
     answer = call(admin, tenant, path, members_body(list(receivers.values())))
-    assert answer.status_code == 200, answer.content
+    assert answer.status_code in SENT, answer.content
     assert sorted(d["userid"] for d in fake.deliveries) == sorted(receivers)
     answer = call(admin, tenant, path, everyone_body(list(receivers.values())))
-    assert answer.status_code == 200, answer.content
+    assert answer.status_code in SENT, answer.content
     assert fake.sent_messages[-1]["touser"] == "@all"
 
 
@@ -131,7 +152,7 @@ def test_member_sends_nothing_by_default(fake, tenant, receivers, name, everyone
     body = (everyone_body if everyone else members_body)(list(receivers.values()))
     answer = call(member_of(tenant), tenant, path, body)
     assert_refused(answer, fake, "sending_not_allowed")
-    assert answer.json()["message"] == "Only the administrators of this tenant may send messages."
+    assert message_of(answer) == "Only the administrators of this tenant may send messages."
 
 
 @ENDPOINTS
@@ -140,7 +161,7 @@ def test_member_sends_to_members_where_the_tenant_allows_it(fake, tenant, receiv
     allow_members(tenant)
     member = member_of(tenant)
     answer = call(member, tenant, path, members_body(list(receivers.values())))
-    assert answer.status_code == 200, answer.content
+    assert answer.status_code in SENT, answer.content
     assert sorted(d["userid"] for d in fake.deliveries) == sorted(receivers)
     assert MessageLog.objects.get().sender == member
 
@@ -152,7 +173,7 @@ def test_member_never_sends_to_everyone(fake, tenant, receivers, name, language,
     allow_members(tenant)
     answer = call(member_of(tenant), tenant, path, everyone_body(list(receivers.values())), language)
     assert_refused(answer, fake, "recipients_need_admin")
-    assert phrase in answer.json()["message"]
+    assert phrase in message_of(answer)
 
 
 @ENDPOINTS
@@ -166,7 +187,7 @@ def test_the_setting_of_one_tenant_does_not_open_another(fake, tenant, receivers
     member_of_other = member_of(other, "bmember")
     with override_settings(WECOM={"API_BASE": other_fake.api_base}):
         answer = call(member_of_other, other, path, members_body(list(other_names.values())))
-    assert answer.status_code == 403 and answer.json()["error"] == "sending_not_allowed"
+    assert answer.status_code == 403 and error_of(answer) == "sending_not_allowed"
     assert other_fake.calls["message/send"] == 0 and fake.calls["message/send"] == 0
 
 

@@ -72,6 +72,13 @@ def test_first_demo_run_leaves_proposals_to_review_a_pending_member_and_a_bound_
     assert FollowUser.objects.filter(contact=linked).exclude(tag_ids=[]).exists()
     assert CustomerGroup.objects.filter(members__userid=linked.external_userid).exists()
     assert "/fake/app/toolbar" in out and linked.name in out
+    # Issue 18 item 6: a card with buttons went to the bound member, to click on the fake's screen.
+    from wecom_integration.models import MessageLog
+
+    card = MessageLog.objects.get(msgtype="template_card")
+    assert card.status == MessageLog.Status.SENT and card.touser == Binding.objects.get(
+        user__memberships__status=Membership.Status.ACTIVE).wecom_user.userid
+    assert f"/fake/app/cards?userid={card.touser}" in out
 
     # A second run finds its accounts and its review, and seeds nothing twice.
     again = _run_demo(_free_port())
@@ -103,3 +110,31 @@ def test_the_live_callbacks_reach_the_app_and_show_in_inbox_events_members_and_c
     assert InboxMessage.objects.get().content.startswith("你好")
     assert WeComUser.objects.filter(name="新同事 New Colleague").exists()
     assert ExternalContact.objects.get().name == "李女士 Ms Li"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_card_is_clicked_on_the_fake_screen_and_shows_the_choice_as_done(live_server, fake_wecom, settings):
+    import requests
+    from django.urls import reverse
+
+    from tests.factories import config_from_fake, make_tenant, make_user
+    from wecom_integration.management import demo
+    from wecom_integration.models import CardClick
+
+    settings.WECOM = {"API_BASE": fake_wecom.api_base}
+    config = config_from_fake(make_tenant("democards"), fake_wecom)
+    token, key = config.callback_credentials("app")
+    url = live_server.url + reverse("wecom_integration:callback-app", kwargs={"tenant_id": config.tenant_id})
+    fake_wecom.register_callback(url, token, key, kind="app")
+    seeded = demo.seed(config.tenant, fake_wecom, make_user("the-admin"))
+    userid = seeded["card_userid"]
+    screen = f"{fake_wecom.api_base}/fake/app/cards"
+    assert "加班申请" in requests.get(screen, params={"userid": userid}, timeout=10).text
+    [held] = fake_wecom.cards_for(userid)
+
+    after = requests.post(f"{screen}/click", data={"userid": userid, "task_id": held["task_id"], "key": "approve"},
+                          timeout=10).text
+
+    assert "同意 Approve ✓" in after
+    click = CardClick.objects.get()
+    assert click.choice == "同意 Approve" and click.status == CardClick.Status.UPDATED

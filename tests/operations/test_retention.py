@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.factories import make_tenant
 from wecom_integration.celery_config import BEAT_SCHEDULE, TASK_ROUTES
-from wecom_integration.models import AuditLog, CallbackAttempt, CallbackEvent, InboxMessage, MessageLog
+from wecom_integration.models import AuditLog, CallbackAttempt, CallbackEvent, CardClick, InboxMessage, MessageLog
 from wecom_integration.operations import retention
 from wecom_integration.tasks import purge_old_rows
 
@@ -89,7 +89,7 @@ def test_each_other_table_goes_by_its_own_setting(tenant, settings):
         aged(CallbackAttempt, days, tenant=tenant, kind="app", method="deliver")
     counts = retention.purge_tenant(tenant.pk, now=NOW)
     assert counts == {"callback events (app)": 0, "callback events (contacts)": 0, "callback events (customers)": 0,
-                      "callback attempts": 1, "message log": 1, "inbox": 1, "audit log": 1}
+                      "callback attempts": 1, "message log": 1, "card clicks": 0, "inbox": 1, "audit log": 1}
     assert MessageLog.objects.count() == InboxMessage.objects.count() == AuditLog.objects.count() == 1
 
 
@@ -111,6 +111,19 @@ def test_the_inbox_keeps_a_message_whose_event_is_purged(tenant, settings):
     retention.purge_tenant(tenant.pk, now=NOW)
     message.refresh_from_db()
     assert message.event_id is None and message.content == "still here"
+
+
+def test_a_card_click_outlives_its_callback_and_its_card_and_goes_by_its_own_setting(tenant, settings):
+    settings.WECOM = {"RETENTION": {"callback_events": {"app": 1}, "message_logs": 1, "card_clicks": 30}}
+    card = aged(MessageLog, 5, tenant=tenant, msgtype="template_card", task_id="old-card", content={})
+    click = aged(CardClick, 5, tenant=tenant, message=card, event=event(tenant, "app", 5), wecom_userid="u",
+                 task_id="old-card", choice="同意")
+    stale = aged(CardClick, 31, tenant=tenant, wecom_userid="u", task_id="older", choice="驳回")
+    counts = retention.purge_tenant(tenant.pk, now=NOW)
+    assert counts["message log"] == 1 and counts["callback events (app)"] == 1 and counts["card clicks"] == 1
+    click.refresh_from_db()
+    assert (click.message_id, click.event_id, click.choice) == (None, None, "同意")
+    assert not CardClick.objects.filter(pk=stale.pk).exists()
 
 
 def test_deleting_goes_in_bounded_batches_and_by_tenant(tenant):

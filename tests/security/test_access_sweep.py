@@ -99,6 +99,7 @@ EXPECTED = {
     "POST wecom_integration:api-wecom-sync-confirm": API_OBJECT_ADMIN,
     "POST wecom_integration:send-message-test": API_ADMIN,
     "GET wecom_integration:api-messages": API_ADMIN,
+    "POST wecom_integration:api-messages": API_ADMIN,
     "GET wecom_integration:api-message": API_OBJECT_ADMIN,
     "GET wecom_integration:api-approvals": API_ADMIN,
     "POST wecom_integration:api-approvals": API_ADMIN,
@@ -197,6 +198,8 @@ EXPECTED = {
         },
     ),
     "GET admin/wecom_integration/messagelog/<path:object_id>/": (LOGIN, {302}, {302}),
+    **model_urls("wecom_integration_cardclick", add=ADMIN_SUPERUSER_ONLY),
+    "GET admin/wecom_integration/cardclick/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls("wecom_integration_domainverificationfile"),
     "GET admin/wecom_integration/domainverificationfile/<path:object_id>/": (LOGIN, {302}, {302}),
     **model_urls(

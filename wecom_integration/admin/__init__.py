@@ -13,4 +13,4 @@ from wecom_integration.directory import (
     admin_tags,  # noqa: F401
 )
 from wecom_integration.messaging import admin as messaging_admin  # noqa: F401
-from wecom_integration.messaging import admin_inbox  # noqa: F401
+from wecom_integration.messaging import admin_cards, admin_inbox  # noqa: F401

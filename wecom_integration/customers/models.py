@@ -15,7 +15,8 @@ class ExternalContact(models.Model):
     """A customer (external contact) of the tenant, maintained by the customer sync and callbacks."""
 
     tenant = models.ForeignKey(
-        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_external_contacts"
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_external_contacts",
+        verbose_name=_("tenant"),
     )
     external_userid = models.CharField(_("external userid"), max_length=128)
     name = models.CharField(_("name"), max_length=128, blank=True)
@@ -76,7 +77,8 @@ class CustomerGroup(models.Model):
     """A customer group (客户群) of the tenant: a group chat a member owns with customers in it."""
 
     tenant = models.ForeignKey(
-        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_customer_groups"
+        settings.WECOM_TENANT_MODEL, on_delete=models.CASCADE, related_name="wecom_customer_groups",
+        verbose_name=_("tenant"),
     )
     chat_id = models.CharField(_("group id"), max_length=64)
     name = models.CharField(_("name"), max_length=128, blank=True)

@@ -117,6 +117,21 @@ class DefaultWeComAdapter:
         wecom_user, _created = WeComUser.objects.get_or_create(tenant=config.tenant, userid=userid, defaults=fields)
         return wecom_user
 
+    # Template cards -------------------------------------------------------------------------------------
+
+    def template_card_update(self, tenant, click):
+        """How to answer a member's click on a template card the app sent (a
+        :class:`~wecom_integration.models.CardClick`: ``wecom_userid``, ``task_id``, ``card_type``,
+        ``event_key``, ``selected_items``, ``choice`` and ``message``, the card's MessageLog or None).
+
+        Return a text to replace the card's buttons with one disabled button labelled with it
+        (``button.replace_name``), a ``template_card`` dict to replace the whole card (checked against
+        WeCom's rules), or None to leave the card as it is. Runs in the Celery worker after the click was
+        recorded; the update reaches the member who clicked. By default the choice is shown as done
+        ("同意 ✓"). https://developer.work.weixin.qq.com/document/path/94888
+        """
+        return click.done_label()
+
     def sidebar_panels(self, request, tenant, contact):
         """The host's own panels in the chat sidebar for ``contact`` (an ExternalContact): a list of
         ``(title, html)``, the html already safe (build it with ``format_html``). None by default."""

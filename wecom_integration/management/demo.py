@@ -12,6 +12,8 @@
 - Contact tags in WeCom (the sync mirrors them), and a customer as the chat sidebar shows one: with corp tags,
   in a customer group, linked to a member account (会员同步注册), after a first customer sync. The fake's
   stand-in WeCom client (``/fake/app/toolbar``) opens the sidebar on that customer.
+- A card with buttons (a template card) goes to the bound member: click it on the fake's WeCom-app screen
+  (``/fake/app/cards``); the click comes back as a callback and the card shows the choice as done.
 - Once the server answers, the fake sends live callbacks: a new member, a message to the app, a new customer.
 
 Used only by the ``wecom_demo`` command (and its tests); never by the app itself.
@@ -33,6 +35,7 @@ from wecom_integration.customers import services as customer_services
 from wecom_integration.customers import sync as customer_sync
 from wecom_integration.directory import bindings, sync
 from wecom_integration.extension import get_adapter
+from wecom_integration.messaging import services as messaging
 from wecom_integration.models import (
     Binding,
     ExternalContact,
@@ -110,6 +113,7 @@ def seed(tenant, fake, actor) -> dict:
         creator=matched[0].userid, template_id=LEAVE_TEMPLATE_ID, approvers=[bound.userid],
         contents=[{"id": "Text-1", "value": "拜访客户 Client visit"}, {"id": "Number-1", "value": {"new_number": "1"}}],
     ))
+    card = send_demo_card(tenant, already, actor) if len(wecom) == 2 else None
     if run.status == SyncRun.Status.REVIEW:
         # The two bindings above came after the sync proposed them: propose again without them.
         proposals = sync.build_proposals(run)
@@ -123,6 +127,7 @@ def seed(tenant, fake, actor) -> dict:
         "bound": Binding.objects.filter(tenant=tenant).count(),
         "approver": f"{bound.name} ({bound.userid})",
         "leave": leave.sp_no,
+        "card_userid": bound.userid if card is not None and messaging.is_success(card) else "",
     }
 
 
@@ -148,6 +153,22 @@ def seed_customers(tenant, fake, actor) -> dict:
         customer_services.link_members(tenant.pk, [mirrored.pk])
     return {"external_userid": contact.external_userid, "name": contact.name, "member": follow.user.name,
             "run": run.pk}
+
+
+def send_demo_card(tenant, account, actor):
+    """A card with buttons (button_interaction) to ``account``'s WeCom member; its MessageLog."""
+    card = {
+        "card_type": "button_interaction",
+        "source": {"desc": "演示企业 Demo Co."},
+        "main_title": {"title": "加班申请 Overtime request", "desc": "周六 9:00-12:00 · Saturday morning"},
+        "horizontal_content_list": [{"keyname": "申请人 By", "value": "演示 Demo"}],
+        "button_list": [
+            {"text": "同意 Approve", "key": "approve", "style": 1},
+            {"text": "驳回 Reject", "key": "reject", "style": 2},
+        ],
+    }
+    return messaging.send(tenant, messaging.Message.template_card(card), usernames=[account.get_username()],
+                          sender=actor, source="demo")
 
 
 def anchor_userid(tenant) -> str | None:

@@ -16,6 +16,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from wecom_integration import converters  # noqa: F401  (registers the <wecomid:...> path converter)
 from wecom_integration.client import WeComConfigError, WeComError
 from wecom_integration.display import LabelledJSONAdmin, labelled
+from wecom_integration.messaging import cards
 from wecom_integration.messaging import menu as menu_service
 from wecom_integration.messaging import services as messaging
 from wecom_integration.models import InboxMessage, MessageLog, WeComConfig, WeComUser
@@ -60,6 +63,9 @@ class SendTestMessageForm(forms.Form):
             ("markdown", _("Markdown")),
             ("image", _("Image (JPG or PNG)")),
             ("file", _("File")),
+            ("button_interaction", _("Card with buttons")),
+            ("text_notice", _("Text notice card")),
+            ("template_card", _("Any template card (JSON)")),
         ],
         initial="text",
     )
@@ -70,6 +76,32 @@ class SendTestMessageForm(forms.Form):
         help_text=_("At most 2048 bytes (about 680 Chinese characters). Not used for images and files."),
     )
     attachment = forms.FileField(label=_("file"), required=False, help_text=_("For images and files."))
+    card_title = forms.CharField(label=_("card title"), required=False, help_text=_("For cards."))
+    card_description = forms.CharField(label=_("card description"), required=False)
+    card_url = forms.URLField(
+        label=_("card link"),
+        required=False,
+        assume_scheme="https",
+        help_text=_("Where the card leads when tapped; required for a text notice card."),
+    )
+    card_buttons = forms.CharField(
+        label=_("card buttons"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 40}),
+        help_text=_(
+            "One button per line, at most 6: its text, or text|key (the key comes back with the click). "
+            "A click shows the button's text as done, unless the host project decides otherwise."
+        ),
+    )
+    card_json = forms.CharField(
+        label=_("template card (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "spellcheck": "false"}),
+        help_text=_(
+            'WeCom\'s template_card object, e.g. {"card_type": "vote_interaction", ...}: text_notice, news_notice, '
+            "button_interaction, vote_interaction or multiple_interaction."
+        ),
+    )
     usernames = forms.CharField(
         label=_("users of this tenant"),
         required=False,
@@ -94,6 +126,8 @@ class SendTestMessageForm(forms.Form):
                     raise ValidationError(_("Choose a file to send."))
                 factory = messaging.Message.image if msgtype == "image" else messaging.Message.file
                 data["message"] = factory(filename=upload.name, content=upload.read())
+            elif msgtype in CARD_CHOICES:
+                data["message"] = messaging.Message.template_card(self._card(msgtype, data))
             else:
                 factory = messaging.Message.text if msgtype == "text" else messaging.Message.markdown
                 data["message"] = factory(data.get("content") or "")
@@ -106,6 +140,37 @@ class SendTestMessageForm(forms.Form):
             raise ValidationError(_("Choose either everyone or some receivers, not both."))
         data["recipients"] = recipients
         return data
+
+    def _card(self, msgtype, data):
+        """The template card the card fields describe (checked by Message.template_card)."""
+        if msgtype == "template_card":
+            try:
+                return json.loads(data.get("card_json") or "")
+            except json.JSONDecodeError as exc:
+                raise ValidationError(
+                    _("This is not valid JSON (line %(line)d, column %(column)d: %(error)s)."),
+                    params={"line": exc.lineno, "column": exc.colno, "error": exc.msg},
+                ) from None
+        title = {"title": data.get("card_title") or ""}
+        if data.get("card_description"):
+            title["desc"] = data["card_description"]
+        card = {"card_type": msgtype, "main_title": title}
+        if data.get("card_url"):
+            card["card_action"] = {"type": 1, "url": data["card_url"]}
+        elif msgtype == "text_notice":
+            raise ValidationError(_("A text notice card needs a link."))
+        if msgtype == "button_interaction":
+            card["button_list"] = [
+                {"text": text.strip(), "key": (key.strip() or f"button-{index}"), "style": 1}
+                for index, (text, _bar, key) in enumerate(
+                    (line.partition("|") for line in (data.get("card_buttons") or "").splitlines() if line.strip()),
+                    start=1,
+                )
+            ]
+        return card
+
+
+CARD_CHOICES = ("button_interaction", "text_notice", "template_card")
 
 
 class MenuForm(forms.Form):
@@ -163,10 +228,11 @@ class MessageLogAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmi
         "invalid_count",
         "sender",
         "source",
+        "recalled_at",
     )
     list_filter = ("status", "msgtype", "source")
     search_fields = ("touser", "toparty", "totag", "errmsg", *user_search_fields("sender"))
-    list_select_related = ("tenant", "sender")
+    list_select_related = ("tenant", "sender", "recalled_by")
     date_hierarchy = "created_at"
     tenant_admin_can_add = False
     fields = (
@@ -190,8 +256,13 @@ class MessageLogAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmi
         "errmsg",
         "failure",
         "calls",
+        "task_id",
+        "card_clicks",
+        "recalled_at",
+        "recalled_by",
     )
     readonly_fields = fields
+    actions = ["recall_messages"]
 
     # A log is what happened: nobody writes it by hand.
     def has_add_permission(self, request, *args):
@@ -199,6 +270,49 @@ class MessageLogAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.ModelAdmi
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.action(description=_("Recall from WeCom (sent in the last 24 hours)"))
+    def recall_messages(self, request, queryset):
+        """Recall each chosen message (message/recall), recording who did it; a message WeCom would not
+        recall (older than 24 hours, never delivered, already recalled) is named and left alone.
+        https://developer.work.weixin.qq.com/document/path/94867"""
+        recalled = 0
+        for log in queryset.select_related("tenant"):
+            if not (request.user.is_superuser or self.allowed_tenant(request, log.tenant_id)):
+                raise PermissionDenied
+            try:
+                cards.recall(log, request.user)
+            except cards.RecallRefused as exc:
+                messages.warning(
+                    request, gettext("Message #%(id)s: %(reason)s") % {"id": log.pk, "reason": exc.messages[0]}
+                )
+            except messaging.NotConfigured as exc:
+                messages.error(request, exc.message)
+            except WeComConfigError as exc:
+                messages.error(request, exc.admin_message)
+            except WeComError as exc:
+                messages.error(
+                    request,
+                    gettext("WeCom refused to recall message #%(id)s (errcode %(errcode)s).")
+                    % {"id": log.pk, "errcode": exc.errcode},
+                )
+            else:
+                recalled += 1
+        if recalled:
+            messages.success(
+                request,
+                ngettext("%(count)d message recalled.", "%(count)d messages recalled.", recalled) % {"count": recalled},
+            )
+
+    @admin.display(description=_("card clicks"))
+    def card_clicks(self, obj):
+        if not obj.task_id:
+            return "-"
+        count = obj.clicks.count()
+        url = reverse("admin:wecom_integration_cardclick_changelist") + "?" + urlencode({"task_id": obj.task_id})
+        return format_html(
+            '<a href="{}">{}</a>', url, ngettext("%(count)d click", "%(count)d clicks", count) % {"count": count}
+        )
 
     @admin.display(description=_("message"))
     def summary(self, obj):

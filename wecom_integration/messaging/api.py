@@ -12,6 +12,7 @@ allows members to send ("members may send messages", off by default), only to ch
 with ``sendAll`` (@all).
 """
 
+import json
 import logging
 import re
 import time
@@ -125,7 +126,18 @@ class SendMessageTestRequestSerializer(serializers.Serializer):
     content = serializers.CharField(
         allow_blank=True,
         trim_whitespace=False,
-        help_text=gettext_lazy("The text to send, at most 2048 bytes in UTF-8."),
+        help_text=gettext_lazy(
+            "The text to send, at most 2048 bytes in UTF-8; with msgType template_card, the card as JSON text."
+        ),
+    )
+    msgType = serializers.ChoiceField(  # noqa: N815 - named in JeecgBoot's style
+        choices=["text", "template_card"],
+        required=False,
+        default="text",
+        help_text=gettext_lazy(
+            "Not JeecgBoot's: \"template_card\" sends `content` (WeCom's template_card object as JSON text) as a "
+            "template card. JeecgBoot's own client never sends it, so its messages stay texts."
+        ),
     )
 
     def validate_app(self, value):
@@ -135,12 +147,12 @@ class SendMessageTestRequestSerializer(serializers.Serializer):
             )
         return value
 
-    def validate_content(self, value):
-        # The service's rules (empty, over 2048 UTF-8 bytes), so both paths say the same thing.
-        messaging.Message.text(value)
-        return value
-
     def validate(self, attrs):
+        # The service's rules (empty, over 2048 UTF-8 bytes; a card's), so both paths say the same thing.
+        try:
+            attrs["message"] = _message_from_content(attrs.get("msgType", "text"), attrs["content"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"content": exc.messages}) from None
         receivers = [name.strip() for name in attrs.get("receiver", "").split(",") if name.strip()]
         if receivers and attrs.get("sendAll"):
             raise serializers.ValidationError(_("Give either receiver or sendAll, not both."))
@@ -148,6 +160,17 @@ class SendMessageTestRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(_("Give receiver (comma-separated usernames) or sendAll: true."))
         attrs["receivers"] = receivers
         return attrs
+
+
+def _message_from_content(msgtype, content):
+    """The message ``content`` describes: a text, or a template card given as JSON text."""
+    if msgtype != "template_card":
+        return messaging.Message.text(content)
+    try:
+        card = json.loads(content)
+    except ValueError:
+        raise serializers.ValidationError({"content": _("A template card is given as JSON text.")}) from None
+    return messaging.Message.template_card(card)
 
 
 class SendMessageTestResultSerializer(serializers.Serializer):
@@ -282,7 +305,7 @@ class SendMessageTestView(EnvelopeMixin, TenantAPIMixin, APIView):
         try:
             outgoing = messaging.prepare(
                 tenant,
-                messaging.Message.text(data["content"]),
+                data["message"],
                 usernames=data["receivers"],
                 to_all=data["sendAll"],
                 sender=request.user,
@@ -348,19 +371,122 @@ class MessageLogSerializer(serializers.ModelSerializer):
             "errcode",
             "errmsg",
             "calls",
+            "task_id",
+            "recalled_at",
         )
         read_only_fields = fields
 
 
+SEND_TYPES = ("text", "markdown", "textcard", "news", "template_card")
+
+
+class SendMessageSerializer(serializers.Serializer):
+    msgtype = serializers.ChoiceField(choices=SEND_TYPES, help_text=gettext_lazy("WeCom's msgtype."))
+    content = serializers.JSONField(
+        help_text=gettext_lazy(
+            "WeCom's object of that msgtype: {content} for text and markdown, {title, description, url, btntxt} "
+            "for textcard, {articles} for news, the template_card object (card_type and its fields) for a card."
+        )
+    )
+    usernames = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list,
+        help_text=gettext_lazy("Usernames of the tenant's members, sent to the WeCom member each is bound to."),
+    )
+    userids = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    parties = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    to_all = serializers.BooleanField(
+        required=False, default=False, help_text=gettext_lazy("Every member in the app's visible range (@all).")
+    )
+
+    def validate(self, attrs):
+        try:
+            attrs["message"] = _message_from_json(attrs["msgtype"], attrs["content"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"content": exc.messages}) from None
+        if attrs["to_all"] and (attrs["usernames"] or attrs["userids"] or attrs["parties"]):
+            raise serializers.ValidationError(_("Choose either everyone or some receivers, not both."))
+        return attrs
+
+
+def _message_from_json(msgtype, content):
+    """A Message from the msgtype and WeCom's object for it; ValidationError when it does not fit."""
+    if not isinstance(content, dict):
+        raise DjangoValidationError(_("content must be a JSON object."))
+    if msgtype == "template_card":
+        return messaging.Message.template_card(content)
+    if msgtype == "news":
+        return messaging.Message.news(content.get("articles") or [])
+    if msgtype == "textcard":
+        return messaging.Message.textcard(
+            str(content.get("title") or ""), str(content.get("description") or ""), str(content.get("url") or ""),
+            str(content.get("btntxt") or ""),
+        )
+    factory = messaging.Message.text if msgtype == "text" else messaging.Message.markdown
+    return factory(str(content.get("content") or ""))
+
+
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["messaging"])
-class MessageLogListView(TenantAPIMixin, generics.ListAPIView):
-    """The tenant's sent messages, newest first (tenant administrators only)."""
+class MessageLogListView(TenantAPIMixin, generics.ListCreateAPIView):
+    """The tenant's sent messages, newest first (tenant administrators); POST sends one (who may send: as
+    for the test push)."""
 
     serializer_class = MessageLogSerializer
     permission_classes = [IsTenantAdmin]
 
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [MaySendMessages()]
+        return super().get_permissions()
+
     def get_queryset(self):
         return MessageLog.objects.filter(tenant=request_tenant(self.request)).select_related("sender")
+
+    @method_schema(
+        operation_id="sendMessage",
+        summary="Send a message (text, markdown, textcard, news or a template card)",
+        description=(
+            "Sends `content`, WeCom's object of `msgtype`, to the members bound to `usernames`, to WeCom "
+            "`userids`, to departments (`parties`) or, with `to_all`, to everyone in the app's visible range, "
+            "and answers its message log entry. A template card (`card_type` text_notice, news_notice, "
+            "button_interaction, vote_interaction or multiple_interaction) is checked against WeCom's rules; an "
+            "interactive card without a `task_id` gets one, and its clicks are answered with a card update "
+            "(the host adapter's `template_card_update`).\n\n"
+            "**Who may send.** As for the test push: the tenant's administrators; ordinary members only where "
+            'the tenant allows members to send, and then only to `usernames` and `userids` (`to_all` and '
+            "`parties` need an administrator: 403 `recipients_need_admin`).\n\n"
+            "https://developer.work.weixin.qq.com/document/path/90236"
+        ),
+        request=SendMessageSerializer,
+        responses={
+            201: MessageLogSerializer,
+            400: OpenApiResponse(description="Invalid message or receivers, or WeCom not configured."),
+            403: OpenApiResponse(description="Not allowed to send, or not to these receivers."),
+            502: OpenApiResponse(MessageLogSerializer, description="WeCom refused the message or was unreachable."),
+            503: OpenApiResponse(MessageLogSerializer, description="WeCom's frequency limit."),
+        },
+    )
+    def post(self, request, *args, **kwargs):
+        tenant = request_tenant(request)
+        serializer = SendMessageSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        check_may_send(request, tenant, to_all=data["to_all"], parties=data["parties"])
+        try:
+            log = messaging.send(
+                tenant, data["message"], users=data["userids"], parties=data["parties"],
+                usernames=data["usernames"], to_all=data["to_all"], sender=request.user, source="api",
+            )
+        except messaging.NotConfigured as exc:
+            return Response({"detail": exc.message, "code": "not_configured"}, status=status.HTTP_400_BAD_REQUEST)
+        except messaging.RecipientError as exc:
+            return Response({"detail": " ".join(exc.messages), "code": exc.code}, status=status.HTTP_400_BAD_REQUEST)
+        except DjangoValidationError as exc:
+            return Response({"detail": " ".join(exc.messages), "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+        body = MessageLogSerializer(log).data
+        if messaging.is_success(log):
+            return Response(body, status=status.HTTP_201_CREATED)
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if messaging.is_rate_limited(log) else status.HTTP_502_BAD_GATEWAY
+        return Response(body, status=code)
 
 
 @extend_schema(parameters=[TENANT_PARAMETER], tags=["messaging"])

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from wecom_integration.client.api.message import MAX_NEWS_ARTICLES
 from wecom_integration.client.base import RATE_LIMITED
+from wecom_integration.messaging.templatecard import INTERACTIVE, card_errors, new_task_id
 
 #: WeCom's "every member in the app's visible range".
 ALL = "@all"
@@ -147,6 +148,22 @@ class Message:
         return cls("news", {"articles": cleaned}, **options)
 
     @classmethod
+    def template_card(cls, card, **options):
+        """A template card (模板卡片): ``card`` is WeCom's ``template_card`` object, one of the five
+        ``card_type`` (text_notice, news_notice, button_interaction, vote_interaction,
+        multiple_interaction), checked against WeCom's rules (messaging/templatecard.py). An interactive
+        card without a ``task_id`` gets a new one; clicks on it come back with that id."""
+        card = dict(card) if isinstance(card, dict) else card
+        if isinstance(card, dict) and card.get("card_type") in INTERACTIVE and not card.get("task_id"):
+            card["task_id"] = new_task_id()
+        return cls("template_card", card, **options)
+
+    @property
+    def task_id(self):
+        """The card's task_id (what its clicks come back with); "" for other messages."""
+        return (self.body.get("task_id") or "") if self.msgtype == "template_card" else ""
+
+    @classmethod
     def image(cls, media_id=None, *, filename=None, content=None, **options):
         """A JPG or PNG image: an existing ``media_id``, or ``filename`` and ``content`` to upload."""
         return cls._media("image", media_id, filename, content, options)
@@ -234,6 +251,9 @@ class Message:
             )
             _check_bytes(article.get("url") or "", URL_MAX_BYTES, gettext("An article's link"), errors)
 
+    def _validate_template_card(self, errors):
+        errors.extend(card_errors(self.body))
+
     def _validate_image(self, errors):
         self._validate_media(errors)
         if self.attachment and not self.attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
@@ -263,8 +283,8 @@ class Message:
     def payload(self):
         """The message part of a ``message/send`` body: msgtype, its object and the options."""
         data = {"msgtype": self.msgtype, self.msgtype: dict(self.body)}
-        # markdown has no "safe" and WeCom rejects it there.
-        if self.safe and self.msgtype != "markdown":
+        # markdown and template cards have no "safe" and WeCom rejects it there.
+        if self.safe and self.msgtype not in ("markdown", "template_card"):
             data["safe"] = 1
         if self.enable_duplicate_check:
             data["enable_duplicate_check"] = 1
@@ -289,6 +309,9 @@ def summarize(msgtype, body):
         return body.get("content", "")
     if msgtype == "textcard":
         return body.get("title", "")
+    if msgtype == "template_card":
+        title = body.get("main_title") if isinstance(body.get("main_title"), dict) else {}
+        return title.get("title") or body.get("sub_title_text") or body.get("card_type", "")
     if msgtype == "news":
         return " / ".join(article.get("title", "") for article in body.get("articles", []))
     return body.get("media_id", "")

@@ -269,8 +269,16 @@ def prepare(
                 resolution,
             )
         raise RecipientError(_("Choose at least one receiver."), "no_receivers", None, resolution)
+    if message.task_id and MessageLog.objects.filter(tenant=tenant, task_id=message.task_id).exists():
+        # WeCom refuses a task_id the app has used (42014): say so before anything is sent.
+        raise ValidationError(
+            _("The card's task_id %(task_id)s was used before; each card needs its own."),
+            code="task_id_used",
+            params={"task_id": message.task_id},
+        )
     log = MessageLog.objects.create(
         tenant=tenant,
+        task_id=message.task_id,
         sender=sender if sender is not None and sender.is_authenticated else None,
         source=source,
         msgtype=message.msgtype,

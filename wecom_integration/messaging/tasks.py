@@ -1,4 +1,5 @@
-"""The Celery task that delivers a queued message (registered under ``wecom_integration.tasks``).
+"""The Celery tasks that deliver a queued message and answer a card click (registered under
+``wecom_integration.tasks``).
 
 It runs on the "bulk" queue (``CELERY_TASK_ROUTES``) so a send to thousands never delays callbacks.
 """
@@ -8,6 +9,7 @@ import logging
 from celery import shared_task
 
 from wecom_integration.client import WeComRateLimited
+from wecom_integration.messaging.cards import UPDATE_CARD_TASK, answer_click
 from wecom_integration.messaging.services import SEND_MESSAGE_TASK, close, deliver
 from wecom_integration.models import MessageLog
 
@@ -37,3 +39,14 @@ def send_message(self, log_id, attachment=None):
             return close(MessageLog.objects.get(pk=log_id)).status
         raise self.retry(countdown=exc.retry_after, exc=exc) from None
     return log.status
+
+
+@shared_task(name=UPDATE_CARD_TASK)
+def update_template_card(click_id):
+    """Answer CardClick ``click_id`` with a card update (see ``messaging.cards.answer_click``); its
+    response_code works once, so a failed update is recorded, not retried.
+
+    https://developer.work.weixin.qq.com/document/path/94888
+    """
+    click = answer_click(click_id)
+    return click.status if click is not None else None

@@ -36,7 +36,7 @@ from wecom_integration.directory.models import (
     SyncRun,
     WeComUser,
 )
-from wecom_integration.messaging.models import InboxMessage, MessageLog
+from wecom_integration.messaging.models import CardClick, InboxMessage, MessageLog
 
 __all__ = [
     "Approval",
@@ -45,6 +45,7 @@ __all__ = [
     "Binding",
     "CORP_ID_RE",
     "CallbackAttempt",
+    "CardClick",
     "CallbackEvent",
     "DOMAIN_FILE_MAX_BYTES",
     "DOMAIN_FILE_RE",

@@ -7,13 +7,14 @@ What is kept, and for how long (days; None keeps for ever), with the defaults of
   An event that failed or was never handled is kept whatever its age, until it is handled or an admin
   dismisses it;
 - callback attempts (the configuration page's recent verifications and deliveries) 14;
-- the message log 180, the inbox 365, the audit log 3 years.
+- the message log 180, clicks on template cards 180, the inbox 365, the audit log 3 years.
 
 Deleting never holds a lock callbacks need: each batch is one short transaction that selects up to
 ``batch_size`` primary keys of old rows (through an index on time) and deletes exactly those rows by
 primary key. Receiving a callback only INSERTs a new row and handling one locks only its own rows, so
 neither ever waits on a purge for longer than one batch's delete of rows it does not touch. Inbox
-messages of purged events keep their text (their link to the event is set to NULL in the same batch).
+messages of purged events keep their text (their link to the event is set to NULL in the same batch), and
+card clicks outlive the callback and the log entry of their card the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.utils import timezone
 from wecom_integration.callbacks.models import CallbackAttempt, CallbackEvent
 from wecom_integration.conf import RETENTION_DEFAULTS, wecom_settings
 from wecom_integration.directory.models import AuditLog
-from wecom_integration.messaging.models import InboxMessage, MessageLog
+from wecom_integration.messaging.models import CardClick, InboxMessage, MessageLog
 
 PURGEABLE_EVENT_STATUSES = (CallbackEvent.Status.HANDLED, CallbackEvent.Status.DISMISSED)
 
@@ -73,6 +74,7 @@ def targets(settings: dict | None = None) -> list[Target]:
     found += [
         Target("callback attempts", CallbackAttempt, settings["callback_attempts"], "at"),
         Target("message log", MessageLog, settings["message_logs"], "created_at"),
+        Target("card clicks", CardClick, settings["card_clicks"], "created_at"),
         Target("inbox", InboxMessage, settings["inbox_messages"], "created_at"),
         Target("audit log", AuditLog, settings["audit_log"], "created_at"),
     ]
@@ -81,9 +83,13 @@ def targets(settings: dict | None = None) -> list[Target]:
 
 def _delete_ids(model, ids) -> int:
     """DELETE the rows with these primary keys in one statement (no ORM collector: it would load each
-    row, XML and all, only to delete it); inbox messages of deleted events are unlinked first."""
+    row, XML and all, only to delete it); what points at the rows (inbox messages and card clicks at events,
+    card clicks at their card's log entry) is unlinked first, as on_delete=SET_NULL would."""
     if model is CallbackEvent:
         InboxMessage.objects.filter(event_id__in=ids).update(event=None)
+        CardClick.objects.filter(event_id__in=ids).update(event=None)
+    elif model is MessageLog:
+        CardClick.objects.filter(message_id__in=ids).update(message=None)
     alias = router.db_for_write(model)
     connection = connections[alias]
     table = connection.ops.quote_name(model._meta.db_table)

@@ -87,6 +87,65 @@ class MessageAPI(BaseAPI):
         body = {"articles": list(articles)}
         return self._send("news", body, touser, toparty, totag, agent_id, safe, options)
 
+    def send_template_card(
+        self, card, touser=None, toparty=None, totag=None, agent_id=None, **options
+    ):
+        """A template card (模板卡片消息): ``card`` is the ``template_card`` object (card_type and its
+        fields). For interactive cards (button, vote, multiple choice) the answer carries a
+        ``response_code`` that may update the card once, within 72 hours.
+
+        https://developer.work.weixin.qq.com/document/path/90236
+        """
+        return self._send("template_card", card, touser, toparty, totag, agent_id, False, options)
+
+    def update_template_card(
+        self,
+        response_code,
+        *,
+        replace_name=None,
+        card=None,
+        userids=None,
+        partyids=None,
+        tagids=None,
+        atall=False,
+        agent_id=None,
+    ):
+        """Update a template card sent by the app (更新模版卡片消息), with a ``response_code`` from
+        message/send or from a click's template_card_event; each code works once, for 72 hours.
+
+        Give ``replace_name`` to turn the card's buttons into one that cannot be clicked, labelled with
+        that text (button, vote and multiple choice cards only), or ``card`` to replace the whole card.
+        ``userids`` (≤ 1000), ``partyids`` (≤ 100), ``tagids`` (≤ 100) or ``atall`` say whose card changes.
+
+        https://developer.work.weixin.qq.com/document/path/94888
+        """
+        if (replace_name is None) == (card is None):
+            raise ValueError("give either replace_name or card")
+        payload = {"agentid": self._agent_id(agent_id), "response_code": response_code}
+        for key, ids, limit in (("userids", userids, MAX_USERS), ("partyids", partyids, MAX_PARTIES),
+                                ("tagids", tagids, MAX_TAGS)):
+            if ids:
+                ids = list(ids)
+                if len(ids) > limit:
+                    raise ValueError(f"at most {limit} {key} per update, got {len(ids)}")
+                payload[key] = ids
+        if atall:
+            payload["atall"] = 1
+        if replace_name is not None:
+            payload["button"] = {"replace_name": replace_name}
+        else:
+            payload["template_card"] = card
+        # Like message/send: a code spent by a request whose answer was lost cannot be spent again.
+        return self._post("message/update_template_card", payload, idempotent=False)
+
+    def recall(self, msgid):
+        """Recall (撤回) a message the app sent in the last 24 hours, by the ``msgid`` message/send
+        answered. Only the WeCom client's copy is recalled, not the WeChat plug-in's.
+
+        https://developer.work.weixin.qq.com/document/path/94867
+        """
+        return self._post("message/recall", {"msgid": msgid})
+
     def send_image(
         self, media_id, touser=None, toparty=None, totag=None, agent_id=None, safe=False, **options
     ):

@@ -97,6 +97,12 @@ class Command(BaseCommand):
                 f"  Approvals:  the joining request went to WeCom as an approval; decide it as {seeded['approver']} "
                 f"in the fake WeCom app: {fake.api_base}/fake/app/approvals"
             )
+        if seeded.get("card_userid"):
+            self.stdout.write(
+                f"  Cards:      a card with buttons went to {seeded['approver']}; click it in the fake WeCom app: "
+                f"{fake.api_base}/fake/app/cards?userid={seeded['card_userid']} (the card then shows the choice "
+                f"as done; the click is in the admin's card clicks)"
+            )
         self.stdout.write(
             f"  Sidebar:    the chat sidebar as a member sees it in the WeCom client: open the fake's stand-in "
             f"client {fake.api_base}/fake/app/toolbar"

@@ -8,8 +8,9 @@ links the WeCom pages it follows:
 * core.py: FakeWeCom, tokens (gettoken), the dispatcher and the merged routing table (ROUTES), secret
   kinds, trusted IPs, time; limits.py: rate limits and fault injection;
 * user.py, department.py: the contact book's reads and changes; oauth.py: sign-in codes, user tickets and
-  two-step verification; message.py: message/send; externalcontact.py: customer contact; menu.py,
-  media.py: the app's menu and temporary media;
+  two-step verification; message.py: message/send; card.py: template cards once sent (the card rules, clicks
+  pushed as template_card_event, update_template_card, recall, the WeCom-app card screen);
+  externalcontact.py: customer contact; menu.py, media.py: the app's menu and temporary media;
 * push.py: the callbacks the fake sends; control.py: the ``/fake/…`` test-control endpoint; http.py: the
   HTTP server;
 * org.py, orgmodel.py, orgdata.py: the generated organisation.

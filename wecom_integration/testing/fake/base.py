@@ -52,6 +52,7 @@ ERRMSG = {
     41016: "missing title",
     41033: "missing description",
     42001: "access_token expired",
+    42014: "taskid has existed or empty or exceed max len",
     43002: "require POST method",
     44001: "empty media data",
     44004: "empty content",

@@ -42,6 +42,11 @@ class ControlAPI:
             page = self._toolbar(method, parts, query)
             if page is not None:
                 return page
+        if parts[:2] == ["app", "cards"]:
+            try:
+                return self._card_screen(method, parts, query, body)
+            except (ValueError, KeyError) as error:
+                return 400, _json_bytes({"errcode": 40058, "errmsg": str(error)}), _JSON
         if parts[:2] == ["app", "approvals"]:
             try:
                 return self._approval_screen(method, parts, body)
@@ -89,6 +94,11 @@ class ControlAPI:
             external_userid, items = self.add_external_contact(data["userid"], data.get("name", "客户"),
                                                                state=data.get("state", ""))
             return {"external_userid": external_userid, **results(items)}
+        if route == ("POST", "card_clicks", 1):
+            return results(self.click_template_card(data["userid"], data["task_id"], data["key"],
+                                                    data.get("selected")))
+        if route == ("GET", "cards", 1):
+            return {"cards": self.cards_for((query.get("userid") or [""])[0])}
         if route == ("GET", "deliveries", 1):
             userid = (query.get("userid") or [None])[0]
             return {"deliveries": self.deliveries_for(userid) if userid else self.deliveries}

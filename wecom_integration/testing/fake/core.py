@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..callbacks import DeliveryResult
 from . import (
     approval,
+    card,
     customertag,
     department,
     externalcontact,
@@ -53,6 +54,7 @@ from . import (
 )
 from .approval import ApprovalAPI, ApprovalScreen
 from .base import _CUSTOMERS, _DROP, _JSON, ERRMSG, _ApiError, _Encoded, _json_bytes, _Request, _Route
+from .card import CardAPI, CardScreen
 from .control import ControlAPI
 from .customertag import CustomerTagAPI
 from .department import DepartmentAPI
@@ -102,12 +104,13 @@ ROUTES = _merge_routes(
     groupchat.ROUTES,
     tag.ROUTES,
     customertag.ROUTES,
+    card.ROUTES,
 )
 
 
 class FakeWeCom(UserAPI, DepartmentAPI, OAuthAPI, MessageAPI, ExternalContactAPI, MenuAPI, MediaAPI, ApprovalAPI,
-                ApprovalScreen, JSSDKAPI, GroupChatAPI, ContactTagAPI, CustomerTagAPI, ToolbarClient,
-                CallbackPush,
+                ApprovalScreen, JSSDKAPI, GroupChatAPI, ContactTagAPI, CustomerTagAPI, ToolbarClient, CardAPI,
+                CardScreen, CallbackPush,
                 ControlAPI):
     """One fake corp with one self-built app, served over HTTP on loopback::
 

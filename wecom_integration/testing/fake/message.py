@@ -157,6 +157,8 @@ class MessageAPI:
                     # Nothing older than the longest interval WeCom allows (4 h) can still match.
                     self._dup_cache = {k: v for k, v in self._dup_cache.items() if now - v[0] < 14400}
                 self._dup_cache[dup_key] = (now, dict(answer))
+        if msgtype == "template_card":
+            self._keep_card(msgid, content, sent.recipients, answer.get("response_code"), now)  # card.py
         return answer
 
     def _resolve_recipients(self, users: list[str], parties: list[str], tags: list[str]):
@@ -260,6 +262,6 @@ class MessageAPI:
                     self._check_media(article.get("thumb_media_id"))
         elif msgtype in ("image", "voice", "video", "file"):
             self._check_media(content.get("media_id"))
-        elif msgtype == "template_card" and not content.get("card_type"):
-            raise _ApiError(40058)
+        elif msgtype == "template_card":
+            self._check_template_card(content)  # card.py: the card rules, task_id unique in the app
         return content
