@@ -181,10 +181,10 @@ def group_switches(pgid):
 
 
 def named_cpu_seconds(prefix, argument=""):
-    """CPU seconds used so far by every live process whose command name starts with ``prefix`` and whose
-    command line contains ``argument`` (PostgreSQL's backends of one database, redis-server): what the
-    services cost per request, next to our processes."""
-    ticks = 0
+    """CPU seconds used so far by each live process whose command name starts with ``prefix`` and whose
+    command line contains ``argument`` (PostgreSQL's backends of one database, redis-server), by pid: what
+    the services cost per request, next to our processes. See :func:`spent_since`."""
+    used = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -203,8 +203,15 @@ def named_cpu_seconds(prefix, argument=""):
                 continue
         if comm.startswith(prefix):
             fields = data[data.rindex(")") + 2 :].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def spent_since(before, after):
+    """CPU seconds between two :func:`named_cpu_seconds` readings: what each process alive at the end used
+    since the first (all of it for one started since). A process that exited in between takes its count
+    with it, which is why the bench keeps its database connections for the whole run."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 # Load --------------------------------------------------------------------------------------------------
@@ -413,6 +420,7 @@ def main():
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         # Connections kept for the whole run, so PostgreSQL's CPU per request is read off live backends.
         "DB_CONN_MAX_AGE": "3600",
+        "CELERY_DB_REUSE_MAX": "1000000",
         "DEBUG": "0",
     }
     if args.linger is not None:
@@ -550,7 +558,10 @@ def main():
             figures = run_phase(spec, target, args, f"{name}{secrets.token_hex(3)}")
             cpu = {group: group_cpu_seconds(pgid) - before[group] for group, pgid in groups.items()}
             cpu.update(
-                {service: named_cpu_seconds(service, SERVICES[service]) - before[service] for service in SERVICES}
+                {
+                    service: spent_since(before[service], named_cpu_seconds(service, SERVICES[service]))
+                    for service in SERVICES
+                }
             )
             switches = group_switches(gunicorn.pid) - switches_before
             cpu["clients"] = figures["cpu"]
