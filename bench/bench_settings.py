@@ -1,5 +1,11 @@
-"""Settings for bench/callbacks.py only: the project's settings with a URLconf that adds a bare view."""
+"""Settings for bench/callbacks.py only: the project's settings with a URLconf that adds a bare view, and
+the callback batch linger of bench/callbacks.py's --linger when given."""
+
+import os
 
 from config.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.bench_urls"
+
+if os.environ.get("BENCH_CALLBACK_BATCH_LINGER"):
+    WECOM = {**WECOM, "CALLBACK_BATCH_LINGER": float(os.environ["BENCH_CALLBACK_BATCH_LINGER"])}  # noqa: F405

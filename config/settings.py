@@ -183,6 +183,11 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = int(os.environ.get("CELERY_BROKER_CONNECT
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Nothing reads task results; at 1,000 callbacks a second they would only fill Redis.
 CELERY_TASK_IGNORE_RESULT = True
+# Celery closes a worker's database connection after every task unless this is set; opening one (and a new
+# PostgreSQL backend) cost a callback worker more CPU than the batch of events it then handled. With it, a
+# connection is kept for CONN_MAX_AGE as the web keeps it (the app closes an expired or broken one before
+# each of its tasks, wecom_integration/operations/celery_signals.py) and at most this many tasks.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE

@@ -1,8 +1,10 @@
 """Handling stored callback events, in the worker: at most once each, through the rooms' table.
 
 :func:`handle_events` locks a batch of stored events, runs each one's handler from
-:mod:`wecom_integration.callbacks.registry` in a savepoint of its own, marks them handled in one UPDATE and
-sends the signals of :mod:`wecom_integration.signals` once that has committed. Which room handles which
+:mod:`wecom_integration.callbacks.registry` in a savepoint of its own (or, for a kind whose room handles
+many at once, the batch's events of that kind together in one savepoint, one by one only if that fails),
+marks them handled in one UPDATE and sends the signals of :mod:`wecom_integration.signals` once that has
+committed, in the events' order. Which room handles which
 kind of event is the registry's business; this module imports none.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from functools import partial
+from functools import lru_cache, partial
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -48,15 +50,18 @@ def handle_event(event_id: int) -> str:
 
 
 def handle_events(event_ids) -> dict[int, str | Exception]:
-    """Handle stored events, in the order given, in one transaction: each event's handler runs in a
-    savepoint of its own, so a failing one rolls back only its own writes. Returns, per id, the outcome
-    :func:`handle_event` would return, or the exception of a failed handler (the event is then stored
-    "failed" with the error, for the caller to retry).
+    """Handle stored events, in the order given, in one transaction, so that a failing one rolls back only
+    its own writes. Returns, per id, the outcome :func:`handle_event` would return, or the exception of a
+    failed handler (the event is then stored "failed" with the error, for the caller to retry).
 
     The rows are locked together (``SELECT … FOR UPDATE SKIP LOCKED``): an event another worker holds
-    is "busy" and left to it. One transaction and one status UPDATE per batch instead of per event is
-    what makes a batch cheaper than its events one by one. An error that breaks the transaction itself
-    (a lost connection) is raised, and nothing of the batch is kept.
+    is "busy" and left to it. Each event's handler runs in a savepoint of its own, except where its room
+    registered a handler for many (:func:`registry.handles_many`): the batch's events of that kind then
+    go to it at once, in one savepoint, when the first of them comes, and only if it raises does each
+    of them run alone in its own savepoint. Kinds no room handles write nothing and need no savepoint.
+    One transaction and one status UPDATE per batch instead of per event is what makes a batch cheaper
+    than its events one by one. An error that breaks the transaction itself (a lost connection) is
+    raised, and nothing of the batch is kept.
     """
     ids = list(dict.fromkeys(int(event_id) for event_id in event_ids))
     outcomes: dict[int, str | Exception] = {}
@@ -66,37 +71,30 @@ def handle_events(event_ids) -> dict[int, str | Exception]:
     handled: list[CallbackEvent] = []
     failed: list[CallbackEvent] = []
     with transaction.atomic():
-        locking = CallbackEvent.objects.select_for_update(
-            skip_locked=connection.features.has_select_for_update_skip_locked, of=("self",)
-        )
-        pending = locking.filter(pk__in=ids).exclude(status=CallbackEvent.Status.HANDLED).order_by("pk")
-        rows = {row.pk: row for row in pending}
-        for event_id in ids:
-            row = rows.get(event_id)
-            if row is None:
-                continue
+        rows = {row.pk: row for row in _locked(ids)}
+        batch = [rows[event_id] for event_id in ids if event_id in rows]
+        for row in batch:
             row.attempts += 1
-            try:
-                with _in_request_of(row), transaction.atomic():
-                    _dispatch(row)
-            except Exception as exc:
-                outcomes[event_id] = exc
+        results = _apply_all(batch)
+        for row in batch:
+            result = results[row.pk]
+            if isinstance(result, Exception):
+                outcomes[row.pk] = result
                 row.status = CallbackEvent.Status.FAILED
-                row.error = _describe(exc)
+                row.error = _describe(result)
                 # Its retry is queued now (or never, past the limit): the sweep's clock starts here.
                 row.queued_at = timezone.now()
                 row.save(update_fields=["status", "error", "attempts", "queued_at"])
                 failed.append(row)
             else:
-                outcomes[event_id] = HANDLED
+                outcomes[row.pk] = HANDLED
                 handled.append(row)
+                _signal_after_commit(row, *result)
         if handled:
             now = timezone.now()
             for row in handled:  # as the signals' receivers will see them, after the commit
                 row.status, row.error, row.handled_at = CallbackEvent.Status.HANDLED, "", now
-            CallbackEvent.objects.filter(pk__in=[row.pk for row in handled]).update(
-                status=CallbackEvent.Status.HANDLED, error="", attempts=F("attempts") + 1, handled_at=now
-            )
+            _mark_handled([row.pk for row in handled], now)
     absent = [event_id for event_id in ids if event_id not in rows]
     if absent:
         statuses = dict(CallbackEvent.objects.filter(pk__in=absent).values_list("pk", "status"))
@@ -119,21 +117,114 @@ def handle_events(event_ids) -> dict[int, str | Exception]:
                 error=row.error.splitlines()[0],
             )
     duration_ms = round((time.monotonic() - started) * 1000, 1)
-    for row in handled:
-        observability.record_callback_handled(row.kind, row.received_at)
-        with _in_request_of(row):
-            observability.log_event(
-                logger,
-                "callback.handled",
-                tenant=row.tenant_id,
-                kind=row.kind,
-                event_id=row.pk,
-                attempt=row.attempts,
-                outcome="ok",
-                batch=len(ids),
-                duration_ms=duration_ms,
-            )
+    observability.record_callbacks_handled(handled)
+    if handled and logger.isEnabledFor(logging.INFO):
+        for row in handled:
+            with _in_request_of(row):
+                observability.log_event(
+                    logger,
+                    "callback.handled",
+                    tenant=row.tenant_id,
+                    kind=row.kind,
+                    event_id=row.pk,
+                    attempt=row.attempts,
+                    outcome="ok",
+                    batch=len(ids),
+                    duration_ms=duration_ms,
+                )
     return outcomes
+
+
+def _locked(ids: list[int]):
+    """The events of ``ids`` not handled yet, locked (``FOR UPDATE SKIP LOCKED``: one another worker holds
+    is left out), in id order. On PostgreSQL one prepared SQL text with the ids as one array, for it runs
+    once per batch and building the ORM's query cost more than running it."""
+    if connection.vendor == "postgresql":
+        return CallbackEvent.objects.raw(_statements()[0], [ids, CallbackEvent.Status.HANDLED])
+    locking = CallbackEvent.objects.select_for_update(
+        skip_locked=connection.features.has_select_for_update_skip_locked, of=("self",)
+    )
+    return locking.filter(pk__in=ids).exclude(status=CallbackEvent.Status.HANDLED).order_by("pk")
+
+
+def _mark_handled(ids: list[int], now) -> None:
+    """One UPDATE of the handled events: status, error cleared, one more attempt, the time."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_statements()[1], [CallbackEvent.Status.HANDLED, now, ids])
+        return
+    CallbackEvent.objects.filter(pk__in=ids).update(
+        status=CallbackEvent.Status.HANDLED, error="", attempts=F("attempts") + 1, handled_at=now
+    )
+
+
+@lru_cache(maxsize=1)
+def _statements() -> tuple[str, str]:
+    """PostgreSQL's lock and status statements of :func:`handle_events` (ids passed as one array)."""
+    opts = CallbackEvent._meta
+    quote = connection.ops.quote_name
+    table, pk = quote(opts.db_table), quote(opts.pk.column)
+    status, attempts = quote(opts.get_field("status").column), quote(opts.get_field("attempts").column)
+    columns = ", ".join(quote(field.column) for field in opts.concrete_fields)
+    lock = (
+        f"SELECT {columns} FROM {table} WHERE {pk} = ANY(%s) AND {status} <> %s "
+        f"ORDER BY {pk} FOR UPDATE OF {table} SKIP LOCKED"
+    )
+    update = (
+        f"UPDATE {table} SET {status} = %s, {quote(opts.get_field('error').column)} = '', "
+        f"{attempts} = {attempts} + 1, {quote(opts.get_field('handled_at').column)} = %s WHERE {pk} = ANY(%s)"
+    )
+    return lock, update
+
+
+def _apply_all(rows: list[CallbackEvent]) -> dict[int, tuple | Exception]:
+    """Run the handlers of ``rows`` (locked, in order): per row's id, (event, route, result) or the
+    exception that rolled its writes back."""
+    results: dict[int, tuple | Exception] = {}
+    parsed: dict[int, tuple] = {}
+    together: dict[str, list[tuple[CallbackEvent, Event]]] = {}
+    for row in rows:
+        try:
+            event = parse_event(row.xml)
+        except Exception as exc:  # stored XML that no longer parses (written around receive): that event fails
+            results[row.pk] = exc
+            continue
+        route = registry.route_for(event.kind)
+        parsed[row.pk] = (event, route)
+        if route is not None and route.many is not None:
+            together.setdefault(route.kind, []).append((row, event))
+    for row in rows:
+        if row.pk in results:
+            continue
+        event, route = parsed[row.pk]
+        if route is None:
+            # Kinds no room handles are kept as stored, and only reach host code through ``event_handled``.
+            results[row.pk] = (event, None, None)
+        elif route.many is None:
+            results[row.pk] = _apply_alone(row, event, route)
+        elif route.kind in together:
+            items = together.pop(route.kind)
+            try:
+                with transaction.atomic():
+                    outcome = route.many(items)
+            except Exception:
+                logger.info("A batch of %s %s event(s) failed; handling them one by one", len(items), route.kind)
+                outcome = None
+            if outcome is None:
+                for item_row, item_event in items:
+                    results[item_row.pk] = _apply_alone(item_row, item_event, route)
+            else:
+                for (item_row, item_event), result in zip(items, outcome, strict=True):
+                    results[item_row.pk] = (item_event, route, result)
+    return results
+
+
+def _apply_alone(row: CallbackEvent, event: Event, route) -> tuple | Exception:
+    try:
+        with _in_request_of(row), transaction.atomic():
+            return event, route, route.handler(row, event)
+    except Exception as exc:
+        return exc
 
 
 @contextmanager
@@ -157,18 +248,23 @@ def _describe(exc: Exception) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
-def _dispatch(row: CallbackEvent, *, replay: bool = False) -> None:
-    event = parse_event(row.xml)
-    route = registry.route_for(event.kind)
-    # Kinds no room handles are kept as stored, and only reach host code through ``event_handled``.
-    result = route.handler(row, event) if route is not None else None
+def _signal_after_commit(row: CallbackEvent, event: Event, route, result, *, replay: bool = False) -> None:
+    """Send the route's signal (when its handler changed something) and ``event_handled`` once the
+    transaction commits; registered after the event's savepoint was released."""
     signal = route.signal if route is not None else None
-    # Registered inside the handler's savepoint: dropped if it rolls back, sent after the commit.
     if result is not None and signal is not None:
         transaction.on_commit(partial(_send, signal, row, event, {**result, "replay": replay}), robust=True)
     transaction.on_commit(
         partial(_send, signals.event_handled, row, event, {"kind": row.kind, "replay": replay}), robust=True
     )
+
+
+def _dispatch(row: CallbackEvent, *, replay: bool = False) -> None:
+    event = parse_event(row.xml)
+    route = registry.route_for(event.kind)
+    result = route.handler(row, event) if route is not None else None
+    # Registered inside the handler's savepoint: dropped if it rolls back, sent after the commit.
+    _signal_after_commit(row, event, route, result, replay=replay)
 
 
 def redispatch_events(queryset, limit: int = 500) -> tuple[int, int]:

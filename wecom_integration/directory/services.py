@@ -1,7 +1,9 @@
 """The tenant's local mirror of its WeCom departments and members.
 
-The contact-change callbacks apply one change at a time through :func:`apply_contact_change`; the
-contact sync reuses the pieces: :func:`user_fields_from_api` / :func:`department_fields_from_api` turn
+The contact-change callbacks apply one change at a time through :func:`apply_contact_change`, or a
+worker's batch of them inside :func:`contact_batch` (the members they name read and locked in one
+query, new and changed members written in one statement each when the batch ends); the contact sync
+reuses the pieces: :func:`user_fields_from_api` / :func:`department_fields_from_api` turn
 WeCom's JSON into model fields, :func:`fingerprint` tells whether a member changed since the last
 sync, :func:`apply_user_fields` writes fields onto a row in memory, and :func:`mark_user_left`
 deactivates what a member who left had in the tenant.
@@ -22,13 +24,18 @@ Rules (https://developer.work.weixin.qq.com/document/path/90970, 90971, 90972):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import msgspec
+from django.db import connection
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -236,7 +243,11 @@ def apply_user_fields(wecom_user: WeComUser, fields: dict) -> list[str]:
 
 
 def apply_contact_change(tenant_id: int, event) -> ContactChange:
-    """Apply one contact-change event to the tenant's mirror (inside the caller's transaction)."""
+    """Apply one contact-change event to the tenant's mirror (inside the caller's transaction).
+
+    Inside :func:`contact_batch` the members it reads come from the batch and its writes wait for the
+    batch's end; what it returns is the same.
+    """
     if isinstance(event, ContactUserEvent):
         return apply_user_change(tenant_id, event)
     if isinstance(event, ContactPartyEvent):
@@ -245,6 +256,159 @@ def apply_contact_change(tenant_id: int, event) -> ContactChange:
         # Applied to the mirror of tags by the handler (directory/tags.py); nothing of the members changes.
         return ContactChange(applied=True)
     return IGNORED
+
+
+class _Members:
+    """The members a batch of contact events names: read and locked in one query per tenant before the
+    first event, then created and changed in memory by :func:`apply_user_change` as each event comes,
+    and written by :meth:`flush` (one INSERT of the new members, one UPDATE per set of changed fields).
+
+    ``_rows`` maps (tenant, the userid upper-cased) to what :func:`_locked_user` would find now: the
+    lowest id among the rows matching it ignoring case, a member created earlier in the batch, or None.
+    Only ASCII userids are read ahead (the database's UPPER and Python's agree on those; WeCom's
+    userids are ASCII); an event naming another one, or renaming a member, runs as it would alone,
+    after what the batch holds is written (:meth:`alone`).
+    """
+
+    def __init__(self):
+        self._rows: dict[tuple[int, str], WeComUser | None] = {}
+        self._new: list[WeComUser] = []
+        self._changed: dict[int, tuple[WeComUser, set[str]]] = {}
+        # Members an earlier event of the batch returned (to its signal): a later event changes a copy.
+        self._returned: set[int] = set()
+        self._copies: list[tuple[WeComUser, WeComUser]] = []
+
+    def read(self, tenant_id: int, userids: Iterable[str]) -> None:
+        keys = {userid.upper() for userid in userids if userid and userid.isascii()}
+        keys -= {key for (tenant, key) in self._rows if tenant == tenant_id}
+        if not keys:
+            return
+        # Locked in id order, as every batch locks them, so two workers' batches cannot deadlock on members.
+        if connection.vendor == "postgresql":
+            # Runs once per batch: one SQL text with the keys as one array costs less than building the query.
+            found = WeComUser.objects.raw(_members_statement(), [tenant_id, sorted(keys)])
+        else:
+            found = (
+                WeComUser.objects.select_for_update(of=("self",))
+                .annotate(userid_upper=Upper("userid"))
+                .filter(tenant_id=tenant_id, userid_upper__in=keys)
+                .order_by("pk")
+            )
+        for user in found:
+            self._rows.setdefault((tenant_id, user.userid.upper()), user)
+        for key in keys:
+            self._rows.setdefault((tenant_id, key), None)
+
+    def can_apply(self, tenant_id: int, userid: str, new_userid: str = "") -> bool:
+        """Whether an event about ``userid`` (renaming it to ``new_userid``, if given) can be applied
+        within the batch: both were read ahead, and a rename finds no member under the old userid (it
+        then creates or updates the new one, as a create would; moving a member and its bindings runs
+        alone)."""
+        key = (tenant_id, userid.upper())
+        if key not in self._rows:
+            return False
+        return not new_userid or ((tenant_id, new_userid.upper()) in self._rows and self._rows[key] is None)
+
+    def get(self, tenant_id: int, userid: str) -> WeComUser | None:
+        key = (tenant_id, userid.upper())
+        user = self._rows[key]
+        if user is not None and id(user) in self._returned:
+            # The earlier event's signal keeps the member as that event left it; this one changes a copy.
+            twin = copy.copy(user)
+            self._rows[key] = twin
+            if user.pk is None:
+                self._new[self._new.index(user)] = twin
+                self._copies.append((user, twin))
+            elif id(user) in self._changed:
+                self._changed[id(twin)] = (twin, self._changed.pop(id(user))[1])
+            self._returned.discard(id(user))
+            user = twin
+        return user
+
+    def insert(self, user: WeComUser) -> None:
+        self._new.append(user)
+        self._rows[(user.tenant_id, user.userid.upper())] = user
+
+    def update(self, user: WeComUser, fields: Iterable[str]) -> None:
+        if user.pk is None:
+            return  # not written yet: its INSERT carries every field
+        self._changed.setdefault(id(user), (user, set()))[1].update(fields)
+
+    def returned(self, user: WeComUser | None) -> None:
+        if user is not None:
+            self._returned.add(id(user))
+
+    def flush(self) -> None:
+        if self._new:
+            WeComUser.objects.bulk_create(self._new)
+            for earlier, twin in self._copies:
+                earlier.pk, earlier._state.adding, earlier._state.db = twin.pk, False, twin._state.db
+            self._new, self._copies = [], []
+        if self._changed:
+            now = timezone.now()
+            by_fields: dict[frozenset, list[WeComUser]] = {}
+            for user, fields in self._changed.values():
+                user.updated_at = now
+                by_fields.setdefault(frozenset(fields | {"updated_at"}), []).append(user)
+            self._changed = {}
+            for fields, users in by_fields.items():
+                if len(users) == 1:
+                    users[0].save(update_fields=sorted(fields))
+                else:
+                    WeComUser.objects.bulk_update(users, sorted(fields))
+
+    @contextmanager
+    def alone(self, tenant_id: int, userids: Iterable[str]):
+        """Run one event as it would run outside a batch: what the batch holds is written first, and the
+        members it names are read again afterwards."""
+        self.flush()
+        token = _batch.set(None)
+        try:
+            yield
+        finally:
+            _batch.reset(token)
+        for userid in userids:
+            if userid:
+                self._rows.pop((tenant_id, userid.upper()), None)
+        self.read(tenant_id, userids)
+
+
+@lru_cache(maxsize=1)
+def _members_statement() -> str:
+    """PostgreSQL's read of a batch's members: the (tenant, UPPER(userid)) index, FOR UPDATE of the rows."""
+    opts = WeComUser._meta
+    quote = connection.ops.quote_name
+    table, userid = quote(opts.db_table), quote(opts.get_field("userid").column)
+    columns = ", ".join(quote(field.column) for field in opts.concrete_fields)
+    return (
+        f"SELECT {columns} FROM {table} WHERE {quote(opts.get_field('tenant').column)} = %s "
+        f"AND UPPER({userid}) = ANY(%s) ORDER BY {quote(opts.pk.column)} FOR UPDATE OF {table}"
+    )
+
+
+_batch: ContextVar[_Members | None] = ContextVar("wecom_contact_batch", default=None)
+
+
+@contextmanager
+def contact_batch(changes: Iterable[tuple[int, object]]):
+    """Apply the contact-change events of ``changes`` ((tenant id, event) pairs) as a batch: the
+    members they name are read and locked in one query per tenant, and the members that
+    :func:`apply_contact_change` calls inside the block create or change are written when it ends (one
+    INSERT, one UPDATE per set of fields). Inside a transaction; if the block raises, nothing is written
+    and the caller rolls back (the handling task then applies the events one by one)."""
+    members = _Members()
+    userids: dict[int, list[str]] = {}
+    for tenant_id, event in changes:
+        if isinstance(event, ContactUserEvent):
+            userids.setdefault(tenant_id, []).extend(((event.user_id or "").strip(), (event.new_user_id or "").strip()))
+    for tenant_id, names in userids.items():
+        members.read(tenant_id, names)
+    token = _batch.set(members)
+    try:
+        yield
+        members.flush()
+    finally:
+        _batch.reset(token)
 
 
 def canonical_userids(tenant_id: int, userids) -> dict[str, str]:
@@ -273,6 +437,9 @@ def canonical_userid(tenant_id: int, userid: str) -> str:
 
 
 def _locked_user(tenant_id: int, userid: str) -> WeComUser | None:
+    members = _batch.get()
+    if members is not None:
+        return members.get(tenant_id, userid)
     # of=self and no ordering: the model orders by tenant, and ordering through the foreign key would join
     # and lock the tenant's row too, which blocks every INSERT that references the tenant (FOR KEY SHARE).
     return (
@@ -294,14 +461,38 @@ def apply_user_change(tenant_id: int, event: ContactUserEvent) -> ContactChange:
         return IGNORED
     when = event.create_time
     change_type = event.change_type
-    if change_type == "delete_user":
-        return _delete_user(tenant_id, userid, when)
-    fields = user_fields_from_event(event)
-    revive = change_type == "create_user"
     new_userid = (event.new_user_id or "").strip()
-    if change_type == "update_user" and new_userid and new_userid != userid:
-        return _rename_user(tenant_id, userid, new_userid, fields, when)
-    return _upsert_user(tenant_id, userid, fields, when, revive=revive)
+    renames = change_type == "update_user" and new_userid and new_userid != userid
+    members = _batch.get()
+    if members is not None and not members.can_apply(tenant_id, userid, new_userid if renames else ""):
+        with members.alone(tenant_id, (userid, new_userid)):
+            return apply_user_change(tenant_id, event)
+    if change_type == "delete_user":
+        change = _delete_user(tenant_id, userid, when)
+    elif renames:
+        change = _rename_user(tenant_id, userid, new_userid, user_fields_from_event(event), when)
+    else:
+        revive = change_type == "create_user"
+        change = _upsert_user(tenant_id, userid, user_fields_from_event(event), when, revive=revive)
+    if members is not None:
+        members.returned(change.wecom_user)
+    return change
+
+
+def _insert_user(user: WeComUser) -> None:
+    members = _batch.get()
+    if members is None:
+        user.save(force_insert=True)
+    else:
+        members.insert(user)
+
+
+def _update_user(user: WeComUser, fields: list[str]) -> None:
+    members = _batch.get()
+    if members is None:
+        user.save(update_fields=fields)
+    else:
+        members.update(user, fields)
 
 
 def _is_stale(row, when: int) -> bool:
@@ -335,7 +526,7 @@ def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive
         apply_user_fields(user, _newer_fields(user, fields, when))
         user.fingerprint = user_fingerprint(user)
         user.last_event_time = when
-        user.save(force_insert=True)
+        _insert_user(user)
     else:
         fresh = _newer_fields(user, fields, when)
         if not fresh and _is_stale(user, when):
@@ -346,7 +537,7 @@ def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive
             user.removed = False
             changed.append("removed")
         user.last_event_time = max(user.last_event_time, when)
-        user.save(update_fields=[*changed, "last_event_time", "field_times", "updated_at"])
+        _update_user(user, [*changed, "last_event_time", "field_times", "updated_at"])
     if user.status in LEAVING_STATUSES:
         mark_user_left(tenant_id, user, reason=f"status_{user.status}")
     return ContactChange(applied=True, wecom_user=user)
@@ -394,17 +585,18 @@ def _delete_user(tenant_id: int, userid: str, when: int) -> ContactChange:
         return IGNORED
     if user is None:
         # Remembered as removed, so that a create_user older than this delete cannot resurrect it.
-        user = WeComUser.objects.create(
+        user = WeComUser(
             tenant_id=tenant_id,
             userid=userid,
             removed=True,
             last_event_time=when,
             fingerprint=fingerprint({}),
         )
+        _insert_user(user)
         return ContactChange(applied=True, wecom_user=user)
     user.removed = True
     user.last_event_time = when
-    user.save(update_fields=["removed", "last_event_time", "updated_at"])
+    _update_user(user, ["removed", "last_event_time", "updated_at"])
     mark_user_left(tenant_id, user, reason="delete_user")
     return ContactChange(applied=True, wecom_user=user)
 
@@ -416,6 +608,8 @@ def mark_user_left(tenant_id: int, wecom_user: WeComUser, *, reason: str = "left
     The system users themselves are never deleted or deactivated: they may belong to other tenants.
     Each deactivated binding gets an audit record. Returns (bindings, memberships) deactivated.
     """
+    if wecom_user.pk is None:
+        return 0, 0  # a member a batch of contact events created and has not written yet: nothing binds it
     now = timezone.now()
     bindings = list(
         Binding.objects.select_for_update(of=("self",))

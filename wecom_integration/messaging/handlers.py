@@ -13,6 +13,13 @@ def on_message(row, event) -> dict:
     return {"message": message, "reply": row.reply}
 
 
+@registry.handles_many("message")
+def on_messages(items) -> list[dict]:
+    """A worker's batch of messages: the inbox written in one INSERT (inbox.record_messages)."""
+    messages = inbox.record_messages(items)
+    return [{"message": message, "reply": row.reply} for (row, _event), message in zip(items, messages, strict=True)]
+
+
 registry.replies(inbox.passive_reply, inbox.render_reply, inbox.summarize_reply)
 
 

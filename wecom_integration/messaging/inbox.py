@@ -35,7 +35,7 @@ from dataclasses import asdict
 
 from django.db.models import Count, Max, Q
 
-from wecom_integration.directory.services import canonical_userid
+from wecom_integration.directory.services import canonical_userid, canonical_userids
 from wecom_integration.events import (
     Article,
     Event,
@@ -200,6 +200,46 @@ def record_message(row: CallbackEvent, event: Event) -> InboxMessage:
             read=True,
         )
     return message
+
+
+def record_messages(items: list[tuple[CallbackEvent, Event]]) -> list[InboxMessage]:
+    """:func:`record_message` for each (row, event) of a worker's batch, in one go: the senders' userids
+    as the mirror spells them read in one query per tenant, the messages the inbox has already in one,
+    and the new ones (with their replies, in the batch's order) written in one INSERT."""
+    senders: dict[int, list[str]] = {}
+    for row, event in items:
+        senders.setdefault(row.tenant_id, []).append((event.from_user_name or "")[:64])
+    spelled = {tenant_id: canonical_userids(tenant_id, userids) for tenant_id, userids in senders.items()}
+    kept = {message.event_id: message for message in InboxMessage.objects.filter(event__in=[row for row, _ in items])}
+    messages, new = [], []
+    for row, event in items:
+        message = kept.get(row.pk)
+        if message is None:
+            sender = (event.from_user_name or "")[:64]
+            message = kept[row.pk] = InboxMessage(
+                event=row,
+                tenant_id=row.tenant_id,
+                wecom_userid=spelled[row.tenant_id].get(sender, sender),
+                direction=InboxMessage.Direction.IN,
+                msg_type=(event.msg_type or "")[:32],
+                content=summarize_message(event),
+            )
+            new.append(message)
+            if row.reply:
+                new.append(
+                    InboxMessage(
+                        tenant_id=row.tenant_id,
+                        wecom_userid=message.wecom_userid,
+                        direction=InboxMessage.Direction.OUT,
+                        msg_type=str(row.reply.get("type") or "")[:32],
+                        content=summarize_reply(row.reply),
+                        read=True,
+                    )
+                )
+        messages.append(message)
+    if new:
+        InboxMessage.objects.bulk_create(new)
+    return messages
 
 
 def conversations(queryset):

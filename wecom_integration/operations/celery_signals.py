@@ -23,6 +23,7 @@ import os
 import time
 
 from celery import signals
+from django.db import close_old_connections, connections
 
 from wecom_integration import observability
 from wecom_integration.observability import (
@@ -73,6 +74,10 @@ def restore_request_id(sender=None, task_id=None, task=None, **kwargs):
     """Make the published request id current while the task runs (an eager task keeps the caller's)."""
     if not is_own_task(task if task is not None else sender):
         return
+    if not getattr(getattr(task, "request", None), "is_eager", False) and not any(
+        conn.in_atomic_block for conn in connections.all(initialized_only=True)
+    ):
+        close_old_connections()
     request_id = _incoming_request_id(task) or get_request_id() or observability.clean_request_id(task_id)
     token = set_request_id(request_id)
     _running[task_id] = (token, time.monotonic())
