@@ -11,13 +11,18 @@ It also holds what the admin of both apps needs to know about the host's user mo
 custom one with no admin registered (``UserChoiceAdminMixin``, ``user_search_fields``).
 """
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Q
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext, gettext_lazy
 
 from wecom_integration import tenancy
+from wecom_integration.client import WeComConfigError, WeComError
 from wecom_integration.display import LabelledJSONAdmin
 from wecom_integration.extension import get_adapter
 from wecom_integration.tenancy import get_tenant_model
@@ -200,3 +205,104 @@ class ReadOnlyTenantAdmin(LabelledJSONAdmin, TenantScopedAdminMixin, admin.Model
         if request.user.is_superuser:
             filters.append("tenant")
         return filters
+
+
+class TenantChoiceForm(forms.Form):
+    """One of the tenants the user administers that has a WeCom configuration."""
+
+    tenant = forms.ModelChoiceField(queryset=None, label=gettext_lazy("tenant"))
+
+    def __init__(self, *args, tenant_ids=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenants = get_tenant_model()._default_manager.filter(wecom_config__isnull=False)
+        if tenant_ids is not None:
+            tenants = tenants.filter(pk__in=tenant_ids)
+        self.fields["tenant"].queryset = tenants
+
+
+class MadeInWeComAdminMixin:
+    """The admin of a mirror whose changes are made in WeCom first (tags, for one).
+
+    The form makes the change in its ``clean`` (so WeCom's refusal shows on the form and nothing is saved),
+    given the acting user as ``actor``; the admin's own save then writes nothing more. A deletion WeCom
+    refuses is a message, and nothing is deleted. ``sync/`` reads the mirror from WeCom now, for a tenant
+    the user administers (``read_from_wecom``). Subclasses say what WeCom's refusals mean (``refusal``).
+    """
+
+    read_title = ""
+
+    def refusal(self, exc) -> str:
+        return gettext("WeCom refused the change (errcode %(code)s).") % {"code": exc.errcode}
+
+    def read_from_wecom(self, tenant) -> dict:
+        raise NotImplementedError
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        actor = request.user
+
+        class WithActor(form):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, actor=actor, **kw)
+
+        return WithActor
+
+    def save_model(self, request, obj, form, change):
+        pass  # made in WeCom and mirrored by the form's clean
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    def _changelist_url(self):
+        opts = self.model._meta
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+
+    def _refused(self, request, exc):
+        message = exc.admin_message if isinstance(exc, WeComConfigError) else self.refusal(exc)
+        self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(self._changelist_url())
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except WeComError as exc:
+            return self._refused(request, exc)
+
+    def response_action(self, request, queryset):
+        try:
+            return super().response_action(request, queryset)
+        except WeComError as exc:
+            return self._refused(request, exc)
+
+    def get_urls(self):
+        opts = self.model._meta
+        name = f"{opts.app_label}_{opts.model_name}_sync"
+        return [path("sync/", self.admin_site.admin_view(self.sync_view), name=name), *super().get_urls()]
+
+    def sync_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = TenantChoiceForm(request.POST or None, tenant_ids=admin_tenant_ids(request.user))
+        if request.method == "POST" and form.is_valid():
+            try:
+                counts = self.read_from_wecom(form.cleaned_data["tenant"])
+            except WeComConfigError as exc:
+                form.add_error(None, exc.admin_message)
+            except WeComError as exc:
+                form.add_error(None, self.refusal(exc))
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(tags)d tags read from WeCom: %(created)d new, %(updated)d changed, %(deleted)d deleted.")
+                    % counts,
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(self._changelist_url())
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": self.read_title,
+            "form": form,
+            "submit": gettext("Read tags"),
+        }
+        return TemplateResponse(request, "admin/wecom_integration/tag_sync.html", context)

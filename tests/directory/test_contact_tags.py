@@ -9,6 +9,7 @@ from tests.factories import config_from_fake, make_tenant, make_tenant_admin
 from wecom_integration import signals
 from wecom_integration.client import WeComError, client_for
 from wecom_integration.directory import sync
+from wecom_integration.directory import tags as tag_services
 from wecom_integration.models import AuditLog, ContactTag, SyncRun
 
 pytestmark = pytest.mark.django_db
@@ -222,3 +223,19 @@ def test_the_admin_reads_tags_now_and_another_tenants_tag_is_out_of_reach(corp, 
     assert client.get(reverse("admin:wecom_integration_contacttag_change", args=[foreign.pk])).status_code == 403
     response = client.post(reverse("admin:wecom_integration_contacttag_sync"), {"tenant": other.pk})
     assert response.status_code == 200 and not ContactTag.objects.filter(tenant=other).exclude(pk=foreign.pk)
+
+
+def test_a_deletion_wecom_refuses_deletes_nothing_from_the_page_or_the_list(corp, fake_wecom, admin_client_of):
+    tenant, _ = corp
+    client = admin_client_of(tenant)
+    tagid = fake_wecom.create_contact_tag("财务", members(fake_wecom, 1))
+    tag_services.sync_contact_tags(tenant)
+    tag = ContactTag.objects.get(tenant=tenant, tagid=tagid)
+    fake_wecom.set_faults(error_rate=1.0, errcodes=(60011,), paths=["tag/delete"])
+    response = client.post(reverse("admin:wecom_integration_contacttag_delete", args=[tag.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    response = client.post(reverse("admin:wecom_integration_contacttag_changelist"),
+                           {"action": "delete_selected", "_selected_action": [tag.pk], "post": "yes"}, follow=True)
+    assert response.status_code == 200 and response.context["messages"]
+    assert tagid in fake_wecom.contact_tags and ContactTag.objects.filter(pk=tag.pk).exists()
+    assert not AuditLog.objects.filter(tenant=tenant, detail__change="delete").exists()

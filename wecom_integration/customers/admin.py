@@ -14,8 +14,7 @@ from wecom_integration import converters  # noqa: F401  (registers the <wecomid:
 from wecom_integration.client import WeComConfigError, WeComError
 from wecom_integration.customers import tags as tag_services
 from wecom_integration.models import CustomerGroup, CustomerGroupMember, CustomerTag, ExternalContact, FollowUser
-from wecom_integration.scoping import ReadOnlyTenantAdmin, TenantScopedAdminMixin, admin_tenant_ids
-from wecom_integration.tenancy import get_tenant_model
+from wecom_integration.scoping import MadeInWeComAdminMixin, ReadOnlyTenantAdmin, TenantScopedAdminMixin
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -269,19 +268,8 @@ class CustomerTagForm(forms.ModelForm):
         return data
 
 
-class TenantChoiceForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=None, label=_("tenant"))
-
-    def __init__(self, *args, tenant_ids=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        tenants = get_tenant_model()._default_manager.filter(wecom_config__isnull=False)
-        if tenant_ids is not None:
-            tenants = tenants.filter(pk__in=tenant_ids)
-        self.fields["tenant"].queryset = tenants
-
-
 @admin.register(CustomerTag)
-class CustomerTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class CustomerTagAdmin(MadeInWeComAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """The corp's customer tags (企业客户标签) in their groups; a change here is made in WeCom."""
 
     form = CustomerTagForm
@@ -293,27 +281,12 @@ class CustomerTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("tag_id", "group_id", "order", "created", "updated_at")
     tenant_admin_can_delete = True
     change_list_template = "admin/wecom_integration/customertag/change_list.html"
+    read_title = _("Read customer tags from WeCom")
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("tenant", "group_name", "name", "names")
         return ("tenant", "group_name", "rename_group", "name", "tag_id", "group_id", "order", "created", "updated_at")
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        actor = request.user
-
-        class WithActor(form):
-            def __init__(self, *args, **kw):
-                super().__init__(*args, actor=actor, **kw)
-
-        return WithActor
-
-    def save_model(self, request, obj, form, change):
-        pass  # made in WeCom and mirrored by the form's clean
-
-    def save_related(self, request, form, formsets, change):
-        pass
 
     def delete_model(self, request, obj):
         tag_services.delete_corp_tags(obj.tenant_id, [obj], actor=request.user)
@@ -325,44 +298,9 @@ class CustomerTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         for tenant_id, tags in by_tenant.items():
             tag_services.delete_corp_tags(tenant_id, tags, actor=request.user)
 
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except WeComError as exc:
-            self.message_user(request, customer_tag_refusal(exc), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:wecom_integration_customertag_changelist"))
+    def refusal(self, exc):
+        return customer_tag_refusal(exc)
 
-    def get_urls(self):
-        return [
-            path("sync/", self.admin_site.admin_view(self.sync_view), name="wecom_integration_customertag_sync"),
-            *super().get_urls(),
-        ]
-
-    def sync_view(self, request):
+    def read_from_wecom(self, tenant):
         """Read the corp's customer tag library now (the customer sync reads it too)."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        form = TenantChoiceForm(request.POST or None, tenant_ids=admin_tenant_ids(request.user))
-        if request.method == "POST" and form.is_valid():
-            try:
-                counts = tag_services.sync_corp_tags(form.cleaned_data["tenant"])
-            except WeComConfigError as exc:
-                form.add_error(None, exc.admin_message)
-            except WeComError as exc:
-                form.add_error(None, customer_tag_refusal(exc))
-            else:
-                self.message_user(
-                    request,
-                    gettext("%(tags)d tags read from WeCom: %(created)d new, %(updated)d changed, %(deleted)d deleted.")
-                    % counts,
-                    messages.SUCCESS,
-                )
-                return HttpResponseRedirect(reverse("admin:wecom_integration_customertag_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": gettext("Read customer tags from WeCom"),
-            "form": form,
-            "submit": gettext("Read tags"),
-        }
-        return TemplateResponse(request, "admin/wecom_integration/tag_sync.html", context)
+        return tag_services.sync_corp_tags(tenant)

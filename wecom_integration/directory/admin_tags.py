@@ -7,18 +7,13 @@ and changes nothing; members WeCom reported invalid are named after the save.
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from wecom_integration.client import WeComConfigError, WeComError
 from wecom_integration.directory import tags as tag_services
 from wecom_integration.models import ContactTag, WeComConfig, WeComUser
-from wecom_integration.scoping import TenantScopedAdminMixin, admin_tenant_ids
-from wecom_integration.tenancy import get_tenant_model
+from wecom_integration.scoping import MadeInWeComAdminMixin, TenantScopedAdminMixin
 
 PREVIEW = 200
 
@@ -102,19 +97,8 @@ class ContactTagForm(forms.ModelForm):
         return data
 
 
-class TagSyncForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=None, label=gettext_lazy("tenant"))
-
-    def __init__(self, *args, tenant_ids=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        tenants = get_tenant_model()._default_manager.filter(wecom_config__isnull=False)
-        if tenant_ids is not None:
-            tenants = tenants.filter(pk__in=tenant_ids)
-        self.fields["tenant"].queryset = tenants
-
-
 @admin.register(ContactTag)
-class ContactTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class ContactTagAdmin(MadeInWeComAdminMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """The corp's contact tags, as WeCom has them; a change here is made in WeCom."""
 
     form = ContactTagForm
@@ -124,6 +108,7 @@ class ContactTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("tagid", "departments", "members_preview", "updated_at")
     tenant_admin_can_delete = True
     change_list_template = "admin/wecom_integration/contacttag/change_list.html"
+    read_title = gettext_lazy("Read contact tags from WeCom")
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -133,16 +118,6 @@ class ContactTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).distinct()
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        actor = request.user
-
-        class WithActor(form):
-            def __init__(self, *args, **kw):
-                super().__init__(*args, actor=actor, **kw)
-
-        return WithActor
 
     @admin.display(description=gettext_lazy("members"))
     def member_count(self, obj):
@@ -170,9 +145,6 @@ class ContactTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    def save_related(self, request, form, formsets, change):
-        pass
-
     def delete_model(self, request, obj):
         tag_services.delete_tag(obj, actor=request.user)
 
@@ -180,44 +152,9 @@ class ContactTagAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         for tag in queryset:
             tag_services.delete_tag(tag, actor=request.user)
 
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except WeComError as exc:
-            self.message_user(request, wecom_refusal(exc), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:wecom_integration_contacttag_changelist"))
+    def refusal(self, exc):
+        return wecom_refusal(exc)
 
-    def get_urls(self):
-        return [
-            path("sync/", self.admin_site.admin_view(self.sync_view), name="wecom_integration_contacttag_sync"),
-            *super().get_urls(),
-        ]
-
-    def sync_view(self, request):
+    def read_from_wecom(self, tenant):
         """Read the corp's tags now (the contact sync reads them too)."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        form = TagSyncForm(request.POST or None, tenant_ids=admin_tenant_ids(request.user))
-        if request.method == "POST" and form.is_valid():
-            try:
-                counts = tag_services.sync_contact_tags(form.cleaned_data["tenant"])
-            except WeComConfigError as exc:
-                self.message_user(request, exc.admin_message, messages.ERROR)
-            except WeComError as exc:
-                self.message_user(request, wecom_refusal(exc), messages.ERROR)
-            else:
-                self.message_user(
-                    request,
-                    _("%(tags)d tags read from WeCom: %(created)d new, %(updated)d changed, %(deleted)d deleted.")
-                    % counts,
-                    messages.SUCCESS,
-                )
-                return HttpResponseRedirect(reverse("admin:wecom_integration_contacttag_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Read contact tags from WeCom"),
-            "form": form,
-            "submit": _("Read tags"),
-        }
-        return TemplateResponse(request, "admin/wecom_integration/tag_sync.html", context)
+        return tag_services.sync_contact_tags(tenant)
