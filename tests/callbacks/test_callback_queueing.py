@@ -170,41 +170,90 @@ def stored(config, userid, when=T0, change_type="create_user"):
 
 @pytest.mark.django_db
 def test_the_insert_sends_what_each_fields_own_preparation_would(config):
-    """The callback INSERT reads most values straight off the row: for each of those, the field's own
-    get_db_prep_save() must give back the very same value, so skipping it changes nothing stored."""
-    plan, _ = callbacks._insert_statement(connection.vendor)
-    passing = {field.name for field, passes in plan if passes}
-    # The plain text columns pass; the numbers, the timestamps, the JSON and the fields with choices
-    # (whose values may be enum members) are still prepared by their field.
+    """The callback INSERT passes some values without their field's preparation: for each of those,
+    get_db_prep_save() must give back the very same value (an int only wrapped for a cursor that binds
+    on the client), so skipping it changes nothing stored."""
+    passes, constants, _ = callbacks._insert_statement(connection)
+    passing = {field.name: kind for field, kind in passes if kind is not None}
+    # Text and the integer columns pass; the time stamp and the JSON are still prepared by their field.
     assert passing == {
-        "dedupe_key",
-        "msg_type",
-        "event",
-        "change_type",
-        "subject",
-        "from_user",
-        "xml",
-        "error",
-        "request_id",
+        "tenant": int,
+        "kind": str,
+        "dedupe_key": str,
+        "msg_type": str,
+        "event": str,
+        "change_type": str,
+        "subject": str,
+        "from_user": str,
+        "create_time": int,
+        "xml": str,
+        "request_id": str,
     }
-    row = CallbackEvent(
+    values = {
+        "tenant": config.tenant_id,
+        "kind": "app",
+        "dedupe_key": "k" * 255,
+        "msg_type": "text",
+        "event": "",
+        "change_type": "",
+        "subject": "张三",
+        "from_user": "zhangsan",
+        "create_time": 2**62,
+        "xml": "<xml>文</xml>",
+        "request_id": "r" * 64,
+    }
+    for field, kind in passes:
+        if kind is None:
+            continue
+        value = values[field.name]
+        prepared = field.get_db_prep_save(value, connection)
+        if kind is int:
+            assert int(prepared) == value
+        else:
+            assert (prepared, type(prepared)) == (value, type(value))
+    # The other columns take their defaults, the same in every row.
+    others = [
+        f for f in CallbackEvent._meta.concrete_fields if not f.primary_key and f.name not in callbacks._STORED_FIELDS
+    ]
+    assert {f.name for f in others} == {"status", "attempts", "error", "handled_at", "queued_at"}
+    assert len(constants) == len(others)
+
+
+@pytest.mark.django_db
+def test_the_insert_stores_what_save_would(config):
+    """Every column of a callback's row, stored by the INSERT, equals what Django's save() stores for
+    the same values (the JSON reply, the big CreateTime, the defaults included)."""
+    xml = build_contact_user_xml(config.corp_id, "update_user", {"userid": "张三", "name": "Zhang"}, T0)
+    event = parse_event(xml)
+    reply = {"type": "text", "content": "好"}
+    stored = callbacks._store(config.tenant_id, "app", event, reply=reply, request_id="req-1")
+    assert stored.created
+    saved = CallbackEvent.objects.create(
         tenant_id=config.tenant_id,
         kind="app",
-        dedupe_key="k" * 255,
-        msg_type="text",
-        event="",
-        change_type="",
-        subject="张三",
-        from_user="zhangsan",
-        create_time=2**62,
-        xml="<xml>文</xml>",
-        reply={"type": "text", "content": "好"},
-        request_id="r" * 64,
+        dedupe_key="other",
+        msg_type=event.msg_type,
+        event=event.event,
+        change_type=event.change_type,
+        subject=event.subject,
+        from_user=event.from_user_name,
+        create_time=event.create_time,
+        xml=event.xml,
+        reply=reply,
+        request_id="req-1",
     )
-    for field, passes in plan:
-        if passes:
-            prepared = field.get_db_prep_save(field.pre_save(row, add=True), connection)
-            assert (getattr(row, field.attname), type(getattr(row, field.attname))) == (prepared, type(prepared))
+    columns = [
+        f.attname for f in CallbackEvent._meta.concrete_fields if f.name not in ("id", "dedupe_key", "received_at")
+    ]
+    ours = CallbackEvent.objects.values(*columns, "dedupe_key", "received_at").get(pk=stored.pk)
+    theirs = CallbackEvent.objects.values(*columns).get(pk=saved.pk)
+    assert {column: ours[column] for column in columns} == theirs
+    assert ours["dedupe_key"] == event.dedupe_key
+    assert abs(ours["received_at"] - saved.received_at) < timedelta(seconds=60)
+    # A second delivery of the same event stores nothing and answers with the first one's row.
+    again = callbacks._store(config.tenant_id, "app", event, reply=None, request_id="req-2")
+    assert (again.pk, again.created, again.status, again.reply) == (stored.pk, False, "received", reply)
+    assert CallbackEvent.objects.filter(tenant_id=config.tenant_id).count() == 2
 
 
 @pytest.mark.django_db
@@ -415,12 +464,12 @@ def test_handling_events_locks_no_row_a_new_callback_needs(config, monkeypatch):
         try:
             with web.cursor() as cursor:
                 cursor.execute("SET lock_timeout = '1s'")
-            original = callbacks.connection
-            monkeypatch.setattr(callbacks, "connection", web)
+            original = callbacks.connections
+            monkeypatch.setattr(callbacks, "connections", {"default": web})
             xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": "newcomer"}, T0)
-            row, created = callbacks.store_event(config.tenant_id, "contacts", parse_event(xml))
-            monkeypatch.setattr(callbacks, "connection", original)
-            assert created
+            newcomer = callbacks._store(config.tenant_id, "contacts", parse_event(xml), reply=None, request_id="")
+            monkeypatch.setattr(callbacks, "connections", original)
+            assert newcomer.created
         finally:
             web.close()
     finally:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from functools import lru_cache, partial
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
-from django.db import InterfaceError, OperationalError, connection, models, transaction
+from django.db import InterfaceError, OperationalError, connections, models, router, transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -248,7 +248,8 @@ def receive(
 
     replier = registry.replier() if kind == CallbackEvent.Kind.APP else None
     reply = replier.decide(endpoint.config, event) if replier is not None else None
-    row, created = store_event(tenant_id, kind, event, reply=reply, request_id=request_id)
+    row = _store(tenant_id, kind, event, reply=reply, request_id=request_id)
+    created = row.created
     observability.record_callback_received(kind, duplicate=not created)
     observability.log_event(
         logger,
@@ -280,112 +281,181 @@ def store_event(
 
     The unique constraint decides (INSERT … ON CONFLICT DO NOTHING), so two deliveries racing on two
     workers store one row and neither fails. A new row's handling is enqueued once it has committed.
+    :func:`receive` stores through :func:`_store`, which builds no model instance; this gives one back.
     """
-    row = CallbackEvent(
-        tenant_id=tenant_id,
-        kind=kind,
-        dedupe_key=_fit(event.dedupe_key, 255),
-        msg_type=_fit(event.msg_type or "", 32),
-        event=_fit(event.event or "", 64),
-        change_type=_fit(event.change_type or "", 64),
-        subject=_fit(event.subject or "", 128),
-        from_user=_fit(event.from_user_name or "", 128),
-        create_time=event.create_time if 0 <= event.create_time <= _MAX_BIGINT else 0,
-        xml=event.xml,
-        reply=reply,
-        request_id=request_id[:64],
+    stored = _store(tenant_id, kind, event, reply=reply, request_id=request_id)
+    if not stored.created:
+        return CallbackEvent.objects.get(pk=stored.pk), False
+    return CallbackEvent.objects.get(pk=stored.pk), True
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What :func:`receive` needs of the stored row: its id, whether this delivery stored it, and for
+    a retried delivery the first one's status and reply."""
+
+    pk: int
+    created: bool
+    status: str = CallbackEvent.Status.RECEIVED
+    reply: dict | None = None
+
+
+def _store(tenant_id: int, kind: str, event: Event, *, reply: dict | None, request_id: str) -> Stored:
+    values = (
+        tenant_id,
+        kind,
+        _fit(event.dedupe_key, 255),
+        _fit(event.msg_type or "", 32),
+        _fit(event.event or "", 64),
+        _fit(event.change_type or "", 64),
+        _fit(event.subject or "", 128),
+        _fit(event.from_user_name or "", 128),
+        event.create_time if 0 <= event.create_time <= _MAX_BIGINT else 0,
+        event.xml,
+        reply,
+        request_id[:64],
+        timezone.now(),
     )
-    pk = _insert_unless_stored(row)
+    pk = _insert_unless_stored(values)
     if pk is None:
         existing = (
-            CallbackEvent.objects.filter(tenant_id=tenant_id, kind=kind, dedupe_key=row.dedupe_key)
-            .only("id", "status", "reply")
+            CallbackEvent.objects.filter(tenant_id=tenant_id, kind=kind, dedupe_key=values[2])
+            .values_list("id", "status", "reply")
             .first()
         )
         if existing is None:
             # Stored and deleted in between: nothing left to answer for but the delivery itself.
             raise CallbackRefused("vanished_duplicate", status=503)
-        return existing, False
-    row.pk = row.id = pk
-    row._state.adding = False
-    transaction.on_commit(partial(enqueue, pk))
-    return row, True
+        return Stored(existing[0], False, existing[1], existing[2])
+    transaction.on_commit(partial(enqueue, pk), using=router.db_for_write(CallbackEvent))
+    return Stored(pk, True)
 
 
-def _insert_unless_stored(row: CallbackEvent) -> int | None:
-    """INSERT the row unless its (tenant, kind, dedupe_key) exists; its new id, or None.
+# The columns a callback fills, in the order of :func:`_store`'s values. Every other column of
+# CallbackEvent takes its default (a constant, prepared once per process: see :func:`_insert_statement`).
+_STORED_FIELDS = (
+    "tenant",
+    "kind",
+    "dedupe_key",
+    "msg_type",
+    "event",
+    "change_type",
+    "subject",
+    "from_user",
+    "create_time",
+    "xml",
+    "reply",
+    "request_id",
+    "received_at",
+)
+
+
+def _insert_unless_stored(values: tuple) -> int | None:
+    """INSERT a callback's row unless its (tenant, kind, dedupe_key) exists; its new id, or None.
 
     One statement, so in autocommit it is one round trip, and a duplicate is no error to recover
-    from (PostgreSQL and SQLite ≥ 3.35 both have ON CONFLICT DO NOTHING … RETURNING). Values go
-    through each field's own preparation, exactly as ``save()`` would send them, except where that
-    preparation is known to give back the value the row already holds (see :func:`_insert_statement`).
+    from (PostgreSQL and SQLite ≥ 3.35 both have ON CONFLICT DO NOTHING … RETURNING). ``values`` are
+    those of :data:`_STORED_FIELDS`; each goes through its field's own preparation, exactly as
+    ``save()`` would send it, except a value of the type its column takes as it is (see
+    :func:`_insert_statement`). The connection is the one CallbackEvent is written to, looked up once:
+    each attribute read through ``django.db.connection`` costs a thread-local lookup.
     """
-    fields, sql = _insert_statement(connection.vendor)
-    values = [
-        getattr(row, field.attname) if passes else field.get_db_prep_save(field.pre_save(row, add=True), connection)
-        for field, passes in fields
+    conn = connections[router.db_for_write(CallbackEvent)]
+    passes, constants, sql = _statements.get(conn.alias) or _insert_statement(conn)
+    params = [
+        value if value is None or type(value) is kind else field.get_db_prep_save(value, conn)
+        for (field, kind), value in zip(passes, values, strict=True)
     ]
+    params.extend(constants)
     try:
-        return _execute_insert(sql, values)
+        return _execute_insert(conn, sql, params)
     except (OperationalError, InterfaceError):
         # A connection the database dropped (a restart, an idle timeout) fails its next statement. Outside
         # a transaction nothing else is lost, and the INSERT may run twice (ON CONFLICT keeps one row), so
         # try once more on a new connection rather than refuse WeCom's delivery.
-        if connection.in_atomic_block or connection.is_usable():
+        if conn.in_atomic_block or conn.is_usable():
             raise
         logger.warning("Database connection lost; storing the callback on a new connection")
-        connection.close()
-        return _execute_insert(sql, values)
+        conn.close()
+        return _execute_insert(conn, sql, params)
 
 
-def _execute_insert(sql: str, values: list) -> int | None:
-    with _binding_cursor() as cursor:
+def _execute_insert(conn, sql: str, values: list) -> int | None:
+    with _binding_cursor(conn) as cursor:
         cursor.execute(sql, values)
         found = cursor.fetchone()
     return found[0] if found else None
 
 
-# Fields whose get_db_prep_save() gives back a str unchanged, on every backend. The callback's INSERT
-# reads those straight off the row: preparing all 18 values cost as much CPU as sending them. Numbers
-# are not among them: on PostgreSQL, Django wraps a bigint for psycopg (Int8).
-_PASSTHROUGH_FIELDS = (models.CharField, models.TextField)
+# The Python type each kind of field sends as it is: its get_db_prep_save() would give the value back
+# unchanged (a str to a text column, on every backend), or prepares it only for a cursor that binds
+# on the client (Django wraps an int in psycopg 3's Int8 so the SQL text it writes is typed; the
+# server-side binding of :func:`_binding_cursor`, psycopg 2 and SQLite take the int). type() and not
+# isinstance(): a subclass (a custom or encrypted field) prepares its values itself. Dates, JSON and
+# anything else always go through their field.
+_PASSTHROUGH_TYPES = {
+    models.CharField: str,
+    models.TextField: str,
+    models.BigIntegerField: int,
+    models.ForeignKey: int,
+}
 
 
-@lru_cache(maxsize=4)
-def _insert_statement(vendor: str) -> tuple[list, str]:
-    """The callback INSERT's SQL and its fields, each with whether its value passes as it is."""
+_statements: dict[str, tuple[tuple, tuple, str]] = {}
+
+
+def _insert_statement(conn) -> tuple[tuple, tuple, str]:
+    """The callback INSERT on ``conn``: for each of :data:`_STORED_FIELDS` its field and the type that
+    passes without preparation (None: none does), the other columns' prepared defaults, and the SQL;
+    kept per connection alias. ``received_at`` is stamped by :func:`_store` as ``auto_now_add`` would."""
     opts = CallbackEvent._meta
-    quote = connection.ops.quote_name
-    fields = [field for field in opts.concrete_fields if not field.primary_key]
+    quote = conn.ops.quote_name
+    given = [opts.get_field(name) for name in _STORED_FIELDS]
+    others = [field for field in opts.concrete_fields if not field.primary_key and field not in given]
+    for field in others:
+        stamped = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        if stamped or (field.has_default() and callable(field.default)):
+            raise ImproperlyConfigured(f"CallbackEvent.{field.name}: the callback INSERT needs a constant default")
+    constants = tuple(field.get_db_prep_save(field.get_default(), conn) for field in others)
+    passes = tuple((field, _passthrough_type(field)) for field in given)
+    columns = ", ".join(quote(field.column) for field in [*given, *others])
     conflict = ", ".join(quote(opts.get_field(name).column) for name in ("tenant", "kind", "dedupe_key"))
     sql = (
-        f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * (len(given) + len(others)))}) "
         f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {quote(opts.pk.column)}"
     )
-    # type() and not isinstance(): a subclass (a custom or encrypted field) prepares its values itself.
-    plan = [(field, type(field) in _PASSTHROUGH_FIELDS and not field.choices) for field in fields]
-    return plan, sql
+    _statements[conn.alias] = passes, constants, sql
+    return passes, constants, sql
 
 
-def _binding_cursor():
+def _passthrough_type(field) -> type | None:
+    kind = _PASSTHROUGH_TYPES.get(type(field))
+    if kind is int and type(field) is models.ForeignKey:
+        # A foreign key sends what its target's field sends: an int for an integer primary key.
+        target = type(field.target_field)
+        if target not in (models.AutoField, models.BigAutoField, models.IntegerField, models.BigIntegerField):
+            return None
+    return kind
+
+
+def _binding_cursor(conn):
     """A cursor for the callback's INSERT. On PostgreSQL with psycopg 3 it binds parameters on the
     server (Django's default cursor quotes all 18 values into the SQL text in Python, which costs more
     than the rest of the INSERT); it is wrapped like any Django cursor, so errors become Django's, and
     queries are logged and counted as usual. PostgreSQL also prepares the statement when the
     database's OPTIONS set ``prepare_threshold``. Elsewhere, Django's own cursor."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
+    if conn.vendor != "postgresql":
+        return conn.cursor()
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     if not is_psycopg3:
-        return connection.cursor()
+        return conn.cursor()
     import psycopg
 
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    with conn.wrap_database_errors:
+        return conn._prepare_cursor(psycopg.Cursor(conn.connection))
 
 
 def _fit(text: str, size: int) -> str:
