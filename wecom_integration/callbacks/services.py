@@ -491,7 +491,7 @@ def enqueue(event_id: int) -> None:
 
 
 def _publish_batch(event_ids: list[int]) -> None:
-    queueing.delay(HANDLE_EVENTS_TASK, event_ids)
+    queueing.send(HANDLE_EVENTS_TASK, (event_ids,), argsrepr=f"({len(event_ids)} event ids: {event_ids[0]}…{event_ids[-1]},)")
 
 
 publisher = BatchPublisher(
