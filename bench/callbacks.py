@@ -98,9 +98,7 @@ def free_port():
 def start(command, env, log_path):
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
     # A session of its own, so stopping it stops its children (gunicorn's and celery's workers) too.
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     process.log = log
     return process
 
@@ -277,9 +275,7 @@ def client_process(spec, target, threads, seconds, warmup, prefix, per_thread, r
             started = time.monotonic()
             began = time.perf_counter()
             try:
-                response = session.post(
-                    url, data=body, headers={"Content-Type": "text/xml"}, timeout=REQUEST_TIMEOUT
-                )
+                response = session.post(url, data=body, headers={"Content-Type": "text/xml"}, timeout=REQUEST_TIMEOUT)
                 good = response.status_code == 200 and response.content == b"success"
             except requests.RequestException:
                 good = False
@@ -387,9 +383,7 @@ def main():
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase")
     parser.add_argument("--concurrency", type=int, default=16, help="client threads in all")
     parser.add_argument("--processes", type=int, default=4, help="client processes sharing those threads")
-    parser.add_argument(
-        "--max-rate-per-thread", type=int, default=400, help="envelopes prepared per thread-second"
-    )
+    parser.add_argument("--max-rate-per-thread", type=int, default=400, help="envelopes prepared per thread-second")
     parser.add_argument(
         "--workers", type=int, help="gunicorn worker processes (default: gunicorn.conf.py's, 2 x CPUs + 1)"
     )
@@ -409,7 +403,8 @@ def main():
         sys.exit("DATABASE_URL must be PostgreSQL for this bench")
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    print(f"DB_PREPARE_THRESHOLD={os.environ.get('DB_PREPARE_THRESHOLD', '5')!r} (docs/deploy.md; empty: never prepared)")
+    threshold = os.environ.get("DB_PREPARE_THRESHOLD", "5")
+    print(f"DB_PREPARE_THRESHOLD={threshold!r} (docs/deploy.md; empty: never prepared)")
     print(f"(a) in-process verify+decrypt+parse: {in_process_median_us():.1f} us/callback (median)")
 
     env = {
@@ -430,9 +425,7 @@ def main():
     }
     if args.linger is not None:
         env["BENCH_CALLBACK_BATCH_LINGER"] = str(args.linger)
-    os.environ.update(
-        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")}
-    )
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")})
     from bench.benchdb import fresh_database
 
     fresh_database(database_url)
