@@ -1,7 +1,6 @@
 """Callback XML → typed events, dedupe keys, and passive reply XML."""
 
-import dataclasses
-
+import msgspec
 import pytest
 from defusedxml import DTDForbidden
 from defusedxml.ElementTree import ParseError
@@ -672,17 +671,31 @@ def test_same_change_type_a_second_later_is_another_event():
     assert first.dedupe_key != second.dedupe_key
 
 
-# The table and the dataclasses.
+# The table and the event classes.
 
 
 def test_table_classes_are_frozen_slotted_events():
     for cls in set(EVENT_TYPES.values()) | {UnknownEvent}:
         assert issubclass(cls, Event)
-        assert dataclasses.is_dataclass(cls)
+        assert issubclass(cls, msgspec.Struct) and cls.__struct_config__.frozen
         assert "__slots__" in cls.__dict__
     event = parse_event(app_xml("text", "<Content>x</Content><MsgId>1</MsgId>"))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         event.content = "y"
+    with pytest.raises(AttributeError):
+        event.fields = {}
+
+
+def test_repr_shows_the_typed_fields_and_leaves_out_the_payload():
+    event = parse_event(app_xml("text", "<Content>hello</Content><MsgId>1</MsgId>"))
+    assert repr(event) == (
+        "TextMessage(to_user_name='ww1234567890abcdef', from_user_name='zhangsan', create_time=1348831860, "
+        "msg_type='text', event=None, change_type=None, agent_id=1000002, msg_id='1', content='hello')"
+    )
+    approval = parse_event(
+        app_event_xml("sys_approval_change", "<ApprovalInfo><SpNo>7</SpNo><Secret>s</Secret></ApprovalInfo>")
+    )
+    assert "sp_no='7'" in repr(approval) and "Secret" not in repr(approval) and "<xml>" not in repr(approval)
 
 
 def test_every_table_entry_parses_to_its_class():
