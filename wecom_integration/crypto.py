@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass
 from xml.parsers.expat import ExpatError, ParserCreate
 
-from Crypto.Cipher import AES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wecom_integration.events import cdata
 
@@ -308,7 +308,7 @@ class WeComCrypto:
     string for some personal third-party apps), compared byte for byte with each plaintext's tail.
     """
 
-    __slots__ = ("_token", "_key", "_iv", "_ecb", "_receive_id", "_receive_id_bytes")
+    __slots__ = ("_token", "_cbc", "_receive_id", "_receive_id_bytes")
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
         if not isinstance(token, str) or not token:
@@ -320,11 +320,10 @@ class WeComCrypto:
         except UnicodeEncodeError:
             raise ValidateCorpidError("bad_receive_id", "receive_id is not encodable as UTF-8") from None
         self._token = token
-        self._key = _decode_aes_key(encoding_aes_key)
-        self._iv = self._key[:_AES_BLOCK]
-        # ECB keeps no state between calls (only the key schedule, read by each call), so one object serves
-        # every decryption of this key, on any thread; CBC is built on it in _open.
-        self._ecb = AES.new(self._key, AES.MODE_ECB)
+        key = _decode_aes_key(encoding_aes_key)
+        # The Cipher holds only the key and the IV; each call takes its own encryptor or decryptor from it
+        # (the object that chains the blocks), so one serves every call of this key, on any thread.
+        self._cbc = Cipher(algorithms.AES(key), modes.CBC(key[:_AES_BLOCK]))
         self._receive_id = receive_id
         self._receive_id_bytes = receive_id_bytes
 
@@ -372,8 +371,8 @@ class WeComCrypto:
         plain = b"".join((os.urandom(16), struct.pack(">I", len(body)), body, self._receive_id_bytes))
         pad = _PAD_BLOCK - len(plain) % _PAD_BLOCK
         plain += bytes((pad,)) * pad
-        # A CBC object chains from block to block: one per call, never shared between threads.
-        ciphertext = AES.new(self._key, AES.MODE_CBC, self._iv).encrypt(plain)
+        # Padded to whole blocks above, so finalize() would have nothing left to add.
+        ciphertext = self._cbc.encryptor().update(plain)
         encrypt = base64.b64encode(ciphertext).decode("ascii")
         return encrypt, signature(self._token, timestamp, nonce, encrypt)
 
@@ -434,13 +433,10 @@ class WeComCrypto:
             # PKCS#7 to 32-byte blocks leaves a multiple of 32; one of 16 only was padded by someone
             # else's rules (issue 20), a padding fault like any other.
             raise DecryptAESError("bad_padding", "padded to 16-byte blocks, WeCom pads to 32")
-        # CBC decryption is P_i = D_K(C_i) xor C_(i-1), with C_0 the IV: every block deciphered at once by the
-        # shared ECB object, then one xor of big integers against the ciphertext shifted by a block. It gives
-        # what AES.new(key, MODE_CBC, iv).decrypt gives, without building a cipher object per call (issue 19:
-        # 29 -> 17 µs for 1 KB, most of it pycryptodome's per-object set-up).
-        blocks = self._ecb.decrypt(ciphertext)
-        chained = int.from_bytes(blocks, "big") ^ int.from_bytes(self._iv + ciphertext[:-_AES_BLOCK], "big")
-        plain = chained.to_bytes(size, "big")
+        # OpenSSL's CBC through cryptography (issue 19: 1.5 µs for 1.3 KB, against 3.9 for pycryptodome's
+        # ECB with the chaining xor done on big integers, and 7.4 for a pycryptodome CBC object per call).
+        # The ciphertext is whole blocks, so finalize() would have nothing left to return.
+        plain = self._cbc.decryptor().update(ciphertext)
 
         # Padding failures are reported as -40007 (a decryption fault: wrong key or corrupted
         # ciphertext), not -40008, which is kept for a well-padded plaintext with a bad layout.
