@@ -1,7 +1,7 @@
 """Hostile XML and bad padding over HTTP: the callback view refuses each with a 4xx and stores nothing.
 
 Issue 19 moved the callback's XML parsing off defusedxml's pure-Python parser (to expat for the envelope
-and the C ElementTree for the decrypted message); these cases show that what defusedxml refused is still
+and hardened libxml2, through lxml, for the decrypted message); these cases show that what defusedxml refused is still
 refused, in the envelope that anyone can post and in a message sealed and signed with the tenant's own
 Token and key (only the inner parse can refuse that). Issue 20: a plaintext padded to 16-byte blocks
 instead of WeCom's 32 is refused like any other padding fault. What is XML-shaped but harmless (the
@@ -102,6 +102,7 @@ def test_dtd_in_the_envelope_is_refused(client, config, prolog, caplog):
         '<xml><UserID>u1</UserID><!DOCTYPE xml [<!ENTITY e "x">]></xml>',  # a DOCTYPE past the prolog
         '<xml><UserID>&undeclared;</UserID></xml>',
         "<xml>" + "<a>" * 40 + "</a>" * 40 + "</xml>",  # deeper than any WeCom payload
+        "<xml>" + "<a>" * 300 + "</a>" * 300 + "</xml>",  # past libxml2's own depth limit (256)
         "<xml><UserID>u1</xml>",
     ],
 )

@@ -739,7 +739,7 @@ def test_fuzz_parse_event_raises_only_event_parse_error(text):
     assert isinstance(event.dedupe_key, str)
 
 
-# The parser behind parse_event (issue 19): the C ElementTree for text without a DOCTYPE, defusedxml's
+# The parser behind parse_event (issue 19): hardened libxml2 (lxml) for text without a DOCTYPE, defusedxml's
 # refusals for text with one, and the same tree either way.
 
 BILLION_LAUGHS = (
@@ -772,6 +772,23 @@ def test_parse_xml_refuses_what_defusedxml_refuses(xml, error):
         parse_xml(xml)
     with pytest.raises((error, ParseError)):
         defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        "<xml>" + "<a>" * 300 + "</a>" * 300 + "</xml>",  # past libxml2's depth limit, 256
+        "<xml><A>" + "x" * (10_000_000 + 1) + "</A></xml>",  # past its limit on one text, 10,000,000 characters
+    ],
+    ids=["depth", "text size"],
+)
+def test_libxml2_limits_are_kept_and_refused_as_parse_errors(xml):
+    # No huge_tree: libxml2 refuses these itself (defusedxml would parse them), and its syntax error reaches
+    # the caller as the ElementTree ParseError parse_xml documents, and as EventParseError from parse_event.
+    with pytest.raises(ParseError):
+        parse_xml(xml)
+    with pytest.raises(EventParseError):
+        parse_event(xml)
 
 
 @pytest.mark.parametrize(
