@@ -161,6 +161,18 @@ def test_shared_instance_decrypts_correctly_across_threads(crypto):
     assert opened == messages
 
 
+def test_each_decryption_starts_from_the_iv_whatever_the_last_one_read(crypto):
+    # The thread's decryptor is kept between calls: a refused ciphertext (another key's, or one cut short of
+    # its padding block) must leave nothing behind for the next callback.
+    encrypt, sig = crypto.encrypt("<xml>ok</xml>", NONCE, TS)
+    other, other_sig = WeComCrypto(TOKEN, base64.b64encode(bytes(32)).decode()[:-1], RECEIVE_ID).encrypt("x", NONCE, TS)
+    cut = base64.b64encode(base64.b64decode(encrypt)[:-32]).decode()
+    for bad, bad_sig in ((other, other_sig), (cut, signature(TOKEN, TS, NONCE, cut))):
+        with pytest.raises(WeComCryptoError):
+            crypto.decrypt(bad_sig, TS, NONCE, bad)
+        assert crypto.decrypt(sig, TS, NONCE, encrypt) == "<xml>ok</xml>"
+
+
 keys = st.binary(min_size=32, max_size=32).map(lambda raw: base64.b64encode(raw).decode()[:-1])
 tokens = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32
