@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 
 import msgspec
@@ -167,10 +167,12 @@ def _text(text: str, tag: str) -> str:
 
 
 def _int(text: str, tag: str) -> int | None:
+    # isdigit alone would let other scripts' digits through, and int() would read them.
+    if text.isdigit() and text.isascii() and len(text) <= 20:
+        return int(text)  # WeCom's own form, "1700000000": nothing to strip, no regex
     text = text.strip()
     if not text:
         return None
-    # isdigit alone would let other scripts' digits through, and int() would read them.
     if not (text.isascii() and text.isdigit() and len(text) <= 20) and not _INT_RE.fullmatch(text):
         raise _BadValue(tag)
     return int(text)
@@ -191,8 +193,11 @@ def _str_list(text: str, tag: str) -> list[str]:
 
 
 def _int_list(text: str, tag: str) -> list[int]:
+    items = text.split(",")
+    if len(text) <= 20 and text.isascii() and all(map(str.isdigit, items)):
+        return list(map(int, items))  # a short "1,2,3": ASCII digits, none empty, none past 20 digits
     if text and _PLAIN_INT_LIST_RE.fullmatch(text):
-        return list(map(int, text.split(",")))
+        return list(map(int, items))
     items = _str_list(text, tag)
     if not all(map(_INT_RE.fullmatch, items)):
         raise _BadValue(tag)
@@ -807,26 +812,34 @@ EVENT_TYPES: Mapping[tuple[str, str | None, str | None], type[Event]] = MappingP
 )
 
 
-# How a field is found: the text of a direct child of <xml>, the text of the element at a path, the element.
-_CHILD_TEXT, _PATH_TEXT, _ELEMENT = range(3)
+class _ReadPlan(NamedTuple):
+    """How parse_event reads a class's own fields, in their order (so the values build the event by position).
 
-Plan = tuple[tuple[str, str, Callable[..., Any] | None, int], ...]
+    ``tags``: for each field, the direct child of ``<xml>`` whose text it starts from (a path's field
+    starts from None: no tag holds a "/"). ``conversions``: (index, reader, where, tag named in errors) for
+    the fields that are more than a child's plain text: read from that text (where is None), from the text
+    of the element at a path (where is the path), or from the element itself (reader takes the element).
+    """
+
+    tags: tuple[str, ...]
+    conversions: tuple[tuple[int, Callable[..., Any], str | None, str], ...]
 
 
-def _read_plan(cls: type[Event]) -> Plan:
-    """``cls._SPEC`` as (path, tag named in errors, text reader or None for the plain text, how found), in
-    the order of the class's fields after Event's own, so that the values build the event by position."""
-    plan = []
-    for _attr, path, read in cls._SPEC:
-        if read not in _TEXT_READERS:
-            plan.append((path, path, read, _ELEMENT))
+def _read_plan(cls: type[Event]) -> _ReadPlan:
+    tags, conversions = [], []
+    for index, (_attr, path, read) in enumerate(cls._SPEC):
+        tags.append(path)
+        if read in _TEXT_READERS and "/" not in path:
+            if read is not _text:
+                conversions.append((index, read, None, path))
         else:
-            how = _CHILD_TEXT if "/" not in path else _PATH_TEXT
-            plan.append((path, path.rsplit("/", 1)[-1], None if read is _text else read, how))
-    return tuple(plan)
+            conversions.append((index, read, path, path.rsplit("/", 1)[-1]))
+    return _ReadPlan(tuple(tags), tuple(conversions))
 
 
-_READ_PLANS: Mapping[type[Event], Plan] = MappingProxyType({cls: _read_plan(cls) for cls in set(EVENT_TYPES.values())})
+_READ_PLANS: Mapping[type[Event], _ReadPlan] = MappingProxyType(
+    {cls: _read_plan(cls) for cls in set(EVENT_TYPES.values())}
+)
 _COMMON_FIELDS = Event.__struct_fields__
 for _cls in _READ_PLANS:
     # parse_event builds events by position: a class whose _SPEC lists its fields in another order
@@ -885,23 +898,24 @@ def parse_event(xml_text: str | bytes) -> Event:
     cls = _lookup(msg_type, event, change_type)
     if cls is None:
         return UnknownEvent(*common, "unknown type")
-    values = list(common)
+    tags, conversions = _READ_PLANS[cls]
+    # Most typed fields are a direct child's plain text: all read in one pass, then the few others converted.
+    values = [
+        value if (value := get(tag)) is None or value.__class__ is str else _first_text(root, tag) for tag in tags
+    ]
     try:
-        for path, tag, read, how in _READ_PLANS[cls]:
-            if how is _CHILD_TEXT:
-                value = get(path)
-                if value.__class__ is not str and value is not None:
-                    value = _first_text(root, path)
-            elif how is _PATH_TEXT:
+        for index, read, path, tag in conversions:
+            if path is None:
+                if values[index] is not None:
+                    values[index] = read(values[index], tag)
+            elif read in _TEXT_READERS:
                 element = root.find(path)
-                value = None if element is None else (element.text or "")
+                values[index] = None if element is None else read(element.text or "", tag)
             else:
-                values.append(read(root.find(path)))
-                continue
-            values.append(value if value is None or read is None else read(value, tag))
+                values[index] = read(root.find(path))
     except _BadValue as bad:
         return UnknownEvent(*common, f"bad value in <{bad.tag}>")
-    return cls(*values)
+    return cls(*common, *values)
 
 
 # What every event reads, in the order parse_event unpacks them.
