@@ -44,9 +44,9 @@ import secrets
 import struct
 import threading
 import time
-from dataclasses import dataclass
 from xml.parsers.expat import ExpatError, ParserCreate
 
+import msgspec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wecom_integration.events import cdata
@@ -160,12 +160,12 @@ def signature(token: str, timestamp: str | int, nonce: str, encrypt: str) -> str
     return hashlib.sha1(joined).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(msgspec.Struct, frozen=True):
     """The outer XML of a callback POST: the ciphertext and the two routing hints beside it.
 
     ``to_user_name`` and ``agent_id`` are unauthenticated: route on them if useful, but trust the
-    receiveid that :meth:`WeComCrypto.decrypt` checks, not these.
+    receiveid that :meth:`WeComCrypto.decrypt` checks, not these. A frozen msgspec Struct, as the events
+    are: built in 0.06 µs where the frozen dataclass it was took 0.5 (issue 19).
     """
 
     encrypt: str
@@ -208,9 +208,9 @@ def parse_envelope(body: bytes | str) -> Envelope:
     to_user_name = texts.get("ToUserName")
     agent_id = texts.get("AgentID")
     return Envelope(
-        encrypt=encrypt,
-        to_user_name=None if to_user_name is None else to_user_name.strip(),
-        agent_id=None if agent_id is None else agent_id.strip(),
+        encrypt,
+        None if to_user_name is None else to_user_name.strip(),
+        None if agent_id is None else agent_id.strip(),
     )
 
 
