@@ -928,6 +928,11 @@ def _first_text(root: Element, tag: str) -> str:
 
 
 def _lookup(msg_type: str | None, event: str | None, change_type: str | None) -> type[Event] | None:
+    # The usual callback is spelled as the table is (lower case, no ChangeType where none selects): one get.
+    # A hit here is what the lower-casing below would find, since every key is lower case.
+    cls = EVENT_TYPES.get((msg_type, event, change_type))
+    if cls is not None:
+        return cls
     mt = (msg_type or "").lower()
     if mt != "event":
         return EVENT_TYPES.get((mt, None, None))
