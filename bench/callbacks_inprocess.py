@@ -160,8 +160,13 @@ def parser_options(envelope_text: str, plaintext: str) -> dict:
         pass
     else:
         hardened = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, encoding="utf-8",
-            remove_pis=True, remove_comments=True,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            encoding="utf-8",
+            remove_pis=True,
+            remove_comments=True,
         )
 
         def lxml_tree(text: str):
@@ -234,10 +239,7 @@ def main() -> None:
     if wechatpy is not None:
         totals["wechatpy 1.8.18"] = wechatpy
     print(f"python {sys.version.split()[0]}; median of {args.repeats} interleaved rounds x {args.calls} calls")
-    print(
-        f"callback: change_contact/update_user; body {len(body)} bytes; "
-        f"plaintext {len(plaintext.encode())} bytes"
-    )
+    print(f"callback: change_contact/update_user; body {len(body)} bytes; plaintext {len(plaintext.encode())} bytes")
     for label, us in medians_us(parts, args.calls, args.repeats).items():
         print(f"{label:<40} {us:8.1f} us")
     if args.parsers:

@@ -100,7 +100,7 @@ def test_dtd_in_the_envelope_is_refused(client, config, prolog, caplog):
     "xml",
     [
         '<xml><UserID>u1</UserID><!DOCTYPE xml [<!ENTITY e "x">]></xml>',  # a DOCTYPE past the prolog
-        '<xml><UserID>&undeclared;</UserID></xml>',
+        "<xml><UserID>&undeclared;</UserID></xml>",
         "<xml>" + "<a>" * 40 + "</a>" * 40 + "</xml>",  # deeper than any WeCom payload
         "<xml>" + "<a>" * 300 + "</a>" * 300 + "</xml>",  # past libxml2's own depth limit (256)
         "<xml><UserID>u1</xml>",
@@ -187,8 +187,9 @@ def test_message_padded_to_16_byte_blocks_is_refused(client, config, caplog):
     params = {"msg_signature": signature(token, timestamp, nonce, encrypt), "timestamp": timestamp, "nonce": nonce}
     body = _sender(config).envelope(_contact_xml(config))[1]
     start, end = body.index(b"<Encrypt><![CDATA[") + 18, body.index(b"]]></Encrypt>")
-    _refused(_post(client, config, params, body[:start] + encrypt.encode() + body[end:]), caplog=caplog,
-             reason="bad_padding")
+    _refused(
+        _post(client, config, params, body[:start] + encrypt.encode() + body[end:]), caplog=caplog, reason="bad_padding"
+    )
 
 
 def test_the_signer_pads_every_length_to_32(config):

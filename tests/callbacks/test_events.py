@@ -195,9 +195,7 @@ def test_message_content_whitespace_and_markup_kept():
     [("subscribe", SubscribeEvent), ("unsubscribe", UnsubscribeEvent), ("enter_agent", EnterAgentEvent)],
 )
 def test_simple_app_events(name, cls):
-    event = parse_event(
-        app_event_xml(name, "<EventKey><![CDATA[]]></EventKey>" if name == "enter_agent" else "")
-    )
+    event = parse_event(app_event_xml(name, "<EventKey><![CDATA[]]></EventKey>" if name == "enter_agent" else ""))
     assert type(event) is cls
     assert event.kind == "event"
     assert event.event == name
@@ -226,9 +224,7 @@ def test_click_and_view_events():
 
 
 def test_seed_agent_id_with_leading_zeros():
-    event = parse_event(
-        app_event_xml("click", "<EventKey><![CDATA[K]]></EventKey>").replace("1000002", " 001 ")
-    )
+    event = parse_event(app_event_xml("click", "<EventKey><![CDATA[K]]></EventKey>").replace("1000002", " 001 "))
     assert event.agent_id == 1
 
 
@@ -272,9 +268,7 @@ def test_pic_events(name):
     assert type(event) is PicEvent
     assert event.count == 2
     assert event.pic_md5_sums == ["5a75aaca956d97be686719218f275c6b", "1b5f7c23b5bf75682a53e7b6d163e185"]
-    assert event.fields["SendPicsInfo"]["PicList"]["item"][1] == {
-        "PicMd5Sum": "1b5f7c23b5bf75682a53e7b6d163e185"
-    }
+    assert event.fields["SendPicsInfo"]["PicList"]["item"][1] == {"PicMd5Sum": "1b5f7c23b5bf75682a53e7b6d163e185"}
 
 
 def test_location_select_event():
@@ -398,9 +392,7 @@ def test_party_events(change_type):
 
 
 def test_update_party_with_only_a_name():
-    event = parse_event(
-        sys_xml("change_contact", "update_party", "<Id>2</Id><Name><![CDATA[研发部]]></Name>")
-    )
+    event = parse_event(sys_xml("change_contact", "update_party", "<Id>2</Id><Name><![CDATA[研发部]]></Name>"))
     assert (event.id, event.name, event.parent_id, event.order) == (2, "研发部", None, None)
 
 
@@ -550,9 +542,7 @@ def test_external_tag_event():
     assert (event.id, event.tag_type, event.strategy_id) == ("etmBpMCwAAw5AFi0Y-aw0aPpmz_qw8WQ", "tag", 1)
     assert event.subject == "etmBpMCwAAw5AFi0Y-aw0aPpmz_qw8WQ"
     for change_type in ("update", "delete", "shuffle"):
-        assert (
-            type(parse_event(sys_xml("change_external_tag", change_type, "<Id>et1</Id>"))) is ExternalTagEvent
-        )
+        assert type(parse_event(sys_xml("change_external_tag", change_type, "<Id>et1</Id>"))) is ExternalTagEvent
 
 
 # Unknown types: kept, never dropped.
@@ -580,12 +570,8 @@ def test_unknown_types_are_kept(xml):
 
 
 def test_unknown_event_keeps_fields_and_distinguishes_payloads():
-    first = parse_event(
-        app_event_xml("template_card_menu_event", "<TaskId>t1</TaskId><CardType>button</CardType>")
-    )
-    second = parse_event(
-        app_event_xml("template_card_menu_event", "<TaskId>t2</TaskId><CardType>button</CardType>")
-    )
+    first = parse_event(app_event_xml("template_card_menu_event", "<TaskId>t1</TaskId><CardType>button</CardType>"))
+    second = parse_event(app_event_xml("template_card_menu_event", "<TaskId>t2</TaskId><CardType>button</CardType>"))
     assert first.fields["TaskId"] == "t1"
     assert first.dedupe_key != second.dedupe_key
 
@@ -608,9 +594,7 @@ def test_unknown_message_uses_msg_id():
             "bad value in <CreateTime>",
         ),
         (
-            app_xml("text", "<Content>x</Content>").replace(
-                "<AgentID>1000002</AgentID>", "<AgentID>app</AgentID>"
-            ),
+            app_xml("text", "<Content>x</Content>").replace("<AgentID>1000002</AgentID>", "<AgentID>app</AgentID>"),
             "bad value in <AgentID>",
         ),
         ("<xml><MsgType>text</MsgType><Content>x</Content></xml>", "no CreateTime"),
@@ -641,12 +625,8 @@ def test_create_then_update_in_the_same_second_are_two_events():
 
 
 def test_two_edits_of_one_member_in_the_same_second_are_two_events():
-    first = parse_event(
-        sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Mobile>1</Mobile>")
-    )
-    second = parse_event(
-        sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Position>P</Position>")
-    )
+    first = parse_event(sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Mobile>1</Mobile>"))
+    second = parse_event(sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Position>P</Position>"))
     assert first.dedupe_key != second.dedupe_key
 
 
@@ -925,9 +905,7 @@ def test_reply_uses_current_time_by_default():
 
 def test_reply_goes_through_the_cipher():
     crypto = WeComCrypto("123456", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx49f0ab532d5d035a")
-    plain = build_passive_reply_xml(
-        "messense", "wx49f0ab532d5d035a", TextReply(content="pong"), create_time=5
-    )
+    plain = build_passive_reply_xml("messense", "wx49f0ab532d5d035a", TextReply(content="pong"), create_time=5)
     encrypt, sig = crypto.encrypt(plain, "nonce", "5")
     assert parse_event(crypto.decrypt(sig, "5", "nonce", encrypt)).content == "pong"
 
