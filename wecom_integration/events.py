@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -103,17 +104,27 @@ _DOCTYPE = "<!DOCTYPE"
 # DTD loading, no network, and libxml2's own limits on depth (256) and text size (10 MB) kept (no huge_tree).
 # Behind the DOCTYPE check below no DTD ever reaches it: these settings are the second lock. Comments and
 # processing instructions are dropped, as ElementTree's parser drops them. The encoding is forced, so an
-# ``encoding="..."`` declaration cannot make it reinterpret the bytes. One parser serves the process: lxml
-# holds a parser's lock for the length of each parse, so threads can share it.
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    encoding="utf-8",
-    remove_comments=True,
-    remove_pis=True,
-)
+# ``encoding="..."`` declaration cannot make it reinterpret the bytes.
+_PARSER_OPTIONS = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "huge_tree": False,
+    "encoding": "utf-8",
+    "remove_comments": True,
+    "remove_pis": True,
+}
+# One parser per thread, as lxml's FAQ advises: a parser is never used by two threads at once, and libxml2
+# parses without the GIL.
+_PARSERS = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    try:
+        return _PARSERS.parser
+    except AttributeError:
+        parser = _PARSERS.parser = etree.XMLParser(**_PARSER_OPTIONS)
+        return parser
 
 
 def parse_xml(text: str) -> Element:
@@ -121,7 +132,7 @@ def parse_xml(text: str) -> Element:
 
     Text without ``<!DOCTYPE`` cannot declare or reference anything but XML's five predefined entities
     (an undeclared ``&x;`` is a well-formedness error), so it goes to libxml2 (lxml, hardened as
-    ``_PARSER`` says). Text holding the literal (a real DOCTYPE, or the words inside a CDATA section or
+    ``_PARSER_OPTIONS`` says). Text holding the literal (a real DOCTYPE, or the words inside a CDATA section or
     comment) goes to defusedxml, which refuses the DTD and entities and parses the rest as XML; that path is
     slow and rare (issue 19). Either way the root answers the ElementTree API (an lxml element, or an
     ElementTree one from defusedxml). Only ``str`` is accepted: the caller decodes the bytes, so an
@@ -141,7 +152,7 @@ def parse_xml(text: str) -> Element:
         return _defused_fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     data = text.encode("utf-8")
     try:
-        return etree.fromstring(data, _PARSER)
+        return etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise ParseError(str(exc)) from None
 

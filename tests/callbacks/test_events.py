@@ -1,5 +1,7 @@
 """Callback XML → typed events, dedupe keys, and passive reply XML."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import msgspec
 import pytest
 from defusedxml import DTDForbidden
@@ -789,6 +791,27 @@ def test_parse_xml_gives_the_tree_defusedxml_gives(xml):
     assert shape(parse_xml(xml)) == shape(
         defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     )
+
+
+def test_parse_event_gives_each_thread_its_own_results():
+    # Each thread parses with its own libxml2 parser; broken documents between the good ones change nothing.
+    documents = [
+        sys_xml("change_contact", "update_user", f"<UserID>u{i}</UserID><Department>{i},2</Department>")
+        if i % 3
+        else f"<xml><UserID>u{i}</UserID>&undeclared;</xml>"
+        for i in range(600)
+    ]
+
+    def parse(xml):
+        try:
+            event = parse_event(xml)
+        except EventParseError:
+            return None
+        return event.user_id, event.departments
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(parse, documents))
+    assert results == [(f"u{i}", [i, 2]) if i % 3 else None for i in range(600)]
 
 
 def test_repeated_top_level_tags_keep_every_value_and_the_first_is_typed():
