@@ -42,11 +42,12 @@ import hmac
 import os
 import secrets
 import struct
+import threading
 import time
-from dataclasses import dataclass
 from xml.parsers.expat import ExpatError, ParserCreate
 
-from Crypto.Cipher import AES
+import msgspec
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wecom_integration.events import cdata
 
@@ -159,12 +160,12 @@ def signature(token: str, timestamp: str | int, nonce: str, encrypt: str) -> str
     return hashlib.sha1(joined).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(msgspec.Struct, frozen=True):
     """The outer XML of a callback POST: the ciphertext and the two routing hints beside it.
 
     ``to_user_name`` and ``agent_id`` are unauthenticated: route on them if useful, but trust the
-    receiveid that :meth:`WeComCrypto.decrypt` checks, not these.
+    receiveid that :meth:`WeComCrypto.decrypt` checks, not these. A frozen msgspec Struct, as the events
+    are: built in 0.06 µs where the frozen dataclass it was took 0.5 (issue 19).
     """
 
     encrypt: str
@@ -207,9 +208,9 @@ def parse_envelope(body: bytes | str) -> Envelope:
     to_user_name = texts.get("ToUserName")
     agent_id = texts.get("AgentID")
     return Envelope(
-        encrypt=encrypt,
-        to_user_name=None if to_user_name is None else to_user_name.strip(),
-        agent_id=None if agent_id is None else agent_id.strip(),
+        encrypt,
+        None if to_user_name is None else to_user_name.strip(),
+        None if agent_id is None else agent_id.strip(),
     )
 
 
@@ -308,7 +309,7 @@ class WeComCrypto:
     string for some personal third-party apps), compared byte for byte with each plaintext's tail.
     """
 
-    __slots__ = ("_token", "_key", "_iv", "_ecb", "_receive_id", "_receive_id_bytes")
+    __slots__ = ("_token", "_cbc", "_iv", "_decryptors", "_receive_id", "_receive_id_bytes")
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
         if not isinstance(token, str) or not token:
@@ -320,11 +321,12 @@ class WeComCrypto:
         except UnicodeEncodeError:
             raise ValidateCorpidError("bad_receive_id", "receive_id is not encodable as UTF-8") from None
         self._token = token
-        self._key = _decode_aes_key(encoding_aes_key)
-        self._iv = self._key[:_AES_BLOCK]
-        # ECB keeps no state between calls (only the key schedule, read by each call), so one object serves
-        # every decryption of this key, on any thread; CBC is built on it in _open.
-        self._ecb = AES.new(self._key, AES.MODE_ECB)
+        key = _decode_aes_key(encoding_aes_key)
+        self._iv = key[:_AES_BLOCK]
+        # The Cipher holds only the key and the IV; an encryptor or decryptor taken from it chains the blocks.
+        self._cbc = Cipher(algorithms.AES(key), modes.CBC(self._iv))
+        # One decryptor per thread, kept: see _open.
+        self._decryptors = threading.local()
         self._receive_id = receive_id
         self._receive_id_bytes = receive_id_bytes
 
@@ -372,8 +374,9 @@ class WeComCrypto:
         plain = b"".join((os.urandom(16), struct.pack(">I", len(body)), body, self._receive_id_bytes))
         pad = _PAD_BLOCK - len(plain) % _PAD_BLOCK
         plain += bytes((pad,)) * pad
-        # A CBC object chains from block to block: one per call, never shared between threads.
-        ciphertext = AES.new(self._key, AES.MODE_CBC, self._iv).encrypt(plain)
+        # A fresh encryptor per call (encrypting is rare: passive replies). Padded to whole blocks above, so
+        # finalize() would have nothing left to add.
+        ciphertext = self._cbc.encryptor().update(plain)
         encrypt = base64.b64encode(ciphertext).decode("ascii")
         return encrypt, signature(self._token, timestamp, nonce, encrypt)
 
@@ -434,13 +437,19 @@ class WeComCrypto:
             # PKCS#7 to 32-byte blocks leaves a multiple of 32; one of 16 only was padded by someone
             # else's rules (issue 20), a padding fault like any other.
             raise DecryptAESError("bad_padding", "padded to 16-byte blocks, WeCom pads to 32")
-        # CBC decryption is P_i = D_K(C_i) xor C_(i-1), with C_0 the IV: every block deciphered at once by the
-        # shared ECB object, then one xor of big integers against the ciphertext shifted by a block. It gives
-        # what AES.new(key, MODE_CBC, iv).decrypt gives, without building a cipher object per call (issue 19:
-        # 29 -> 17 µs for 1 KB, most of it pycryptodome's per-object set-up).
-        blocks = self._ecb.decrypt(ciphertext)
-        chained = int.from_bytes(blocks, "big") ^ int.from_bytes(self._iv + ciphertext[:-_AES_BLOCK], "big")
-        plain = chained.to_bytes(size, "big")
+        # OpenSSL's CBC through cryptography (issue 19: for 1.3 KB, 0.5 µs with a kept decryptor, 1.5 µs with
+        # a new one per call, whose key schedule is most of it; 3.9 µs for pycryptodome's ECB with the chaining
+        # xor done on big integers, and 7.4 µs for a pycryptodome CBC object per call). A CBC decryptor's state
+        # between calls is the last ciphertext block it read; deciphering the IV as a block first makes the
+        # IV the state again, whatever the previous callback left, and its output is dropped. A decryptor is
+        # never shared: each thread keeps its own. The ciphertext is whole blocks, so nothing is left for
+        # finalize().
+        try:
+            decryptor = self._decryptors.cbc
+        except AttributeError:
+            decryptor = self._decryptors.cbc = self._cbc.decryptor()
+        decryptor.update(self._iv)
+        plain = decryptor.update(ciphertext)
 
         # Padding failures are reported as -40007 (a decryption fault: wrong key or corrupted
         # ciphertext), not -40008, which is kept for a well-padded plaintext with a bad layout.

@@ -1,7 +1,7 @@
 """Hostile XML and bad padding over HTTP: the callback view refuses each with a 4xx and stores nothing.
 
 Issue 19 moved the callback's XML parsing off defusedxml's pure-Python parser (to expat for the envelope
-and the C ElementTree for the decrypted message); these cases show that what defusedxml refused is still
+and hardened libxml2, through lxml, for the decrypted message); these cases show that what defusedxml refused is still
 refused, in the envelope that anyone can post and in a message sealed and signed with the tenant's own
 Token and key (only the inner parse can refuse that). Issue 20: a plaintext padded to 16-byte blocks
 instead of WeCom's 32 is refused like any other padding fault. What is XML-shaped but harmless (the
@@ -100,8 +100,9 @@ def test_dtd_in_the_envelope_is_refused(client, config, prolog, caplog):
     "xml",
     [
         '<xml><UserID>u1</UserID><!DOCTYPE xml [<!ENTITY e "x">]></xml>',  # a DOCTYPE past the prolog
-        '<xml><UserID>&undeclared;</UserID></xml>',
+        "<xml><UserID>&undeclared;</UserID></xml>",
         "<xml>" + "<a>" * 40 + "</a>" * 40 + "</xml>",  # deeper than any WeCom payload
+        "<xml>" + "<a>" * 300 + "</a>" * 300 + "</xml>",  # past libxml2's own depth limit (256)
         "<xml><UserID>u1</xml>",
     ],
 )
@@ -186,8 +187,9 @@ def test_message_padded_to_16_byte_blocks_is_refused(client, config, caplog):
     params = {"msg_signature": signature(token, timestamp, nonce, encrypt), "timestamp": timestamp, "nonce": nonce}
     body = _sender(config).envelope(_contact_xml(config))[1]
     start, end = body.index(b"<Encrypt><![CDATA[") + 18, body.index(b"]]></Encrypt>")
-    _refused(_post(client, config, params, body[:start] + encrypt.encode() + body[end:]), caplog=caplog,
-             reason="bad_padding")
+    _refused(
+        _post(client, config, params, body[:start] + encrypt.encode() + body[end:]), caplog=caplog, reason="bad_padding"
+    )
 
 
 def test_the_signer_pads_every_length_to_32(config):

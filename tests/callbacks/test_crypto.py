@@ -161,10 +161,20 @@ def test_shared_instance_decrypts_correctly_across_threads(crypto):
     assert opened == messages
 
 
+def test_each_decryption_starts_from_the_iv_whatever_the_last_one_read(crypto):
+    # The thread's decryptor is kept between calls: a refused ciphertext (another key's, or one cut short of
+    # its padding block) must leave nothing behind for the next callback.
+    encrypt, sig = crypto.encrypt("<xml>ok</xml>", NONCE, TS)
+    other, other_sig = WeComCrypto(TOKEN, base64.b64encode(bytes(32)).decode()[:-1], RECEIVE_ID).encrypt("x", NONCE, TS)
+    cut = base64.b64encode(base64.b64decode(encrypt)[:-32]).decode()
+    for bad, bad_sig in ((other, other_sig), (cut, signature(TOKEN, TS, NONCE, cut))):
+        with pytest.raises(WeComCryptoError):
+            crypto.decrypt(bad_sig, TS, NONCE, bad)
+        assert crypto.decrypt(sig, TS, NONCE, encrypt) == "<xml>ok</xml>"
+
+
 keys = st.binary(min_size=32, max_size=32).map(lambda raw: base64.b64encode(raw).decode()[:-1])
-tokens = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32
-)
+tokens = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32)
 nonces = st.text(alphabet="0123456789abcdef", min_size=1, max_size=16)
 
 
@@ -204,9 +214,7 @@ def test_build_reply_signs_its_own_values(crypto):
     root = DET.fromstring(reply)
     assert root.findtext("TimeStamp") == "1700000001"
     assert root.findtext("Nonce") == "n]]>once"
-    assert root.findtext("MsgSignature") == signature(
-        TOKEN, "1700000001", "n]]>once", root.findtext("Encrypt")
-    )
+    assert root.findtext("MsgSignature") == signature(TOKEN, "1700000001", "n]]>once", root.findtext("Encrypt"))
 
 
 def test_parse_envelope_reads_routing_hints():
@@ -214,9 +222,7 @@ def test_parse_envelope_reads_routing_hints():
         b"<xml><ToUserName><![CDATA[ww1234567890abcdef]]></ToUserName>"
         b"<Encrypt><![CDATA[QUJD]]></Encrypt><AgentID><![CDATA[1000002]]></AgentID></xml>"
     )
-    assert parse_envelope(body) == Envelope(
-        encrypt="QUJD", to_user_name="ww1234567890abcdef", agent_id="1000002"
-    )
+    assert parse_envelope(body) == Envelope(encrypt="QUJD", to_user_name="ww1234567890abcdef", agent_id="1000002")
 
 
 # One test per error code.
@@ -436,9 +442,7 @@ def test_parse_envelope_errors(body, reason):
 
 def test_parse_envelope_ignores_declared_encoding():
     # The bytes are UTF-8 whatever the declaration claims; they are not reinterpreted as GBK.
-    body = (
-        '<?xml version="1.0" encoding="GBK"?><xml><ToUserName>测试</ToUserName><Encrypt>QUJD</Encrypt></xml>'
-    )
+    body = '<?xml version="1.0" encoding="GBK"?><xml><ToUserName>测试</ToUserName><Encrypt>QUJD</Encrypt></xml>'
     assert parse_envelope(body.encode()).to_user_name == "测试"
 
 
@@ -457,9 +461,7 @@ def test_fuzz_decrypt_raises_only_crypto_errors(crypto, msg_signature, timestamp
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    encrypt=st.one_of(st.text(min_size=1), st.binary(min_size=1).map(lambda b: base64.b64encode(b).decode()))
-)
+@given(encrypt=st.one_of(st.text(min_size=1), st.binary(min_size=1).map(lambda b: base64.b64encode(b).decode())))
 def test_fuzz_signed_ciphertext_raises_only_crypto_errors(crypto, encrypt):
     # Correctly signed, so the base64, length and padding checks are what gets exercised.
     try:
@@ -578,10 +580,32 @@ def _ours(body: bytes):
 
 envelope_pieces = st.sampled_from(
     [
-        "<xml>", "</xml>", "<Encrypt>", "</Encrypt>", "<ToUserName>", "</ToUserName>", "<AgentID>",
-        "</AgentID>", "<![CDATA[", "]]>", "QUJD", " ", "\n", "<b/>", "<!-- c -->", "<?pi x?>", "&amp;",
-        "&e;", "<!DOCTYPE xml>", '<?xml version="1.0" encoding="GBK"?>', "<Inner>", "</Inner>", "测",
-        '<xml xmlns="urn:x">', "<a:xml>", "<!DOCTYPE",
+        "<xml>",
+        "</xml>",
+        "<Encrypt>",
+        "</Encrypt>",
+        "<ToUserName>",
+        "</ToUserName>",
+        "<AgentID>",
+        "</AgentID>",
+        "<![CDATA[",
+        "]]>",
+        "QUJD",
+        " ",
+        "\n",
+        "<b/>",
+        "<!-- c -->",
+        "<?pi x?>",
+        "&amp;",
+        "&e;",
+        "<!DOCTYPE xml>",
+        '<?xml version="1.0" encoding="GBK"?>',
+        "<Inner>",
+        "</Inner>",
+        "测",
+        '<xml xmlns="urn:x">',
+        "<a:xml>",
+        "<!DOCTYPE",
     ]
 )
 
@@ -615,10 +639,14 @@ def test_parse_envelope_reads_texts_as_elementtree_does(body):
         # A DOCTYPE anywhere in the prolog, whatever it declares, stops the parse where it starts.
         (b'<?xml version="1.0"?><!DOCTYPE xml><xml><Encrypt>QUJD</Encrypt></xml>', "forbidden_dtd"),
         (b"<!-- hi --><?pi x?>\n<!DOCTYPE xml><xml><Encrypt>QUJD</Encrypt></xml>", "forbidden_dtd"),
-        (b'<!DOCTYPE xml PUBLIC "-//X//EN" "http://127.0.0.1:9/x.dtd"><xml><Encrypt>QUJD</Encrypt></xml>',
-         "forbidden_dtd"),
-        (b'<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><xml><Encrypt>Q</Encrypt></xml>',
-         "forbidden_dtd"),
+        (
+            b'<!DOCTYPE xml PUBLIC "-//X//EN" "http://127.0.0.1:9/x.dtd"><xml><Encrypt>QUJD</Encrypt></xml>',
+            "forbidden_dtd",
+        ),
+        (
+            b'<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><xml><Encrypt>Q</Encrypt></xml>',
+            "forbidden_dtd",
+        ),
         (b'<!DOCTYPE xml [<!ENTITY u SYSTEM "x" NDATA gif>]><xml><Encrypt>QUJD</Encrypt></xml>', "forbidden_dtd"),
         # After the root it is no DOCTYPE at all but a well-formedness error.
         (b"<xml><Encrypt>QUJD</Encrypt></xml><!DOCTYPE xml>", "malformed_xml"),

@@ -1,7 +1,8 @@
 """Callback XML → typed events, dedupe keys, and passive reply XML."""
 
-import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
 import pytest
 from defusedxml import DTDForbidden
 from defusedxml.ElementTree import ParseError
@@ -196,9 +197,7 @@ def test_message_content_whitespace_and_markup_kept():
     [("subscribe", SubscribeEvent), ("unsubscribe", UnsubscribeEvent), ("enter_agent", EnterAgentEvent)],
 )
 def test_simple_app_events(name, cls):
-    event = parse_event(
-        app_event_xml(name, "<EventKey><![CDATA[]]></EventKey>" if name == "enter_agent" else "")
-    )
+    event = parse_event(app_event_xml(name, "<EventKey><![CDATA[]]></EventKey>" if name == "enter_agent" else ""))
     assert type(event) is cls
     assert event.kind == "event"
     assert event.event == name
@@ -227,9 +226,7 @@ def test_click_and_view_events():
 
 
 def test_seed_agent_id_with_leading_zeros():
-    event = parse_event(
-        app_event_xml("click", "<EventKey><![CDATA[K]]></EventKey>").replace("1000002", " 001 ")
-    )
+    event = parse_event(app_event_xml("click", "<EventKey><![CDATA[K]]></EventKey>").replace("1000002", " 001 "))
     assert event.agent_id == 1
 
 
@@ -273,9 +270,7 @@ def test_pic_events(name):
     assert type(event) is PicEvent
     assert event.count == 2
     assert event.pic_md5_sums == ["5a75aaca956d97be686719218f275c6b", "1b5f7c23b5bf75682a53e7b6d163e185"]
-    assert event.fields["SendPicsInfo"]["PicList"]["item"][1] == {
-        "PicMd5Sum": "1b5f7c23b5bf75682a53e7b6d163e185"
-    }
+    assert event.fields["SendPicsInfo"]["PicList"]["item"][1] == {"PicMd5Sum": "1b5f7c23b5bf75682a53e7b6d163e185"}
 
 
 def test_location_select_event():
@@ -399,9 +394,7 @@ def test_party_events(change_type):
 
 
 def test_update_party_with_only_a_name():
-    event = parse_event(
-        sys_xml("change_contact", "update_party", "<Id>2</Id><Name><![CDATA[研发部]]></Name>")
-    )
+    event = parse_event(sys_xml("change_contact", "update_party", "<Id>2</Id><Name><![CDATA[研发部]]></Name>"))
     assert (event.id, event.name, event.parent_id, event.order) == (2, "研发部", None, None)
 
 
@@ -551,9 +544,7 @@ def test_external_tag_event():
     assert (event.id, event.tag_type, event.strategy_id) == ("etmBpMCwAAw5AFi0Y-aw0aPpmz_qw8WQ", "tag", 1)
     assert event.subject == "etmBpMCwAAw5AFi0Y-aw0aPpmz_qw8WQ"
     for change_type in ("update", "delete", "shuffle"):
-        assert (
-            type(parse_event(sys_xml("change_external_tag", change_type, "<Id>et1</Id>"))) is ExternalTagEvent
-        )
+        assert type(parse_event(sys_xml("change_external_tag", change_type, "<Id>et1</Id>"))) is ExternalTagEvent
 
 
 # Unknown types: kept, never dropped.
@@ -581,12 +572,8 @@ def test_unknown_types_are_kept(xml):
 
 
 def test_unknown_event_keeps_fields_and_distinguishes_payloads():
-    first = parse_event(
-        app_event_xml("template_card_menu_event", "<TaskId>t1</TaskId><CardType>button</CardType>")
-    )
-    second = parse_event(
-        app_event_xml("template_card_menu_event", "<TaskId>t2</TaskId><CardType>button</CardType>")
-    )
+    first = parse_event(app_event_xml("template_card_menu_event", "<TaskId>t1</TaskId><CardType>button</CardType>"))
+    second = parse_event(app_event_xml("template_card_menu_event", "<TaskId>t2</TaskId><CardType>button</CardType>"))
     assert first.fields["TaskId"] == "t1"
     assert first.dedupe_key != second.dedupe_key
 
@@ -609,9 +596,7 @@ def test_unknown_message_uses_msg_id():
             "bad value in <CreateTime>",
         ),
         (
-            app_xml("text", "<Content>x</Content>").replace(
-                "<AgentID>1000002</AgentID>", "<AgentID>app</AgentID>"
-            ),
+            app_xml("text", "<Content>x</Content>").replace("<AgentID>1000002</AgentID>", "<AgentID>app</AgentID>"),
             "bad value in <AgentID>",
         ),
         ("<xml><MsgType>text</MsgType><Content>x</Content></xml>", "no CreateTime"),
@@ -642,12 +627,8 @@ def test_create_then_update_in_the_same_second_are_two_events():
 
 
 def test_two_edits_of_one_member_in_the_same_second_are_two_events():
-    first = parse_event(
-        sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Mobile>1</Mobile>")
-    )
-    second = parse_event(
-        sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Position>P</Position>")
-    )
+    first = parse_event(sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Mobile>1</Mobile>"))
+    second = parse_event(sys_xml("change_contact", "update_user", "<UserID>zhangsan</UserID><Position>P</Position>"))
     assert first.dedupe_key != second.dedupe_key
 
 
@@ -672,17 +653,31 @@ def test_same_change_type_a_second_later_is_another_event():
     assert first.dedupe_key != second.dedupe_key
 
 
-# The table and the dataclasses.
+# The table and the event classes.
 
 
 def test_table_classes_are_frozen_slotted_events():
     for cls in set(EVENT_TYPES.values()) | {UnknownEvent}:
         assert issubclass(cls, Event)
-        assert dataclasses.is_dataclass(cls)
+        assert issubclass(cls, msgspec.Struct) and cls.__struct_config__.frozen
         assert "__slots__" in cls.__dict__
     event = parse_event(app_xml("text", "<Content>x</Content><MsgId>1</MsgId>"))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         event.content = "y"
+    with pytest.raises(AttributeError):
+        event.fields = {}
+
+
+def test_repr_shows_the_typed_fields_and_leaves_out_the_payload():
+    event = parse_event(app_xml("text", "<Content>hello</Content><MsgId>1</MsgId>"))
+    assert repr(event) == (
+        "TextMessage(to_user_name='ww1234567890abcdef', from_user_name='zhangsan', create_time=1348831860, "
+        "msg_type='text', event=None, change_type=None, agent_id=1000002, msg_id='1', content='hello')"
+    )
+    approval = parse_event(
+        app_event_xml("sys_approval_change", "<ApprovalInfo><SpNo>7</SpNo><Secret>s</Secret></ApprovalInfo>")
+    )
+    assert "sp_no='7'" in repr(approval) and "Secret" not in repr(approval) and "<xml>" not in repr(approval)
 
 
 def test_every_table_entry_parses_to_its_class():
@@ -726,7 +721,7 @@ def test_fuzz_parse_event_raises_only_event_parse_error(text):
     assert isinstance(event.dedupe_key, str)
 
 
-# The parser behind parse_event (issue 19): the C ElementTree for text without a DOCTYPE, defusedxml's
+# The parser behind parse_event (issue 19): hardened libxml2 (lxml) for text without a DOCTYPE, defusedxml's
 # refusals for text with one, and the same tree either way.
 
 BILLION_LAUGHS = (
@@ -764,6 +759,23 @@ def test_parse_xml_refuses_what_defusedxml_refuses(xml, error):
 @pytest.mark.parametrize(
     "xml",
     [
+        "<xml>" + "<a>" * 300 + "</a>" * 300 + "</xml>",  # past libxml2's depth limit, 256
+        "<xml><A>" + "x" * (10_000_000 + 1) + "</A></xml>",  # past its limit on one text, 10,000,000 characters
+    ],
+    ids=["depth", "text size"],
+)
+def test_libxml2_limits_are_kept_and_refused_as_parse_errors(xml):
+    # No huge_tree: libxml2 refuses these itself (defusedxml would parse them), and its syntax error reaches
+    # the caller as the ElementTree ParseError parse_xml documents, and as EventParseError from parse_event.
+    with pytest.raises(ParseError):
+        parse_xml(xml)
+    with pytest.raises(EventParseError):
+        parse_event(xml)
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
         "<xml><Content><![CDATA[<!DOCTYPE html><html>&amp;</html>]]></Content></xml>",  # the slow path
         "<xml><!-- <!DOCTYPE x> --><Content>a</Content></xml>",
         '<xml xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="file:///etc/passwd" parse="text"/></xml>',
@@ -779,6 +791,27 @@ def test_parse_xml_gives_the_tree_defusedxml_gives(xml):
     assert shape(parse_xml(xml)) == shape(
         defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     )
+
+
+def test_parse_event_gives_each_thread_its_own_results():
+    # Each thread parses with its own libxml2 parser; broken documents between the good ones change nothing.
+    documents = [
+        sys_xml("change_contact", "update_user", f"<UserID>u{i}</UserID><Department>{i},2</Department>")
+        if i % 3
+        else f"<xml><UserID>u{i}</UserID>&undeclared;</xml>"
+        for i in range(600)
+    ]
+
+    def parse(xml):
+        try:
+            event = parse_event(xml)
+        except EventParseError:
+            return None
+        return event.user_id, event.departments
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(parse, documents))
+    assert results == [(f"u{i}", [i, 2]) if i % 3 else None for i in range(600)]
 
 
 def test_repeated_top_level_tags_keep_every_value_and_the_first_is_typed():
@@ -895,9 +928,7 @@ def test_reply_uses_current_time_by_default():
 
 def test_reply_goes_through_the_cipher():
     crypto = WeComCrypto("123456", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx49f0ab532d5d035a")
-    plain = build_passive_reply_xml(
-        "messense", "wx49f0ab532d5d035a", TextReply(content="pong"), create_time=5
-    )
+    plain = build_passive_reply_xml("messense", "wx49f0ab532d5d035a", TextReply(content="pong"), create_time=5)
     encrypt, sig = crypto.encrypt(plain, "nonce", "5")
     assert parse_event(crypto.decrypt(sig, "5", "nonce", encrypt)).content == "pong"
 

@@ -1,6 +1,6 @@
 """Test kit shipped with the package: a faithful fake WeCom server and a callback signer.
 
-Importable without Django configured (stdlib, requests, defusedxml, pycryptodome), so host
+Importable without Django configured (stdlib, requests, defusedxml, cryptography, msgspec), so host
 projects, the demo and the benchmarks can all use it::
 
     from wecom_integration.testing import FakeWeCom
