@@ -162,7 +162,7 @@ def test_shared_instance_decrypts_correctly_across_threads(crypto):
 
 
 def test_each_decryption_starts_from_the_iv_whatever_the_last_one_read(crypto):
-    # The thread's decryptor is kept between calls: a refused ciphertext (another key's, or one cut short of
+    # The key's cipher object is kept between calls: a refused ciphertext (another key's, or one cut short of
     # its padding block) must leave nothing behind for the next callback.
     encrypt, sig = crypto.encrypt("<xml>ok</xml>", NONCE, TS)
     other, other_sig = WeComCrypto(TOKEN, base64.b64encode(bytes(32)).decode()[:-1], RECEIVE_ID).encrypt("x", NONCE, TS)
@@ -615,6 +615,78 @@ envelope_pieces = st.sampled_from(
 def test_parse_envelope_agrees_with_the_defusedxml_reference(pieces):
     body = "".join(pieces).encode()
     assert _ours(body) == _reference_envelope(body)
+
+
+# WeCom's own form of the envelope, and near misses of it: what _wecom_envelope (the regex) answers for must
+# be what expat and the defusedxml reference answer, and everything else must still reach expat.
+_valid_texts = st.sampled_from(["QUJD", "ww1436e0e65a779aee", "1000002", "a+b/c=", "x_y.z@w-1", ""])
+_odd_texts = st.one_of(
+    st.sampled_from([" QUJD ", "QU JD", "a&amp;b", "&e;", "]]>", "测", "\x00", "\ufffe", "<b/>"]),
+    st.text(alphabet="AZaz09+/=_.@- \t\n\r\x0b\x0c&<>]测\x00\ufffe", max_size=12),
+)
+_valid_gaps = st.sampled_from(["", " ", "\n", "\r\n\t"])
+_odd_gaps = st.sampled_from(["\x0b", "\x0c", "\u3000", "x", "<!-- c -->"])
+
+
+@st.composite
+def near_wecom_envelopes(draw):
+    """WeCom's form with, at each choice, one chance in six of something just outside it."""
+
+    def pick(valid, odd):
+        return draw(odd if draw(st.integers(0, 5)) == 0 else valid)
+
+    def element(tag):
+        text = pick(_valid_texts, _odd_texts)
+        form = draw(st.sampled_from(["cdata", "plain", "cdata", "absent"] if tag != "Encrypt" else ["cdata", "plain"]))
+        if form == "absent":
+            return ""
+        body = f"<![CDATA[{text}]]>" if form == "cdata" else text
+        return f"<{tag}>{body}</{tag}>" + pick(_valid_gaps, _odd_gaps)
+
+    parts = [element("ToUserName"), element("Encrypt"), element("AgentID")]
+    if draw(st.integers(0, 5)) == 0:
+        parts = draw(st.permutations(parts))
+    head = pick(st.just(""), st.sampled_from([" ", '<?xml version="1.0"?>', "\ufeff"]))
+    tail = pick(_valid_gaps, _odd_gaps)
+    return (head + "<xml>" + pick(_valid_gaps, _odd_gaps) + "".join(parts) + "</xml>" + tail).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+@settings(max_examples=1000)
+@given(body=near_wecom_envelopes())
+def test_wecom_form_of_the_envelope_reads_as_expat_and_the_reference_do(body):
+    from wecom_integration.crypto import _wecom_envelope
+
+    fast = _wecom_envelope(body)
+    reference = _reference_envelope(body)
+    if fast is not None:
+        assert fast == reference
+    assert _ours(body) == reference
+
+
+def test_the_envelope_wecom_sends_takes_the_regex_path():
+    from wecom_integration.crypto import _wecom_envelope
+
+    encrypt, _ = WeComCrypto(TOKEN, base64.b64encode(bytes(range(32))).decode()[:-1], RECEIVE_ID).encrypt(
+        "x", NONCE, TS
+    )
+    for body in (
+        f"<xml><ToUserName><![CDATA[{RECEIVE_ID}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>"
+        "<AgentID><![CDATA[1000002]]></AgentID></xml>",
+        f"<xml>\n  <ToUserName>{RECEIVE_ID}</ToUserName>\n  <Encrypt>{encrypt}</Encrypt>\n</xml>\n",
+        f"<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
+    ):
+        assert _wecom_envelope(body.encode()) == _reference_envelope(body.encode())
+    # One step outside the form and it is expat's to read (and refuse).
+    for body in (
+        f"<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt><Encrypt><![CDATA[QUJD]]></Encrypt></xml>",
+        f"<!DOCTYPE xml><xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
+        f"<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>\x0c",
+        "<xml><Encrypt><![CDATA[]]></Encrypt></xml>",
+    ):
+        assert _wecom_envelope(body.encode()) is None
+        assert isinstance(_ours(body.encode()), str)
 
 
 @pytest.mark.parametrize(

@@ -491,7 +491,8 @@ def enqueue(event_id: int) -> None:
 
 
 def _publish_batch(event_ids: list[int]) -> None:
-    queueing.send(HANDLE_EVENTS_TASK, (event_ids,), argsrepr=f"({len(event_ids)} event ids: {event_ids[0]}…{event_ids[-1]},)")
+    described = f"({len(event_ids)} event ids: {event_ids[0]}…{event_ids[-1]},)"
+    queueing.send(HANDLE_EVENTS_TASK, (event_ids,), argsrepr=described)
 
 
 publisher = BatchPublisher(
