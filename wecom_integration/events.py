@@ -312,8 +312,23 @@ def _event_key(event: Event) -> str:
 
 def _payload_digest(fields: Mapping[str, Any]) -> str:
     payload = {tag: value for tag, value in fields.items() if tag not in _ROUTING_TAGS}
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return hashlib.sha1(_canonical_json(payload)).hexdigest()[:16]
+
+
+# Sorted keys, no spaces, UTF-8 as it is: byte for byte what json.dumps(sort_keys=True, ensure_ascii=False,
+# separators=(",", ":")) gives for the strings, dicts and lists a callback's fields are made of (a test
+# compares the two on generated payloads), in 0.6 µs against 5.7 for a member change (issue 19). Stored
+# dedupe keys were made with json.dumps, so the two must agree for a retry to find its first delivery.
+_JSON_SORTED = msgspec.json.Encoder(order="sorted")
+
+
+def _canonical_json(payload: Mapping[str, Any]) -> bytes:
+    try:
+        return _JSON_SORTED.encode(payload)
+    except UnicodeEncodeError:
+        # A lone surrogate (from a str handed to parse_event, never from decrypted bytes): json.dumps writes it.
+        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "surrogatepass")
 
 
 # App messages, doc 90239.

@@ -947,3 +947,27 @@ def test_text_reply_round_trips_any_xml_text(content):
 
 def test_cdata_splits_the_terminator():
     assert cdata("a]]>b") == "<![CDATA[a]]]]><![CDATA[>b]]>"
+
+
+_json_leaves = st.text(alphabet=st.characters(codec="utf-8"), max_size=8) | st.text(
+    alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF) | st.characters(max_codepoint=0x7F), max_size=4
+)
+_json_payloads = st.recursive(
+    _json_leaves,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_json_leaves, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500)
+@given(payload=st.dictionaries(_json_leaves, _json_payloads, max_size=6))
+def test_the_payload_digest_reads_as_json_dumps_did(payload):
+    """Dedupe keys stored before the digest moved to msgspec were made with json.dumps: both must give the
+    same bytes for what fields hold (strings, dicts, lists; lone surrogates included), or a retry straddling
+    a deploy would be stored twice."""
+    import json
+
+    from wecom_integration.events import _canonical_json
+
+    expected = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert _canonical_json(payload) == expected.encode("utf-8", "surrogatepass")
