@@ -484,8 +484,7 @@ class WeComCrypto:
         # its chain restarted by deciphering the IV first, costs the same 3.5 µs: pycryptodome's per-call cost).
         # The cipher stays pycryptodome's, as the project's design fixes; OpenSSL's through cryptography
         # measured 0.5 µs with a kept decryptor.
-        blocks = bytearray(size)
-        self._ecb.decrypt(ciphertext, output=blocks)
+        blocks = self._ecb.decrypt(ciphertext)
         chained = int.from_bytes(blocks, "big") ^ int.from_bytes(self._iv + ciphertext[:-_AES_BLOCK], "big")
         plain = chained.to_bytes(size, "big")
 
