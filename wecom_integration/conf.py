@@ -57,9 +57,12 @@ DEFAULTS = {
     "HANDLER_MAX_RETRIES": 5,
     "HANDLER_RETRY_BACKOFF": 5,
     # A web process sends stored callbacks' ids to the workers in one message per batch: at most this
-    # many ids, sent at the latest this many seconds after the first of them was stored.
+    # many ids, sent at the latest LINGER seconds after the first of them was stored, but (a full batch
+    # aside) no sooner than INTERVAL seconds after its previous message, so that under load each message
+    # carries more events.
     "CALLBACK_BATCH_SIZE": 100,
     "CALLBACK_BATCH_LINGER": 0.1,
+    "CALLBACK_BATCH_INTERVAL": 0.25,
     # Seconds a queued job (a sync the admin started) may wait for a Celery worker before the admin shows
     # it as "waiting for a worker", with the queue's name, and a tenant admin may cancel it.
     "QUEUED_JOB_STALE_AFTER": 120,

@@ -118,6 +118,33 @@ def test_a_failed_publish_is_logged_and_counted_and_the_publisher_goes_on(caplog
     assert sent.batches == [[2]]
 
 
+def test_under_load_a_process_sends_at_most_one_batch_per_interval():
+    sent = Recorder()
+    publisher = BatchPublisher(sent, max_batch=100, linger=0.01, interval=0.3)
+    publisher.submit(1)
+    assert wait_until(lambda: sent.batches)
+    first_sent = time.monotonic()
+    # Arriving right after a message went out, these wait for the interval, not just the linger, and go together.
+    for item in (2, 3, 4):
+        publisher.submit(item)
+    assert wait_until(lambda: len(sent.batches) == 2, timeout=5)
+    assert time.monotonic() - first_sent >= 0.25
+    assert sent.batches == [[1], [2, 3, 4]]
+
+
+def test_a_full_batch_does_not_wait_for_the_interval():
+    sent = Recorder()
+    publisher = BatchPublisher(sent, max_batch=3, linger=0.01, interval=30)
+    publisher.submit(0)
+    assert wait_until(lambda: sent.batches)
+    started = time.monotonic()
+    for item in (1, 2, 3):
+        publisher.submit(item)
+    assert wait_until(lambda: len(sent.batches) == 2, timeout=5)
+    assert time.monotonic() - started < 5
+    assert sent.batches == [[0], [1, 2, 3]]
+
+
 def test_settings_are_read_at_each_batch():
     sent = Recorder()
     size = {"value": 2}

@@ -4,7 +4,10 @@ A callback must be stored and answered quickly; publishing one Celery message co
 rest of the request (about 0.6 ms, most of it in Celery and kombu, not in Redis). :class:`BatchPublisher`
 takes the stored event's id in a few microseconds and a thread of the process sends what has gathered
 as one message: at once when ``max_batch`` items are waiting, else ``linger`` seconds after the first
-of them arrived. Under load a message carries many ids; when idle an id waits at most ``linger``.
+of them arrived, but no sooner than ``interval`` seconds after the previous message. When idle an id
+waits at most ``linger``; under load the process sends one message per ``interval``, so each carries
+more ids, and a worker's cost per message (a task, a transaction, its fixed queries) is shared by more
+events (issue 19).
 
 What is waiting here is not durable. That is fine for callbacks because the rows are committed before
 their ids get here: if the process dies first, they stay "received" and the requeue sweep
@@ -39,11 +42,13 @@ class BatchPublisher:
         *,
         max_batch: int | Callable[[], int] = 100,
         linger: float | Callable[[], float] = 0.02,
+        interval: float | Callable[[], float] = 0.0,
         name: str = "publisher",
     ):
         self._publish = publish
         self._max_batch = max_batch
         self._linger = linger
+        self._interval = interval
         self.name = name
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
@@ -55,6 +60,8 @@ class BatchPublisher:
         self._cond = threading.Condition()
         self._pending: list = []
         self._thread: threading.Thread | None = None
+        # When the thread last started sending a batch (monotonic seconds); minus infinity: never.
+        self._last_send = float("-inf")
         self.published_batches = 0
         self.published_items = 0
         self.failed_batches = 0
@@ -67,6 +74,10 @@ class BatchPublisher:
 
     def linger(self) -> float:
         value = self._linger() if callable(self._linger) else self._linger
+        return max(0.0, float(value))
+
+    def interval(self) -> float:
+        value = self._interval() if callable(self._interval) else self._interval
         return max(0.0, float(value))
 
     # Use ------------------------------------------------------------------------------------------
@@ -103,7 +114,7 @@ class BatchPublisher:
                 while not self._pending:
                     self._cond.wait()
                 size = self.max_batch()
-                deadline = time.monotonic() + self.linger()
+                deadline = max(time.monotonic() + self.linger(), self._last_send + self.interval())
                 while len(self._pending) < size:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -111,6 +122,7 @@ class BatchPublisher:
                     self._cond.wait(remaining)
                 batch = self._pending[:size]
                 del self._pending[:size]
+                self._last_send = time.monotonic()
             if batch:
                 self._send(batch)
 
