@@ -659,3 +659,20 @@ def test_garbage_never_answers_5xx_nor_stores(client, config, body, query, metho
         answer = client.get(url, query)
     assert 400 <= answer.status_code < 500
     assert CallbackEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["app", "contacts", "customers"])
+def test_callbacks_are_exempt_from_csrf_and_store_with_a_csrf_enforcing_client(config, kind):
+    """WeCom sends no CSRF token: a client that enforces CSRF checks still gets the view's own answer."""
+    from django.test import Client, TestCase
+
+    client = Client(enforce_csrf_checks=True)
+    assert client.post(callback_url(config.tenant_id, kind), data=b"<xml/>", content_type="text/xml").status_code == 400
+    from wecom_integration.testing.callbacks import build_contact_user_xml
+
+    xml = build_contact_user_xml(config.corp_id, "create_user", {"userid": f"csrf-{kind}", "name": "C"})
+    params, body = sender_for(config, kind).envelope(xml)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert post_envelope(client, config, kind, params, body).status_code == 200
+    assert CallbackEvent.objects.filter(tenant=config.tenant, kind=kind).count() == 1
