@@ -28,7 +28,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from wecom_integration import observability, queueing
-from wecom_integration.callbacks import registry
+from wecom_integration.callbacks import libpq, registry
 from wecom_integration.callbacks.publisher import BatchPublisher
 from wecom_integration.conf import wecom_settings
 from wecom_integration.crypto import WeComCrypto, WeComCryptoError, parse_envelope
@@ -381,6 +381,13 @@ def _insert_unless_stored(values: tuple) -> int | None:
 
 
 def _execute_insert(conn, sql: str, values: list) -> int | None:
+    if conn.vendor == "postgresql":
+        # Straight to libpq when nothing watches the cursors (see callbacks/libpq.py): half the CPU.
+        conn.close_if_health_check_failed()
+        conn.ensure_connection()
+        found = libpq.insert(conn, sql, values)
+        if found is not libpq.UNSUITED:
+            return found
     with _binding_cursor(conn) as cursor:
         cursor.execute(sql, values)
         found = cursor.fetchone()
