@@ -316,7 +316,8 @@ def _store(tenant_id: int, kind: str, event: Event, *, reply: dict | None, reque
         request_id[:64],
         timezone.now(),
     )
-    pk = _insert_unless_stored(values)
+    conn = connections[router.db_for_write(CallbackEvent)]
+    pk = _insert_unless_stored(conn, values)
     if pk is None:
         existing = (
             CallbackEvent.objects.filter(tenant_id=tenant_id, kind=kind, dedupe_key=values[2])
@@ -327,7 +328,10 @@ def _store(tenant_id: int, kind: str, event: Event, *, reply: dict | None, reque
             # Stored and deleted in between: nothing left to answer for but the delivery itself.
             raise CallbackRefused("vanished_duplicate", status=503)
         return Stored(existing[0], False, existing[1], existing[2])
-    transaction.on_commit(partial(enqueue, pk), using=router.db_for_write(CallbackEvent))
+    if conn.in_atomic_block:
+        transaction.on_commit(partial(enqueue, pk), using=conn.alias)
+    else:
+        enqueue(pk)  # what on_commit does outside a transaction, without its bookkeeping
     return Stored(pk, True)
 
 
@@ -350,17 +354,16 @@ _STORED_FIELDS = (
 )
 
 
-def _insert_unless_stored(values: tuple) -> int | None:
+def _insert_unless_stored(conn, values: tuple) -> int | None:
     """INSERT a callback's row unless its (tenant, kind, dedupe_key) exists; its new id, or None.
 
     One statement, so in autocommit it is one round trip, and a duplicate is no error to recover
     from (PostgreSQL and SQLite ≥ 3.35 both have ON CONFLICT DO NOTHING … RETURNING). ``values`` are
     those of :data:`_STORED_FIELDS`; each goes through its field's own preparation, exactly as
     ``save()`` would send it, except a value of the type its column takes as it is (see
-    :func:`_insert_statement`). The connection is the one CallbackEvent is written to, looked up once:
-    each attribute read through ``django.db.connection`` costs a thread-local lookup.
+    :func:`_insert_statement`). ``conn`` is the connection CallbackEvent is written to, which the caller
+    looks up once: each attribute read through ``django.db.connection`` costs a thread-local lookup.
     """
-    conn = connections[router.db_for_write(CallbackEvent)]
     passes, constants, sql = _statements.get(conn.alias) or _insert_statement(conn)
     params = [
         value if value is None or type(value) is kind else field.get_db_prep_save(value, conn)
