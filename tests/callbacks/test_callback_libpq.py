@@ -197,3 +197,16 @@ def test_a_tracer_that_patched_the_cursor_sees_the_insert(config, monkeypatch):
     stored = callbacks._store(config.tenant_id, "contacts", event(config, "frank"), reply=None, request_id="")
     assert stored.created
     assert any(sql.startswith("INSERT") for sql in seen)
+
+
+def test_a_connection_with_a_tracers_cursor_class_keeps_the_cursor(config):
+    connection.ensure_connection()
+    base = connection.connection.cursor_factory
+    traced = type("TracedCursor", (base,), {"__module__": "some_tracer.psycopg"})
+    connection.connection.cursor_factory = traced
+    try:
+        sql, params = values(config, "traced")
+        assert libpq.insert(connection, sql, params) is libpq.UNSUITED
+    finally:
+        connection.connection.cursor_factory = base
+    assert libpq.insert(connection, sql, params) is not libpq.UNSUITED

@@ -14,8 +14,9 @@ otherwise, for the caller to use the cursor as before:
 - PostgreSQL through psycopg 3, on a connection in autocommit with no transaction open (an atomic block
   runs its statements through psycopg, which opens its transaction with them);
 - nothing watches Django's cursors: no query logging (``DEBUG``, ``CaptureQueriesContext``, the debug
-  toolbar), no ``connection.execute_wrapper()``, and neither Django's ``CursorWrapper.execute`` nor
-  psycopg's ``Cursor.execute`` replaced or wrapped (as Sentry, ddtrace, New Relic and others do to trace
+  toolbar), no ``connection.execute_wrapper()``, neither Django's ``CursorWrapper.execute`` nor
+  psycopg's ``Cursor.execute`` replaced or wrapped, and the connection's cursor class Django's or
+  psycopg's own (tracers such as Sentry, ddtrace, New Relic and OpenTelemetry do one of these to see
   queries): an installed tracer keeps seeing the INSERT;
 - every value is a str without a NUL, an int, None or a datetime (the JSON of a passive reply is not:
   its row goes through the cursor).
@@ -39,6 +40,8 @@ import weakref
 UNSUITED = object()
 
 _PLACEHOLDER = re.compile(r"%s")
+# Where the cursor classes Django and psycopg give a connection come from; any other is someone's wrapper.
+_OWN_CURSOR_MODULES = frozenset({"django.db.backends.postgresql.base", "psycopg.cursor", "psycopg.client_cursor"})
 # PostgreSQL's "prepared statement does not exist".
 _NO_SUCH_STATEMENT = "26000"
 # Per psycopg connection: the names of the statements prepared on it by this module.
@@ -57,6 +60,8 @@ def insert(conn, sql: str, params) -> int | None | object:
     psycopg = _psycopg()
     if psycopg is None or type(pgconn_owner) is not psycopg.Connection or not pgconn_owner.autocommit:
         return UNSUITED
+    if pgconn_owner.cursor_factory.__module__ not in _OWN_CURSOR_MODULES:
+        return UNSUITED  # a tracer's cursor class (opentelemetry's psycopg instrumentation sets one)
     pgconn = pgconn_owner.pgconn
     if pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return UNSUITED
