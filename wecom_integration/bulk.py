@@ -211,6 +211,13 @@ def _preparer(field, connection):
             return value if type(value) is int else field.get_db_prep_save(value, connection)
 
         return prepare_int
+    if type(field) is models.BooleanField:
+        # get_db_prep_save() gives a bool back as it is, on every backend.
+
+        def prepare_bool(value):
+            return value if type(value) is bool else field.get_db_prep_save(value, connection)
+
+        return prepare_bool
     if isinstance(field, models.JSONField):
         # The confirm's audit records share a handful of details: each is serialised once. The value is
         # kept with its text, so that its id stays its own while this runs.
@@ -266,7 +273,7 @@ def one_of(field_name: str, values: Iterable) -> OneOf:
 
 
 def _array(values):
-    """A PostgreSQL array literal of ``values`` (ints, strs, JSON as Django prepares it, None), or the list
+    """A PostgreSQL array literal of ``values`` (ints, strs, bools, JSON as Django prepares it, None), or the list
     itself for psycopg to adapt when it holds anything else. A JSON value is serialised once however many
     rows share it (the confirm's audit records share a handful of details)."""
     items, seen = [], {}
@@ -277,6 +284,9 @@ def _array(values):
             items.append("%d" % value)  # not str(): psycopg's Int8 is an int whose str() is "Int8(5)"
         elif isinstance(value, str):
             items.append(_quoted(value))
+        elif value is True or value is False:
+            # As PostgreSQL writes a boolean as text: the same value whatever the column's type is cast to.
+            items.append("true" if value else "false")
         elif hasattr(value, "obj") and hasattr(value, "dumps"):  # psycopg's Json / Jsonb wrapper
             key = id(value.obj)
             if key not in seen:

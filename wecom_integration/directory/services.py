@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import msgspec
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models.functions import Upper
 from django.utils import timezone
 
+from wecom_integration import bulk
 from wecom_integration.conf import wecom_settings
 from wecom_integration.events import ContactPartyEvent, ContactTagEvent, ContactUserEvent
 from wecom_integration.extension import get_adapter
@@ -64,7 +65,8 @@ DEPARTMENT_FIELDS = ("name", "name_en", "parent_id", "order", "leaders")
 
 #: WeCom member statuses that count as having left: their binding and membership are deactivated.
 LEAVING_STATUSES = frozenset({WeComUser.Status.DISABLED, WeComUser.Status.QUIT})
-# Built once: user_fields_from_api runs for each of a sync's 100,000 members.
+# Built once: user_fields_from_api runs for each of a sync's 100,000 members, user_fields_from_event for each
+# contact event (Status.values builds its list on every read).
 _STATUSES = frozenset(WeComUser.Status.values)
 
 
@@ -168,7 +170,7 @@ def user_fields_from_event(event: ContactUserEvent) -> dict:
         fields["email"] = event.email or event.biz_mail or ""
     elif event.biz_mail is not None:
         fields["email"] = event.biz_mail
-    if event.status is not None and event.status in WeComUser.Status.values:
+    if event.status is not None and event.status in _STATUSES:
         fields["status"] = event.status
     return _clean(WeComUser, fields)
 
@@ -340,9 +342,12 @@ class _Members:
 
     def flush(self) -> None:
         if self._new:
-            WeComUser.objects.bulk_create(self._new)
-            for earlier, twin in self._copies:
-                earlier.pk, earlier._state.adding, earlier._state.db = twin.pk, False, twin._state.db
+            _create_members(self._new)
+            # Latest first: a member three events changed is a chain (first, copy), (copy, copy of the copy),
+            # and only the last copy was written; each earlier one takes what its successor now has.
+            for earlier, twin in reversed(self._copies):
+                earlier.pk, earlier.updated_at = twin.pk, twin.updated_at
+                earlier._state.adding, earlier._state.db = False, twin._state.db
             self._new, self._copies = [], []
         if self._changed:
             now = timezone.now()
@@ -371,6 +376,71 @@ class _Members:
             if userid:
                 self._rows.pop((tenant_id, userid.upper()), None)
         self.read(tenant_id, userids)
+
+
+def _create_members(users: list[WeComUser]) -> None:
+    """INSERT the new members of a batch, leaving on each instance what ``bulk_create`` would: its pk, the
+    time stamps of ``auto_now`` fields (``updated_at``) and ``_state`` (saved, in the database written to).
+
+    As plain rows (:func:`bulk.insert_rows`) when nothing in the model needs an instance to be written and
+    the database returns the rows' ids: ``bulk_create`` prepares every field of every instance through the
+    SQL compiler, and on PostgreSQL psycopg quotes its arrays value by value in Python: ~72 µs of Python
+    per member against ~37 as plain rows (a batch of 35 created members; ~67 against ~36 on SQLite), of
+    which encrypting the mobile and email is ~10. The ids come back in no promised order;
+    each is matched to its instance by (tenant, userid), the model's unique constraint. Otherwise, and if
+    two instances share that key (the INSERT then fails as ``bulk_create``'s would), ``bulk_create``."""
+    using = router.db_for_write(WeComUser)
+    tenant_key = WeComUser._meta.get_field("tenant").target_field.to_python
+    by_key = {(tenant_key(user.tenant_id), user.userid): user for user in users}
+    fields = _insert_fields()
+    if (
+        fields is None
+        or len(by_key) != len(users)
+        or not connections[using].features.can_return_rows_from_bulk_insert
+        or not bulk.plain_model(WeComUser)
+    ):
+        WeComUser.objects.bulk_create(users)
+        return
+    written, stamped = fields
+    # The time bulk_create's pre_save would stamp, on the rows and on the instances alike.
+    now = timezone.now()
+    returned = bulk.insert_rows(
+        WeComUser,
+        [field.name for field in written],
+        [[getattr(user, field.attname) for field in written] for user in users],
+        constants={field.name: now for field in stamped},
+        returning=("pk", "tenant", "userid"),
+        using=using,
+    )
+    if returned is None or len(returned) != len(users):
+        raise RuntimeError("The INSERT of a batch's new members did not return one row per member")
+    for pk, tenant_id, userid in returned:
+        user = by_key.pop((tenant_key(tenant_id), userid), None)
+        if user is None:
+            raise RuntimeError("The INSERT of a batch's new members returned a member it was not given")
+        user.pk = pk
+        for field in stamped:
+            setattr(user, field.attname, now)
+        user._state.adding = False
+        user._state.db = using
+
+
+@cache
+def _insert_fields() -> tuple[tuple, tuple] | None:
+    """What :func:`_create_members` writes of each instance: (the fields read from it, the ``auto_now`` /
+    ``auto_now_add`` fields stamped with the time of the INSERT); the id is the database's. None when a
+    field's value comes from the database (``db_default``, generated): ``bulk_create`` writes those."""
+    written, stamped = [], []
+    for field in WeComUser._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        if field.has_db_default() or getattr(field, "generated", False):
+            return None
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            stamped.append(field)
+        else:
+            written.append(field)
+    return tuple(written), tuple(stamped)
 
 
 @lru_cache(maxsize=1)
@@ -523,8 +593,8 @@ def _upsert_user(tenant_id: int, userid: str, fields: dict, when: int, *, revive
         return IGNORED
     if user is None:
         user = WeComUser(tenant_id=tenant_id, userid=userid)
-        apply_user_fields(user, _newer_fields(user, fields, when))
-        user.fingerprint = user_fingerprint(user)
+        if not apply_user_fields(user, _newer_fields(user, fields, when)):
+            user.fingerprint = user_fingerprint(user)  # apply_user_fields refreshes it only when a field changed
         user.last_event_time = when
         _insert_user(user)
     else:
