@@ -109,9 +109,19 @@ def _label(value):
     return text[:64]
 
 
+# The counters of record_callback_received by (kind, duplicate): its labels() lookup on every callback cost
+# more than the increment. Bounded: a kind is one of the three callback URLs'.
+_received_counters: dict = {}
+
+
 def record_callback_received(kind, *, duplicate=False):
     """Count a verified callback request: stored and queued, or recognised as a retry of a stored one."""
-    CALLBACKS_RECEIVED.labels(_label(kind), "duplicate" if duplicate else "accepted").inc()
+    counter = _received_counters.get((kind, duplicate))
+    if counter is None:
+        counter = CALLBACKS_RECEIVED.labels(_label(kind), "duplicate" if duplicate else "accepted")
+        if len(_received_counters) < 64:
+            _received_counters[(kind, duplicate)] = counter
+    counter.inc()
 
 
 def record_callback_refused(kind, reason):

@@ -83,7 +83,7 @@ def prepare(code):
 
 
 def store(config, monkeypatch):
-    monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)
+    monkeypatch.setattr(callbacks, "enqueue", lambda event_id, **kwargs: None)
     # App messages answered with a passive reply: the inbox keeps the reply after the message.
     reply = {"type": "text", "content": "auto"}
     return [

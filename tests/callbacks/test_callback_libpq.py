@@ -210,3 +210,58 @@ def test_a_connection_with_a_tracers_cursor_class_keeps_the_cursor(config):
     finally:
         connection.connection.cursor_factory = base
     assert libpq.insert(connection, sql, params) is not libpq.UNSUITED
+
+
+class _EqualWrapper:
+    """A wrapper object as wrapt builds one: called in place of the method and equal to what it wraps."""
+
+    def __init__(self, wrapped, seen):
+        self.__wrapped__ = wrapped
+        self.seen = seen
+
+    def __eq__(self, other):
+        return other is self.__wrapped__ or other is self
+
+    __hash__ = object.__hash__
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+
+        def bound(sql, params=None):
+            self.seen.append(sql)
+            return self.__wrapped__(instance, sql, params)
+
+        return bound
+
+
+def test_a_tracer_that_patches_the_cursor_after_a_direct_insert_is_still_seen(config, monkeypatch):
+    """Whether the execute methods are their own is remembered between callbacks, by identity: a wrapper
+    put in place later, even one that compares equal to the method it wraps, sends the INSERT back
+    through the cursor."""
+    sql, params = values(config, "before")
+    assert libpq.insert(connection, sql, params) is not libpq.UNSUITED
+    seen = []
+    monkeypatch.setattr(CursorWrapper, "execute", _EqualWrapper(CursorWrapper.__dict__["execute"], seen))
+    assert CursorWrapper.__dict__["execute"] == libpq._unwatched_methods[0]
+    sql, params = values(config, "after")
+    assert libpq.insert(connection, sql, params) is libpq.UNSUITED
+    stored = callbacks._store(config.tenant_id, "contacts", event(config, "gina"), reply=None, request_id="")
+    assert stored.created
+    assert any(sql.startswith("INSERT") for sql in seen)
+    monkeypatch.undo()
+    sql, params = values(config, "undone")
+    assert libpq.insert(connection, sql, params) is not libpq.UNSUITED
+
+
+def test_the_time_stamp_is_stored_to_the_microsecond(config):
+    stored = callbacks._store(config.tenant_id, "contacts", event(config, "hana"), reply=None, request_id="")
+    row = CallbackEvent.objects.get(pk=stored.pk)
+    assert datetime.timedelta(0) <= datetime.datetime.now(datetime.UTC) - row.received_at < datetime.timedelta(
+        seconds=30
+    )
+    sql, params = values(config, "stamp")
+    pk = libpq.insert(connection, sql, params)
+    assert CallbackEvent.objects.get(pk=pk).received_at == datetime.datetime(
+        2026, 12, 4, 9, 30, 0, 123456, tzinfo=datetime.UTC
+    )

@@ -470,6 +470,34 @@ def test_refuses_repeated_parameters(client, config):
     assert_refused(client.post(url, data=body, content_type="text/xml"))
 
 
+@pytest.mark.parametrize(
+    "extra",
+    ["&nonce=1", "&nonce=%31", "&nonce=1+"],
+    ids=["plain", "percent-encoded", "plus"],
+)
+def test_refuses_a_parameter_given_twice_however_it_is_spelled(client, config, extra):
+    """The plain query WeCom sends is split without unquoting; one that needs unquoting goes through
+    parse_qsl. Either way a repeated parameter is refused and nothing is stored."""
+    params, body = good_envelope(config)
+    url = callback_url(config.tenant_id, "contacts") + "?" + urlencode(params) + extra
+    assert_refused(client.post(url, data=body, content_type="text/xml"))
+    assert not CallbackEvent.objects.exists()
+
+
+@pytest.mark.parametrize("separator", ["&", "&x=%31&"], ids=["plain", "percent-encoded"])
+def test_refuses_more_than_64_query_fields(client, config, separator):
+    params, body = good_envelope(config)
+    padding = separator.join(f"p{n}=1" for n in range(62))  # with WeCom's three: 65 fields at least
+    url = callback_url(config.tenant_id, "contacts") + "?" + urlencode(params) + "&" + padding
+    assert_refused(client.post(url, data=body, content_type="text/xml"))
+    assert not CallbackEvent.objects.exists()
+    # 64 fields in all are still read.
+    url = callback_url(config.tenant_id, "contacts") + "?" + urlencode(params) + "&" + "&".join(
+        f"p{n}=1" for n in range(61)
+    )
+    assert client.post(url, data=body, content_type="text/xml").status_code == 200
+
+
 def test_refuses_wrong_receiveid(client, config):
     token, aes_key = config.callback_credentials("contacts")
     stranger = CallbackSender("/", token, aes_key, "wwsomeoneelse00000")

@@ -190,7 +190,7 @@ def test_a_batch_mixing_creates_renames_and_updates_of_the_same_member_ends_as_o
 
 def test_signal_receivers_get_members_with_their_ids(monkeypatch, django_capture_on_commit_callbacks):
     config = make_config(make_tenant("cb-signal"))
-    monkeypatch.setattr(callbacks, "enqueue", lambda event_id: None)
+    monkeypatch.setattr(callbacks, "enqueue", lambda event_id, **kwargs: None)
     xmls = [build_contact_user_xml(config.corp_id, "create_user", {"userid": f"s{n}", "name": f"S{n}"}, T0)
             for n in range(5)]
     ids = [callbacks.store_event(config.tenant_id, "contacts", parse_event(xml))[0].pk for xml in xmls]

@@ -36,6 +36,8 @@ import re
 import types
 import weakref
 
+from django.db.backends.utils import CursorWrapper
+
 #: What :func:`insert` answers when the cursor must write the row instead.
 UNSUITED = object()
 
@@ -63,7 +65,7 @@ def insert(conn, sql: str, params) -> int | None | object:
     if pgconn_owner.cursor_factory.__module__ not in _OWN_CURSOR_MODULES:
         return UNSUITED  # a tracer's cursor class (opentelemetry's psycopg instrumentation sets one)
     pgconn = pgconn_owner.pgconn
-    if pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+    if pgconn.transaction_status != _IDLE[0]:
         return UNSUITED
     if pgconn.parameter_status(b"client_encoding") != b"UTF8":
         return UNSUITED
@@ -125,36 +127,49 @@ def _translate(sql: str) -> tuple[bytes, bytes]:
 def _as_text(params) -> list | None:
     """``params`` as libpq takes them in text format, or None if one of them is not plainly text."""
     out = []
+    append = out.append
     for value in params:
-        if value is None:
-            out.append(None)
-        elif isinstance(value, str):
+        kind = type(value)
+        if kind is str or isinstance(value, str):
             # libpq reads a text parameter up to its first NUL: let the cursor refuse it as it does.
             if "\x00" in value:
                 return None
             try:
-                out.append(value.encode("utf-8"))
+                append(value.encode("utf-8"))
             except UnicodeEncodeError:
                 return None
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out.append(b"%d" % value)
-        elif type(value) is datetime.datetime:
-            out.append(value.isoformat().encode("ascii"))
+        elif kind is int or (kind is not bool and isinstance(value, int)):
+            append(b"%d" % value)
+        elif value is None:
+            append(None)
+        elif kind is datetime.datetime:
+            append(value.isoformat().encode("ascii"))
         else:
             return None
     return out
+
+
+# The execute methods of Django's CursorWrapper and psycopg's Cursor last found to be their own: while both
+# are still in place nothing has replaced them since, and the check is one comparison (issue 19).
+_unwatched_methods: list = []
 
 
 def _watched(conn) -> bool:
     """Whether something watches Django's or psycopg's statements, so this must go through a cursor."""
     if conn.queries_logged or conn.execute_wrappers:
         return True
-    from django.db.backends.utils import CursorWrapper
-
+    psycopg = _psycopg()
+    django_execute = CursorWrapper.__dict__.get("execute")
+    psycopg_execute = psycopg.Cursor.__dict__.get("execute") if psycopg is not None else None
+    # By identity: a wrapper object (wrapt's, as several tracers use) compares equal to what it wraps.
+    if _unwatched_methods and _unwatched_methods[0] is django_execute and _unwatched_methods[1] is psycopg_execute:
+        return False
     if not _original(CursorWrapper, "execute", "django.db.backends.utils"):
         return True
-    psycopg = _psycopg()
-    return psycopg is not None and not _original(psycopg.Cursor, "execute", "psycopg.cursor")
+    if psycopg is not None and not _original(psycopg.Cursor, "execute", "psycopg.cursor"):
+        return True
+    _unwatched_methods[:] = [django_execute, psycopg_execute]
+    return False
 
 
 def _original(cls, attribute: str, module: str) -> bool:
@@ -164,6 +179,8 @@ def _original(cls, attribute: str, module: str) -> bool:
 
 
 _psycopg_module: list = []
+# psycopg.pq.TransactionStatus.IDLE, read once with the module.
+_IDLE: list = [None]
 
 
 def _psycopg():
@@ -175,5 +192,7 @@ def _psycopg():
             import psycopg.pq
         except ImportError:
             psycopg = None
+        else:
+            _IDLE[0] = psycopg.pq.TransactionStatus.IDLE
         _psycopg_module.append(psycopg)
     return _psycopg_module[0]

@@ -132,6 +132,13 @@ def _query(request):
     than DATA_UPLOAD_MAX_NUMBER_FIELDS.
     """
     raw = request.META.get("QUERY_STRING", "")
+    if raw.isascii() and "%" not in raw and "+" not in raw:
+        # WeCom's own query (hex, digits and letters): nothing to unquote, so split it as parse_qsl would.
+        fields = raw.split("&")
+        if len(fields) > _MAX_QUERY_FIELDS:
+            raise CallbackRefused("too_many_parameters")
+        pairs = [field.partition("=")[::2] for field in fields if field]
+        return _known_values(pairs)
     if not raw.isascii():
         # WSGI hands the bytes over as Latin-1; Django reads them as UTF-8 when they are.
         raw = raw.encode("iso-8859-1")
@@ -149,6 +156,10 @@ def _query(request):
         )
     except ValueError:
         raise CallbackRefused("too_many_parameters") from None
+    return _known_values(pairs)
+
+
+def _known_values(pairs):
     values = dict.fromkeys(_QUERY_PARAMS, "")
     seen = set()
     for name, value in pairs:
