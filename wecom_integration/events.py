@@ -307,11 +307,14 @@ def _event_key(event: Event) -> str:
     ]
     if event.change_type in event._DIGEST_CHANGE_TYPES:
         parts.append(_payload_digest(event.fields))
-    return "|".join("" if part is None else str(part) for part in parts)
+    return "|".join(["" if part is None else str(part) for part in parts])
 
 
 def _payload_digest(fields: Mapping[str, Any]) -> str:
-    payload = {tag: value for tag, value in fields.items() if tag not in _ROUTING_TAGS}
+    # A copy without the routing tags (the encoder sorts the keys, so their order does not matter).
+    payload = dict(fields)
+    for tag in _ROUTING_TAGS:
+        payload.pop(tag, None)
     return hashlib.sha1(_canonical_json(payload)).hexdigest()[:16]
 
 
