@@ -1,7 +1,7 @@
 """The benches' own PostgreSQL databases: each run starts from a new, empty one."""
 
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 def fresh_database(url):
@@ -18,7 +18,7 @@ def fresh_database(url):
     if "bench" not in name:
         sys.exit(f"a bench drops and recreates its database; {name!r} does not look like a bench's (no 'bench')")
     with psycopg.connect(
-        host=parts.hostname or "127.0.0.1",
+        host=unquote(parts.hostname) if parts.hostname else "127.0.0.1",  # %2F...: a Unix socket directory
         port=parts.port or 5432,
         user=parts.username or "postgres",
         password=parts.password,
