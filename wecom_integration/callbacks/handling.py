@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from wecom_integration import observability, signals
+from wecom_integration import bulk, observability, signals
 from wecom_integration.callbacks import registry
 from wecom_integration.events import Event, parse_event
 from wecom_integration.models import CallbackEvent
@@ -140,7 +140,9 @@ def _locked(ids: list[int]):
     is left out), in id order. On PostgreSQL one prepared SQL text with the ids as one array, for it runs
     once per batch and building the ORM's query cost more than running it."""
     if connection.vendor == "postgresql":
-        return CallbackEvent.objects.raw(_statements()[0], [ids, CallbackEvent.Status.HANDLED])
+        return bulk.fetch_instances(
+            CallbackEvent, _statements()[0], [ids, CallbackEvent.Status.HANDLED], using=connection.alias
+        )
     locking = CallbackEvent.objects.select_for_update(
         skip_locked=connection.features.has_select_for_update_skip_locked, of=("self",)
     )

@@ -288,7 +288,9 @@ class _Members:
         # Locked in id order, as every batch locks them, so two workers' batches cannot deadlock on members.
         if connection.vendor == "postgresql":
             # Runs once per batch: one SQL text with the keys as one array costs less than building the query.
-            found = WeComUser.objects.raw(_members_statement(), [tenant_id, sorted(keys)])
+            found = bulk.fetch_instances(
+                WeComUser, _members_statement(), [tenant_id, sorted(keys)], using=connection.alias
+            )
         else:
             found = (
                 WeComUser.objects.select_for_update(of=("self",))
