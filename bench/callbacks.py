@@ -395,6 +395,12 @@ def main():
         help="WECOM['CALLBACK_BATCH_LINGER'] for gunicorn and the worker (default: the app's, 0.1 s): how long a "
         "web process gathers stored ids into one message, so how many events a task handles at these rates",
     )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        help="WECOM['CALLBACK_BATCH_INTERVAL'] for gunicorn (default: the app's, 0.5 s): under load, a web process "
+        "sends one message per interval, so this sets how many events a task handles in the worker-running phase",
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -425,6 +431,8 @@ def main():
     }
     if args.linger is not None:
         env["BENCH_CALLBACK_BATCH_LINGER"] = str(args.linger)
+    if args.interval is not None:
+        env["BENCH_CALLBACK_BATCH_INTERVAL"] = str(args.interval)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")})
     from bench.benchdb import fresh_database
 
@@ -520,7 +528,8 @@ def main():
             f"({'gthread' if threads > 1 else 'sync'} workers), PostgreSQL, Redis, celery -c "
             f"{args.celery_concurrency}; {args.concurrency} client threads in {args.processes} processes; "
             f"{args.seconds:g} s per phase after {args.warmup:g} s warm-up; callback batch linger "
-            f"{args.linger if args.linger is not None else 'the default'}"
+            f"{args.linger if args.linger is not None else 'the default'}, interval "
+            f"{args.interval if args.interval is not None else 'the default'}"
         )
         groups = {"gunicorn": gunicorn.pid, "worker": worker.pid}
         # Each process's first requests and tasks import modules and open connections: a short unmeasured

@@ -62,7 +62,7 @@ DEFAULTS = {
     # carries more events.
     "CALLBACK_BATCH_SIZE": 100,
     "CALLBACK_BATCH_LINGER": 0.1,
-    "CALLBACK_BATCH_INTERVAL": 0.25,
+    "CALLBACK_BATCH_INTERVAL": 0.5,
     # Seconds a queued job (a sync the admin started) may wait for a Celery worker before the admin shows
     # it as "waiting for a worker", with the queue's name, and a tenant admin may cancel it.
     "QUEUED_JOB_STALE_AFTER": 120,

@@ -500,7 +500,7 @@ def enqueue(event_id: int, *, eager: bool | None = None) -> None:
     it already.
 
     With a broker, the id goes to this process's :data:`publisher`, which sends the ids gathered within
-    ``CALLBACK_BATCH_LINGER`` (0.1 s), and no sooner than ``CALLBACK_BATCH_INTERVAL`` (0.25 s) after its
+    ``CALLBACK_BATCH_LINGER`` (0.1 s), and no sooner than ``CALLBACK_BATCH_INTERVAL`` (0.5 s) after its
     previous message, as one ``handle_callback_events`` message; with eager Celery (no
     broker) the event is handled right here. A broker failure is logged and the event stays "received":
     :func:`requeue_stale_events` (or WeCom's next retry of it) queues it again.
