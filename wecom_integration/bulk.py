@@ -18,6 +18,7 @@ SQLite.
 
 import datetime
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import EmptyResultSet
@@ -167,18 +168,22 @@ def insert_rows(
 def fetch_instances(model: type[models.Model], sql: str, params, *, using: str | None = None) -> list:
     """``model``'s instances from ``sql``, a SELECT of every concrete column of ``model`` in field order
     (``_meta.concrete_fields``), as ``model.objects.raw(sql, params)`` builds them: each row's values go
-    through its fields' converters (``from_db_value`` and the backend's), then ``model.from_db``, on the
-    connection ``raw()`` would read from.
+    through its fields' converters (``from_db_value`` and the backend's), then ``model.from_db``. It runs
+    on ``using`` (a locking read goes to the connection its transaction is on), else on the connection
+    ``raw()`` would read from.
 
     ``raw()`` matches the cursor's columns to the model's fields and looks their converters up again
     on every query; in a worker's batch that cost as much as running the query (issue 19). The
-    converters are looked up once per model and connection here, and the statement runs on Django's
-    cursor as any query does (logged, counted, seen by execute wrappers and tracers).
+    converters are looked up once per model and connection object (each thread has its own) here,
+    and the statement runs on Django's cursor as any query does (logged, counted, seen by execute
+    wrappers and tracers).
     """
     alias = using or router.db_for_read(model)
     connection = connections[alias]
-    key = (model, alias)
-    converters = _row_converters.get(key)
+    known = _row_converters.get(connection)
+    if known is None:
+        known = _row_converters[connection] = {}
+    converters = known.get(model)
     if converters is None:
         converters = []
         for index, field in enumerate(model._meta.concrete_fields):
@@ -186,7 +191,7 @@ def fetch_instances(model: type[models.Model], sql: str, params, *, using: str |
             found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
             if found:
                 converters.append((index, column, tuple(found)))
-        _row_converters[key] = converters
+        known[model] = converters
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -205,8 +210,8 @@ def fetch_instances(model: type[models.Model], sql: str, params, *, using: str |
     return instances
 
 
-# (model, connection alias) -> [(column index, its Col, its converters)], for fetch_instances().
-_row_converters: dict[tuple, list] = {}
+# Per Django connection object: model -> [(column index, its Col, its converters)], for fetch_instances().
+_row_converters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def plain_model(model: type[models.Model]) -> bool:
