@@ -4,7 +4,9 @@
 
 Prints:
 
-(a) the median µs to verify + decrypt + parse one callback in-process (bench/callbacks_inprocess.py);
+(a) the median µs to verify + decrypt + parse one callback in-process (bench/callbacks_inprocess.py), and
+    wechatpy 1.8.18's when installed: a fixed workload that says how fast this machine is against the one
+    issue 19 was measured on (123 µs then), for reading its absolute goals (the worker's ms per event);
 (b) against gunicorn on loopback as deployed (``gunicorn.conf.py``: 2 x CPUs + 1 sync workers unless
     --workers / --threads say otherwise), with PostgreSQL (DATABASE_URL,
     default postgres://postgres@127.0.0.1:5432/wecom_bench, dropped, created and migrated here) and Redis
@@ -73,8 +75,14 @@ REQUEST_TIMEOUT = 10.0
 SERVICES = {"postgres": "", "redis-server": ""}
 
 
-def in_process_median_us(calls=2000, repeats=7):
-    """(a): the in-process figure, with callbacks_inprocess.py's own fixtures and timer."""
+# wechatpy 1.8.18 on the in-process payload when issue 19 was filed: the machine's speed then, for reading the
+# absolute goals (worker ms per event) on a faster or slower machine.
+WECHATPY_AT_FILING_US = 123.0
+
+
+def in_process_medians_us(calls=2000, repeats=7):
+    """(a): the in-process figures, with callbacks_inprocess.py's own fixtures and timer: ours, and wechatpy
+    1.8.18's (None when it is not installed), the same machine's speed in a fixed third-party workload."""
     import callbacks_inprocess as inproc
 
     from wecom_integration.crypto import WeComCrypto
@@ -83,7 +91,11 @@ def in_process_median_us(calls=2000, repeats=7):
     encrypt, msg_signature = crypto.encrypt(inproc.CONTACT_CHANGE, inproc.NONCE, inproc.TIMESTAMP)
     body = f"<xml><ToUserName>{inproc.CORP_ID}</ToUserName><Encrypt>{encrypt}</Encrypt></xml>".encode()
     rows = {"ours": lambda: inproc.ours(crypto, msg_signature, body)}
-    return inproc.medians_us(rows, calls, repeats)["ours"]
+    wechatpy = inproc.wechatpy_path(msg_signature, body)
+    if wechatpy is not None:
+        rows["wechatpy"] = wechatpy
+    medians = inproc.medians_us(rows, calls, repeats)
+    return medians["ours"], medians.get("wechatpy")
 
 
 # Services ----------------------------------------------------------------------------------------------
@@ -411,7 +423,16 @@ def main():
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     threshold = os.environ.get("DB_PREPARE_THRESHOLD", "5")
     print(f"DB_PREPARE_THRESHOLD={threshold!r} (docs/deploy.md; empty: never prepared)")
-    print(f"(a) in-process verify+decrypt+parse: {in_process_median_us():.1f} us/callback (median)")
+    ours_us, wechatpy_us = in_process_medians_us()
+    print(f"(a) in-process verify+decrypt+parse: {ours_us:.1f} us/callback (median)", end="")
+    if wechatpy_us is None:
+        print("; wechatpy 1.8.18 not installed, so no reading of this machine's speed")
+    else:
+        speed = WECHATPY_AT_FILING_US / wechatpy_us
+        print(
+            f"; wechatpy 1.8.18 {wechatpy_us:.1f} us, so this machine runs at {speed:.2f}x"
+            f" the speed of issue 19's ({WECHATPY_AT_FILING_US:g} us then)"
+        )
 
     env = {
         **os.environ,
