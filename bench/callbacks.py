@@ -382,6 +382,13 @@ def summary(label, figures, seconds):
 # Main --------------------------------------------------------------------------------------------------
 
 
+def _round_ratios(bare, callback):
+    """Each round's bare/callback server-side CPU ratio, the round's bare view against its own callback
+    phase: how far the rounds spread around the median (on a shared machine, often more than a change moves
+    it)."""
+    return ", ".join(f"{b / c:.2f}" for b, c in zip(bare, callback, strict=False))
+
+
 def _exit_on_sigterm(signum, frame):
     # `timeout` and CI send SIGTERM: turn it into SystemExit so the finally below stops our servers.
     raise SystemExit(128 + signum)
@@ -656,7 +663,8 @@ def main():
             paused_cpu = median(server["deferred"])
             print(
                 f"{'  callback, worker paused':<40} {paused_cpu:9.2f} ms   "
-                f"ratio bare/callback {bare_cpu / paused_cpu:.2f} (goal >= 0.5)"
+                f"ratio bare/callback {bare_cpu / paused_cpu:.2f} (goal >= 0.5)   "
+                f"(each round against its own bare view: {_round_ratios(server['bare'], server['deferred'])})"
             )
             with_drain = paused_cpu + median(worker_per_event["deferred"])
             print(
@@ -673,7 +681,8 @@ def main():
                 f"{'  callback, worker running':<40} {running_cpu:9.2f} ms   "
                 f"ratio bare/callback {bare_cpu / running_cpu:.2f} (goal >= 0.3)   "
                 f"(worker {shared_worker:.2f} ms/event, goal <= 1.2; rounds: "
-                f"{', '.join(f'{cpu:.2f}' for cpu in rounds_cpu)} ms)"
+                f"{', '.join(f'{cpu:.2f}' for cpu in rounds_cpu)} ms; each round against its own bare view: "
+                f"{_round_ratios(server['bare'], rounds_cpu)})"
             )
         if ratios["deferred"]:
             print(
