@@ -395,6 +395,12 @@ class WeComCrypto:
         that nothing is decrypted for a caller who does not know the Token.
         """
         self._check_signature(msg_signature, timestamp, nonce, encrypt)
+        return self._open(encrypt)[0]
+
+    def decrypt_utf8(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> tuple[str, bytes]:
+        """:meth:`decrypt`, returning the text and the UTF-8 bytes it was decoded from, as the cipher gave them:
+        a parser that reads bytes takes them instead of encoding the text again (see ``events.parse_event``)."""
+        self._check_signature(msg_signature, timestamp, nonce, encrypt)
         return self._open(encrypt)
 
     def encrypt(self, message: str, nonce: str, timestamp: str | int) -> tuple[str, str]:
@@ -471,7 +477,7 @@ class WeComCrypto:
             cbc = self._threads.cbc = AES.new(self._key, AES.MODE_CBC, self._iv)
             return cbc
 
-    def _open(self, encrypt: str) -> str:
+    def _open(self, encrypt: str) -> tuple[str, bytes]:
         try:
             # strict_mode refuses what b64decode(validate=True) refuses (characters outside the
             # alphabet, misplaced padding) without its extra regex pass over the text.
@@ -510,7 +516,8 @@ class WeComCrypto:
         try:
             # Invalid UTF-8 is a malformed buffer (-40008) rather than an XML error: it is caught
             # before any XML parser sees the text.
-            return plain[_HEADER : _HEADER + length].decode("utf-8")
+            data = plain[_HEADER : _HEADER + length]
+            return data.decode("utf-8"), data
         except UnicodeDecodeError:
             raise IllegalBuffer("not_utf8", "message is not UTF-8") from None
 

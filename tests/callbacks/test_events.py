@@ -752,6 +752,12 @@ BILLION_LAUGHS = (
 def test_parse_xml_refuses_what_defusedxml_refuses(xml, error):
     with pytest.raises(error):
         parse_xml(xml)
+    if error is not ValueError:
+        # Given the bytes the text was decoded from (as a callback's are), libxml2 reads those: the same refusal.
+        with pytest.raises(error):
+            parse_xml(xml, xml.encode("utf-8"))
+        with pytest.raises(EventParseError):
+            parse_event(xml, xml.encode("utf-8"))
     with pytest.raises((error, ParseError)):
         defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
 
@@ -788,9 +794,22 @@ def test_parse_xml_gives_the_tree_defusedxml_gives(xml):
     def shape(element):
         return (element.tag, element.text, element.tail, element.attrib, [shape(child) for child in element])
 
-    assert shape(parse_xml(xml)) == shape(
-        defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    )
+    reference = shape(defused_fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True))
+    assert shape(parse_xml(xml)) == reference
+    assert shape(parse_xml(xml, xml.encode("utf-8"))) == reference
+
+
+def test_parse_event_reads_the_same_event_from_the_decrypted_bytes():
+    crypto = WeComCrypto("token", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wx5823bf96d3bd56c7")
+    xml = sys_xml("change_contact", "update_user", "<UserID>张三</UserID><Name><![CDATA[名字 & <x>]]></Name>")
+    encrypt, msg_signature = crypto.encrypt(xml, "nonce", "1700000000")
+    text, utf8 = crypto.decrypt_utf8(msg_signature, "1700000000", "nonce", encrypt)
+    assert text == crypto.decrypt(msg_signature, "1700000000", "nonce", encrypt) == xml
+    assert utf8 == xml.encode("utf-8") and type(utf8) is bytes
+    assert parse_event(text, utf8) == parse_event(xml) == parse_event(xml.encode("utf-8"))
+    assert parse_event(text, utf8).name == "名字 & <x>"
+    with pytest.raises(EventParseError):
+        parse_event(text, bytearray(utf8))
 
 
 def test_parse_event_gives_each_thread_its_own_results():

@@ -239,12 +239,12 @@ def receive(
     check_timestamp(timestamp, window=wecom_settings.CALLBACK_TIMESTAMP_WINDOW)
     try:
         envelope = parse_envelope(body)
-        xml = endpoint.crypto.decrypt(msg_signature, timestamp, nonce, envelope.encrypt)
+        xml, utf8 = endpoint.crypto.decrypt_utf8(msg_signature, timestamp, nonce, envelope.encrypt)
     except WeComCryptoError as exc:
         raise CallbackRefused(exc.reason, code=exc.code) from None
     check_envelope(endpoint, envelope)
     try:
-        event = parse_event(xml)
+        event = parse_event(xml, utf8)
     except EventParseError:
         raise CallbackRefused("malformed_message_xml", code=-40002) from None
 
