@@ -51,6 +51,7 @@ def insert_rows(
     constants: dict | None = None,
     returning: Sequence[str] = (),
     using: str | None = None,
+    update_conflicts: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None,
 ):
     """INSERT ``rows`` (each a sequence of values for the fields named in ``columns``) into ``model``'s
     table, every row also taking ``constants`` ({field name: value}); returns how many rows, or with
@@ -66,6 +67,12 @@ def insert_rows(
     is a time stamp, taken once like ``auto_now``. Like ``bulk_create``, it sends no signals, runs no
     ``save()`` and no validators. A model with a field that computes its value in ``pre_save`` (beyond
     ``auto_now``) or writes its own SQL placeholder is refused: ``bulk_create`` writes it.
+
+    ``update_conflicts=(unique fields, fields to update, fields that must differ)``: a row whose unique
+    fields match an existing row updates that row's fields to update instead, when one of the fields that
+    must differ does (``INSERT … ON CONFLICT … DO UPDATE … WHERE``), and the count is of the rows inserted
+    or updated. The lookup is the one the INSERT makes in the unique index anyway. Only where the backend
+    says ``supports_update_conflicts_with_target`` (PostgreSQL, SQLite); ValueError elsewhere.
     """
     using = using or router.db_for_write(model)
     connection = connections[using]
@@ -113,6 +120,19 @@ def insert_rows(
     returning = tuple(returning)
     can_return = bool(returning) and connection.features.can_return_rows_from_bulk_insert
     back = ""
+    if update_conflicts:
+        if returning:
+            raise ValueError("insert_rows: update_conflicts counts rows and returns none")
+        if not connection.features.supports_update_conflicts_with_target:
+            raise ValueError(f"insert_rows: {connection.vendor} cannot update rows on conflict")
+        unique, update, differ = ([quote(opts.get_field(name).column) for name in names]
+                                  for names in update_conflicts)
+        table = quote(opts.db_table)
+        # Both compare NULLs as values: SQLite's IS NOT is PostgreSQL's IS DISTINCT FROM.
+        distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+        sets = ", ".join(f"{column} = EXCLUDED.{column}" for column in update)
+        when = " OR ".join(f"{table}.{column} {distinct} EXCLUDED.{column}" for column in differ)
+        back = f" ON CONFLICT ({', '.join(unique)}) DO UPDATE SET {sets} WHERE {when}"
     if can_return:
         back = " RETURNING " + ", ".join(quote((opts.pk if name == "pk" else opts.get_field(name)).column)
                                          for name in returning)
@@ -148,7 +168,7 @@ def insert_rows(
             cursor.execute(sql, params)
             if can_return:
                 returned.extend(tuple(row) for row in cursor.fetchall())
-        written += len(batch)
+            written += cursor.rowcount if update_conflicts else len(batch)
         batch.clear()
 
     for row in rows:
