@@ -371,3 +371,71 @@ def test_the_accounts_a_confirm_creates_are_named_by_the_hosts_username_for(db):
         sync.confirm_run(run, decisions=[sync.Decision(f"u{i}", "create") for i in range(3)])
     assert set(User.objects.filter(username__startswith="wx.").values_list("username", flat=True)) == {
         "wx.u0.1", "wx.u1.2", "wx.u2.3"}
+
+
+def test_quick_username_checks_give_the_validators_answers():
+    from django.contrib.auth.validators import ASCIIUsernameValidator, UnicodeUsernameValidator
+    from django.core.validators import MaxLengthValidator, RegexValidator
+
+    from wecom_integration.directory.sync.confirming import _quick_validators, _username_problem
+
+    def no_admin(value):
+        if "admin" in value:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError("no admins")
+
+    validators = [
+        UnicodeUsernameValidator(),
+        ASCIIUsernameValidator(),
+        RegexValidator(r"^x", inverse_match=True, message="must not start with x"),
+        MaxLengthValidator(12),
+        MaxLengthValidator(lambda: 9),
+        no_admin,
+    ]
+    quick = _quick_validators(validators)
+    assert [test is not None for test, _validator in quick] == [True, True, True, True, False, False]
+    for name in ["zhang.san", "张三", "has space", "x-ray", "ok@site", "a" * 10, "a" * 13, "sysadmin", "tab\there",
+                 "end\n", ""]:
+        expected = _username_problem(name, 0, [(None, v) for v in validators])
+        assert _username_problem(name, 0, quick) == expected, name
+
+
+def test_set_memberships_creates_updates_and_counts_only_what_changes(db, django_assert_num_queries):
+    import datetime
+
+    from wecom_integration.tenancy import MembershipBackend
+
+    tenant, other = make_tenant("SM"), make_tenant("SM2")
+    users = [make_user(f"sm{i}") for i in range(5)]
+    old = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    for user, status in zip(users[:3], ["active", "inactive", "pending"], strict=True):
+        Membership.objects.create(user=user, tenant=tenant, status=status, role=Membership.Role.ADMIN)
+    Membership.objects.create(user=users[3], tenant=other, status="inactive")
+    Membership.objects.update(created_at=old, updated_at=old)
+
+    wanted = {users[0].pk: "active", users[1].pk: "pending", users[2].pk: "pending", users[3].pk: "pending",
+              users[4].pk: "active"}
+    with django_assert_num_queries(1):  # one INSERT … ON CONFLICT, no lookup first
+        changed = MembershipBackend().set_memberships(tenant, wanted)
+
+    assert changed == 3  # users[1] updated, users[3] and users[4] new in this tenant
+    rows = {(m.user_id, m.tenant_id): m for m in Membership.objects.all()}
+    assert {key: m.status for key, m in rows.items()} == {
+        (users[0].pk, tenant.pk): "active", (users[1].pk, tenant.pk): "pending", (users[2].pk, tenant.pk): "pending",
+        (users[3].pk, other.pk): "inactive", (users[3].pk, tenant.pk): "pending", (users[4].pk, tenant.pk): "active",
+    }
+    # Unchanged rows keep their time stamps; the changed one keeps its role and creation time.
+    for user in (users[0], users[2]):
+        assert rows[(user.pk, tenant.pk)].updated_at == old
+    assert rows[(users[3].pk, other.pk)].updated_at == old
+    updated = rows[(users[1].pk, tenant.pk)]
+    assert (updated.role, updated.created_at) == (Membership.Role.ADMIN, old) and updated.updated_at > old
+    assert rows[(users[4].pk, tenant.pk)].role == Membership.Role.MEMBER
+    assert MembershipBackend().set_memberships(tenant, wanted) == 0
+
+
+def test_insert_rows_update_conflicts_returns_no_rows(db):
+    with pytest.raises(ValueError, match="returns none"):
+        insert_rows(Membership, ("user_id", "status"), [], constants={"tenant_id": 1}, returning=("pk",),
+                    update_conflicts=(("user", "tenant"), ("status",), ("status",)))
