@@ -145,25 +145,35 @@ def insert_rows(
                f"FROM UNNEST({', '.join(_cast(field, connection, '[]') for field in varying)}){back}")
         size = MAX_ROWS_PER_STATEMENT
 
-        def statement(batch):
-            return sql, [*head, *(_array(column) for column in zip(*batch, strict=True))]
+        def statement(columns):
+            return sql, [*head, *map(_array, columns)]
     else:
         placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
         limit = max(connection.ops.bulk_batch_size(fields, [None] * MAX_ROWS_PER_STATEMENT),
                     _variables_allowed(connection) // len(fields))
         size = max(1, min(MAX_ROWS_PER_STATEMENT, limit))
 
-        def statement(batch):
-            values = ", ".join([placeholder] * len(batch))
-            return f"{into} VALUES {values}{back}", [v for row in batch for v in (*head, *row)]
+        def statement(columns):
+            values = ", ".join([placeholder] * len(columns[0]))
+            return f"{into} VALUES {values}{back}", [v for row in zip(*columns, strict=True) for v in (*head, *row)]
 
     written = 0
     returned = []
     batch = []
+    width = len(columns)
 
     def flush():
+        # Prepared a column at a time: a column whose values all pass as they are (ints of an integer
+        # column, strs of a text column) costs one pass over their types, not a call per value.
         nonlocal written
-        sql, params = statement(batch)
+        if set(map(len, batch)) != {width}:
+            raise ValueError(f"insert_rows: each row must hold {width} values, one for each of {columns}")
+        prepared = [column if prep is None else prep(column)
+                    for prep, column in zip(prepare, zip(*batch, strict=True), strict=True)]
+        for default, prep in defaults:
+            column = [default() for _row in batch]
+            prepared.append(column if prep is None else prep(column))
+        sql, params = statement(prepared)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             if can_return:
@@ -172,10 +182,7 @@ def insert_rows(
         batch.clear()
 
     for row in rows:
-        values = [value if prep is None else prep(value) for prep, value in zip(prepare, row, strict=True)]
-        if defaults:
-            values += [default() if prep is None else prep(default()) for default, prep in defaults]
-        batch.append(values)
+        batch.append(row)
         if len(batch) >= size:
             flush()
     if batch:
@@ -279,42 +286,67 @@ _casts: dict[tuple, str] = {}
 
 
 def _preparer(field, connection):
-    """How a value of ``field`` is prepared for the database, or None when it passes as it is."""
+    """How a column of ``field``'s values (a sequence) is prepared for the database: a function that
+    gives back the prepared values, or None when every value passes as it is."""
     if type(field) in _PASSTHROUGH_TEXT:
         return None
     target = field.target_field if field.is_relation else field
     if type(target) in _INTEGER and type(field) in (*_INTEGER, models.ForeignKey, models.OneToOneField):
-
-        def prepare_int(value):
-            return value if type(value) is int else field.get_db_prep_save(value, connection)
-
-        return prepare_int
+        # get_db_prep_save() gives an int back as it is.
+        return _passing(int, field, connection)
     if type(field) is models.BooleanField:
         # get_db_prep_save() gives a bool back as it is, on every backend.
-
-        def prepare_bool(value):
-            return value if type(value) is bool else field.get_db_prep_save(value, connection)
-
-        return prepare_bool
+        return _passing(bool, field, connection)
+    if _str_passes(field):
+        return _passing(str, field, connection)
     if isinstance(field, models.JSONField):
         # The confirm's audit records share a handful of details: each is serialised once. The value is
         # kept with its text, so that its id stays its own while this runs.
         seen = {}
 
-        def prepare_json(value):
-            if value is None:
-                return None
-            key = id(value)
-            if key not in seen:
-                seen[key] = (value, field.get_db_prep_save(value, connection))
-            return seen[key][1]
+        def prepare_json(values):
+            prepared = []
+            for value in values:
+                if value is None:
+                    prepared.append(None)
+                    continue
+                key = id(value)
+                if key not in seen:
+                    seen[key] = (value, field.get_db_prep_save(value, connection))
+                prepared.append(seen[key][1])
+            return prepared
 
         return prepare_json
 
-    def prepare(value):
-        return field.get_db_prep_save(value, connection)
+    def prepare(values):
+        return [field.get_db_prep_save(value, connection) for value in values]
 
     return prepare
+
+
+def _passing(kind, field, connection):
+    """A column preparer for a field that gives a value of type ``kind`` back as it is: a column of
+    only such values passes whole; any other value goes through the field."""
+
+    def prepare(values):
+        if set(map(type, values)) <= {kind}:
+            return values
+        return [value if type(value) is kind else field.get_db_prep_save(value, connection) for value in values]
+
+    return prepare
+
+
+def _str_passes(field) -> bool:
+    """Whether ``field`` gives a str back as it is: a CharField or TextField subclass (EmailField,
+    SlugField, URLField…) that overrides none of the steps from the value to the database's."""
+    cls = type(field)
+    for base in (models.CharField, models.TextField):
+        if isinstance(field, base):
+            return (cls.get_db_prep_save is models.Field.get_db_prep_save
+                    and cls.get_db_prep_value is models.Field.get_db_prep_value
+                    and cls.get_prep_value is base.get_prep_value
+                    and cls.to_python is base.to_python)
+    return False
 
 
 class OneOf(Lookup):
@@ -354,6 +386,16 @@ def _array(values):
     """A PostgreSQL array literal of ``values`` (ints, strs, bools, JSON as Django prepares it, None), or the list
     itself for psycopg to adapt when it holds anything else. A JSON value is serialised once however many
     rows share it (the confirm's audit records share a handful of details)."""
+    kinds = set(map(type, values))
+    if kinds and all(issubclass(kind, str) for kind in kinds):  # str, or a TextChoices member
+        # Quoted all at once: the values joined by NUL (which no PostgreSQL text holds: a value with one
+        # goes the long way below, for the server to refuse), escaped, then each NUL made a separator.
+        joined = "\0".join(values)
+        if joined.count("\0") == len(values) - 1:
+            escaped = joined.replace("\\", "\\\\").replace('"', '\\"')
+            return '{"' + escaped.replace("\0", '","') + '"}'
+    elif kinds == {int}:
+        return "{" + ",".join(map(int.__repr__, values)) + "}"
     items, seen = [], {}
     for value in values:
         if value is None:

@@ -439,3 +439,27 @@ def test_insert_rows_update_conflicts_returns_no_rows(db):
     with pytest.raises(ValueError, match="returns none"):
         insert_rows(Membership, ("user_id", "status"), [], constants={"tenant_id": 1}, returning=("pk",),
                     update_conflicts=(("user", "tenant"), ("status",), ("status",)))
+
+
+def test_insert_rows_writes_a_column_of_awkward_values_in_one_statement(db, django_assert_num_queries):
+    from django.utils.functional import lazy
+
+    tenant = make_tenant("AW")
+    awkward = ['q"\\{,}', "NULL", "张 三", "", " ", "a,b", "{}", '\\"', "end\\"]
+    users = [make_user(f"aw{n}", password=None) for n in range(len(awkward))]
+    with django_assert_num_queries(1):
+        insert_rows(AuditLog, ("action", "target_user_id", "wecom_userid"),
+                    [(AuditLog.Action.BIND, u.pk, text) for u, text in zip(users, awkward, strict=True)],
+                    constants={"tenant": tenant})
+    stored = dict(AuditLog.objects.filter(tenant=tenant).values_list("target_user_id", "wecom_userid"))
+    assert [stored[u.pk] for u in users] == awkward
+    # An EmailField passes a str as it is and prepares anything else (a lazy string here).
+    lazy_email = lazy(lambda: "lazy@example.com", str)()
+    names = {"first_name": "", "last_name": ""}
+    insert_rows(User, ("username", "email", "password"), [("aw-a", "a@example.com", "!x"), ("aw-b", lazy_email, "!x")],
+                constants=names)
+    assert dict(User.objects.filter(username__startswith="aw-").values_list("username", "email")) == {
+        "aw-a": "a@example.com", "aw-b": "lazy@example.com"}
+    with pytest.raises(ValueError, match="each row must hold 3 values"):
+        insert_rows(User, ("username", "email", "password"), [("aw-c", "c@example.com", "!x"), ("aw-d", "!x")],
+                    constants=names)
