@@ -30,6 +30,22 @@ from django.utils import timezone
 #: Rows per INSERT at most (SQLite lowers it to its limit of variables per statement).
 MAX_ROWS_PER_STATEMENT = 1000
 
+# The types whose values a JSON text carries to SQLite and json_extract() gives back unchanged.
+_JSON_EXACT = {str, int, float, bool, type(None)}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _json_exact(column) -> bool:
+    """Whether JSON carries every value of ``column`` to SQLite unchanged: an int beyond 64 bits would
+    arrive as a rounded float (sqlite3 refuses to bind one, so the placeholders path raises instead)."""
+    kinds = set(map(type, column))
+    if not all(kind in _JSON_EXACT or issubclass(kind, str) for kind in kinds):  # a TextChoices member is a str
+        return False
+    if int in kinds:
+        ints = [value for value in column if type(value) is int]
+        return _INT64[0] <= min(ints) and max(ints) <= _INT64[1]
+    return True
+
 # Fields whose get_db_prep_save() gives back a str as it is, on every backend (and the callback's
 # INSERT reads the same way, callbacks.services._PASSTHROUGH_FIELDS). type(), not isinstance(): a
 # subclass (an encrypted field) prepares its values itself.
@@ -153,9 +169,30 @@ def insert_rows(
                     _variables_allowed(connection) // len(fields))
         size = max(1, min(MAX_ROWS_PER_STATEMENT, limit))
 
-        def statement(columns):
+        def by_values(columns):
             values = ", ".join([placeholder] * len(columns[0]))
             return f"{into} VALUES {values}{back}", [v for row in zip(*columns, strict=True) for v in (*head, *row)]
+
+        statement = by_values
+        if connection.vendor == "sqlite" and connection.features.supports_json_field:
+            # The rows as one JSON parameter read back by json_each: Django turns each of a statement's
+            # thousands of "%s" into "?" with a regular expression, and sqlite3 binds them one by one;
+            # that was a sixth of a 100k confirm on SQLite (issue 19). Values JSON carries exactly
+            # (str, int, float, bool, None, as the fields prepared them) only: anything else, and a
+            # str holding a NUL, take the placeholders. "WHERE true" keeps an ON CONFLICT clause from
+            # being read as the join's.
+            picks = ", ".join(f"json_extract(value, '$[{index}]')" for index in range(len(varying)))
+            json_sql = f"{into} SELECT {', '.join(['%s'] * len(fixed) + [picks])} FROM json_each(%s) WHERE true{back}"
+
+            def statement(columns):
+                if all(_json_exact(column) for column in columns):
+                    try:
+                        rows = json.dumps(list(zip(*columns, strict=True)), ensure_ascii=False, allow_nan=False)
+                    except ValueError:
+                        rows = None  # NaN or infinity
+                    if rows is not None and "\\u0000" not in rows:
+                        return json_sql, [*head, rows]
+                return by_values(columns)
 
     written = 0
     returned = []

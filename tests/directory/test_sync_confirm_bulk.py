@@ -463,3 +463,41 @@ def test_insert_rows_writes_a_column_of_awkward_values_in_one_statement(db, djan
     with pytest.raises(ValueError, match="each row must hold 3 values"):
         insert_rows(User, ("username", "email", "password"), [("aw-c", "c@example.com", "!x"), ("aw-d", "!x")],
                     constants=names)
+
+
+def test_insert_rows_on_sqlite_sends_the_rows_as_one_json_parameter_unless_json_would_change_them(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's own path; PostgreSQL sends arrays (tested above)")
+    tenant = make_tenant("JS")
+    user = make_user("js", password=None)
+    texts = ['q"\\{,}', "NULL", "张 三", "", "1.0", "true", "[1]", '{"a": 1}', "tab\there"]
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(AuditLog, ("action", "target_user_id", "wecom_userid", "detail"),
+                    [(AuditLog.Action.BIND, user.pk if n % 2 else None, text, {"n": n, "ok": True, "x": 0.1})
+                     for n, text in enumerate(texts)], constants={"tenant": tenant})
+    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1 and "json_each" in inserts[0], [q["sql"][:80] for q in queries]
+    stored = list(AuditLog.objects.filter(tenant=tenant).order_by("pk").values_list("target_user_id", "wecom_userid",
+                                                                                    "detail"))
+    expected = [(user.pk if n % 2 else None, text, {"n": n, "ok": True, "x": 0.1}) for n, text in enumerate(texts)]
+    assert stored == expected
+
+    # A NUL in a str: the placeholders, which keep it.
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(AuditLog, ("action", "wecom_userid"), [(AuditLog.Action.BIND, "nul\0inside")],
+                    constants={"tenant": tenant})
+    assert "json_each" not in queries[0]["sql"]
+    assert AuditLog.objects.filter(wecom_userid="nul\0inside").count() == 1
+    # An int beyond 64 bits is refused as sqlite3 refuses it, not stored rounded.
+    with pytest.raises(OverflowError):
+        insert_rows(AuditLog, ("action", "target_user_id", "wecom_userid"), [(AuditLog.Action.BIND, 2**64, "big")],
+                    constants={"tenant": tenant})
+    # Upsert through json_each: "WHERE true" keeps ON CONFLICT the INSERT's.
+    from wecom_integration.tenancy import MembershipBackend
+
+    assert MembershipBackend().set_memberships(tenant, {user.pk: "active"}) == 1
+    assert MembershipBackend().set_memberships(tenant, {user.pk: "pending"}) == 1
+    assert Membership.objects.get(tenant=tenant, user=user).status == "pending"
