@@ -465,12 +465,13 @@ def test_insert_rows_writes_a_column_of_awkward_values_in_one_statement(db, djan
                     constants=names)
 
 
-def test_insert_rows_on_sqlite_sends_the_rows_as_one_json_parameter_unless_json_would_change_them(db):
-    from django.db import connection
+def test_insert_rows_sends_a_batch_as_one_parameter_per_column_or_one_json_text(db):
+    """PostgreSQL: one array per column (UNNEST). SQLite: the rows as one JSON text (json_each), except
+    where JSON would change a value."""
+    from django.db import DataError, connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite's own path; PostgreSQL sends arrays (tested above)")
+    sqlite = connection.vendor == "sqlite"
     tenant = make_tenant("JS")
     user = make_user("js", password=None)
     texts = ['q"\\{,}', "NULL", "张 三", "", "1.0", "true", "[1]", '{"a": 1}', "tab\there"]
@@ -479,23 +480,30 @@ def test_insert_rows_on_sqlite_sends_the_rows_as_one_json_parameter_unless_json_
                     [(AuditLog.Action.BIND, user.pk if n % 2 else None, text, {"n": n, "ok": True, "x": 0.1})
                      for n, text in enumerate(texts)], constants={"tenant": tenant})
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) == 1 and "json_each" in inserts[0], [q["sql"][:80] for q in queries]
+    assert len(inserts) == 1 and ("json_each" if sqlite else "UNNEST") in inserts[0]
     stored = list(AuditLog.objects.filter(tenant=tenant).order_by("pk").values_list("target_user_id", "wecom_userid",
                                                                                     "detail"))
     expected = [(user.pk if n % 2 else None, text, {"n": n, "ok": True, "x": 0.1}) for n, text in enumerate(texts)]
     assert stored == expected
 
-    # A NUL in a str: the placeholders, which keep it.
-    with CaptureQueriesContext(connection) as queries:
-        insert_rows(AuditLog, ("action", "wecom_userid"), [(AuditLog.Action.BIND, "nul\0inside")],
-                    constants={"tenant": tenant})
-    assert "json_each" not in queries[0]["sql"]
-    assert AuditLog.objects.filter(wecom_userid="nul\0inside").count() == 1
-    # An int beyond 64 bits is refused as sqlite3 refuses it, not stored rounded.
-    with pytest.raises(OverflowError):
+    # A NUL in a str: SQLite keeps it (through the placeholders); PostgreSQL refuses it, as it refuses
+    # any text holding one.
+    if sqlite:
+        with CaptureQueriesContext(connection) as queries:
+            insert_rows(AuditLog, ("action", "wecom_userid"), [(AuditLog.Action.BIND, "nul\0inside")],
+                        constants={"tenant": tenant})
+        assert "json_each" not in queries[0]["sql"]
+        assert AuditLog.objects.filter(wecom_userid="nul\0inside").count() == 1
+    else:
+        with pytest.raises((DataError, ValueError)), transaction.atomic():
+            insert_rows(AuditLog, ("action", "wecom_userid"), [(AuditLog.Action.BIND, "nul\0inside")],
+                        constants={"tenant": tenant})
+    # An int beyond the column is refused, not stored rounded.
+    with pytest.raises((OverflowError, DataError)), transaction.atomic():
         insert_rows(AuditLog, ("action", "target_user_id", "wecom_userid"), [(AuditLog.Action.BIND, 2**64, "big")],
                     constants={"tenant": tenant})
-    # Upsert through json_each: "WHERE true" keeps ON CONFLICT the INSERT's.
+    assert not AuditLog.objects.filter(wecom_userid="big").exists()
+    # The membership upsert ("WHERE true" keeps ON CONFLICT the INSERT's on SQLite).
     from wecom_integration.tenancy import MembershipBackend
 
     assert MembershipBackend().set_memberships(tenant, {user.pk: "active"}) == 1
