@@ -63,6 +63,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from machine import in_process_medians_us, speed_line  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wecom_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -73,29 +75,6 @@ REQUEST_TIMEOUT = 10.0
 # Services whose CPU per request is printed too: process name -> what its command line must contain (the
 # database's name for PostgreSQL's backends, filled in by main(); a backend that exits loses its count).
 SERVICES = {"postgres": "", "redis-server": ""}
-
-
-# wechatpy 1.8.18 on the in-process payload when issue 19 was filed: the machine's speed then, for reading the
-# absolute goals (worker ms per event) on a faster or slower machine.
-WECHATPY_AT_FILING_US = 123.0
-
-
-def in_process_medians_us(calls=2000, repeats=7):
-    """(a): the in-process figures, with callbacks_inprocess.py's own fixtures and timer: ours, and wechatpy
-    1.8.18's (None when it is not installed), the same machine's speed in a fixed third-party workload."""
-    import callbacks_inprocess as inproc
-
-    from wecom_integration.crypto import WeComCrypto
-
-    crypto = WeComCrypto(inproc.TOKEN, inproc.ENCODING_AES_KEY, inproc.CORP_ID)
-    encrypt, msg_signature = crypto.encrypt(inproc.CONTACT_CHANGE, inproc.NONCE, inproc.TIMESTAMP)
-    body = f"<xml><ToUserName>{inproc.CORP_ID}</ToUserName><Encrypt>{encrypt}</Encrypt></xml>".encode()
-    rows = {"ours": lambda: inproc.ours(crypto, msg_signature, body)}
-    wechatpy = inproc.wechatpy_path(msg_signature, body)
-    if wechatpy is not None:
-        rows["wechatpy"] = wechatpy
-    medians = inproc.medians_us(rows, calls, repeats)
-    return medians["ours"], medians.get("wechatpy")
 
 
 # Services ----------------------------------------------------------------------------------------------
@@ -431,15 +410,7 @@ def main():
     threshold = os.environ.get("DB_PREPARE_THRESHOLD", "5")
     print(f"DB_PREPARE_THRESHOLD={threshold!r} (docs/deploy.md; empty: never prepared)")
     ours_us, wechatpy_us = in_process_medians_us()
-    print(f"(a) in-process verify+decrypt+parse: {ours_us:.1f} us/callback (median)", end="")
-    if wechatpy_us is None:
-        print("; wechatpy 1.8.18 not installed, so no reading of this machine's speed")
-    else:
-        speed = WECHATPY_AT_FILING_US / wechatpy_us
-        print(
-            f"; wechatpy 1.8.18 {wechatpy_us:.1f} us, so this machine runs at {speed:.2f}x"
-            f" the speed of issue 19's ({WECHATPY_AT_FILING_US:g} us then)"
-        )
+    print(f"(a) in-process verify+decrypt+parse: {ours_us:.1f} us/callback (median); {speed_line(wechatpy_us)}")
 
     env = {
         **os.environ,

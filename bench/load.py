@@ -14,7 +14,10 @@ the worker drains the backlog, the requeue sweep recovering lost tasks; a worker
 process supervisor would, and reported.
 
 Prints the sustained callbacks per second, p50/p99 latency of a delivery (retries included), how many
-deliveries needed a retry or never got a 200, and, from the database: events lost (pushed and not stored,
+deliveries needed a retry or never got a 200, the CPU per delivery of each part during the push (this
+process's senders and fake WeCom, gunicorn, the worker, PostgreSQL's backends of the bench's database,
+redis-server; read from /proc every half second) and the rate that CPU allows on this machine's cores,
+this machine's speed against issue 19's (bench/machine.py), and, from the database: events lost (pushed and not stored,
 or stored and never handled), duplicated (stored twice, handled in more than one attempt, or in the inbox
 twice) and members whose mirror differs from WeCom. Asserts nothing. Stops every process it started and
 deletes its tenant, whatever happens.
@@ -24,13 +27,79 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wecom_bench_load"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each part of the run uses between ``start()`` and ``stop()``, read from /proc every
+    ``period`` seconds, so a process SIGKILLed or restarted on the way (the worker, Redis) keeps what it
+    used up to its last reading. ``roles()`` answers {role: process group ids} at each reading; PostgreSQL's
+    backends are those whose command line names ``database``; this process is read with process_time()."""
+
+    def __init__(self, roles, database, period=0.5):
+        self.roles = roles
+        self.database = database.encode()
+        self.period = period
+        self.first, self.last, self.role_of = {}, {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-meter", daemon=True)
+        self._own = 0.0
+
+    def _read(self, baseline=False):
+        groups = {pgid: role for role, pgids in self.roles().items() for pgid in pgids}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    data = stat.read()
+                role = self.role_of.get(pid)
+                fields = data[data.rindex(")") + 2 :].split()
+                if role is None:
+                    role = groups.get(int(fields[2]))
+                    if role is None and data[data.index("(") + 1 :].startswith("postgres"):
+                        with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                            role = "postgres" if self.database in cmdline.read() else None
+                    if role is None:
+                        continue
+                    self.role_of[pid] = role
+            except (OSError, ValueError):
+                continue
+            used = (int(fields[11]) + int(fields[12])) / TICK
+            # A process seen at the start counts from there; one started since, from nothing.
+            self.first.setdefault(pid, used if baseline else 0.0)
+            self.last[pid] = used
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            self._read()
+
+    def start(self):
+        self._own = time.process_time()
+        self._read(baseline=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """{role: CPU seconds}, "this process" included."""
+        self._stop.set()
+        self._thread.join()
+        self._read()
+        spent = {"this process": time.process_time() - self._own}
+        for pid, used in self.last.items():
+            role = self.role_of[pid]
+            spent[role] = spent.get(role, 0.0) + used - self.first[pid]
+        return spent
 
 
 def parse_args():
@@ -50,7 +119,12 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from machine import in_process_medians_us, speed_line
+
     from bench.benchdb import fresh_database
+
+    machine = speed_line(in_process_medians_us()[1])
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {machine}", flush=True)
 
     fresh_database(args.database_url)
     log_dir = Path(tempfile.mkdtemp(prefix="wecom-bench-load-"))
@@ -99,9 +173,19 @@ def main():
             actions.append((0.65, restart_redis))
         ops = plan_operations(args.count, rate=args.rate, existing=sorted(fake.org.users), prefix=f"b{tenant.pk}-")
         print(f"pushing {len(ops)} callbacks at {args.rate:.0f}/s (logs in {log_dir}) …", flush=True)
+        dbname = args.database_url.rsplit("/", 1)[-1]
+        meter = CpuMeter(
+            lambda: {
+                "gunicorn": [proc.popen.pid for proc in cluster.procs if proc.name == "web"],
+                "worker": [proc.popen.pid for proc in supervisor.workers],
+                "redis": [redis_server.proc.popen.pid],
+            },
+            dbname,
+        ).start()
         load = run_load(fake, ops, rate=args.rate, threads=args.threads, actions=actions,
                         deadline=args.count / args.rate * 5 + 120,
                         app_callback=(f"{base}/app/", config.app_token, config.app_aes_key))
+        spent = meter.stop()
         print(f"pushed in {load.seconds:.1f} s; draining …", flush=True)
         drained, sweeps = drain(tenant, len(ops), redis_url=redis_server.url(0),
                                 supervisor=supervisor, timeout=args.drain_timeout)
@@ -115,6 +199,18 @@ def main():
               " (a delivery, WeCom's retries included)")
         print(f"retried by the sender   {load.retried}")
         print(f"never answered 200      {len(load.failed)}")
+        deliveries = len(load.statuses) + sum(op.twice for op in ops) + load.retried
+        per = {role: seconds / max(deliveries, 1) * 1000 for role, seconds in spent.items()}
+        order = ("this process", "gunicorn", "worker", "postgres", "redis")
+        print("CPU per delivery (push)  " + "   ".join(f"{role} {per.get(role, 0.0):.2f} ms" for role in order)
+              + "   (this process: the senders and the fake WeCom)")
+        server = per.get("gunicorn", 0.0) + per.get("postgres", 0.0) + per.get("redis", 0.0)
+        total = sum(per.values())
+        cores = os.cpu_count() or 1
+        with_worker = server + per.get("worker", 0.0)
+        print(f"  server side {server:.2f} ms, with the worker {with_worker:.2f} ms, all {total:.2f} ms;"
+              f" {cores} cores give {cores * 1000 / args.rate:.2f} ms per delivery at {args.rate:.0f}/s, so the CPU"
+              f" this run took allows {cores * 1000 / total if total else 0:.0f}/s here")
         for at, what in load.events:
             print(f"  at {at:6.1f} s          {what}")
         print(f"drained                 {drained:.1f} s after the last push, {sweeps} requeue sweeps")
