@@ -383,3 +383,54 @@ def test_metric_labels_stay_bounded():
     observability.record_callback_refused("contacts", "x" * 500)
     assert sample("wecom_callbacks_refused_total", kind="contacts", reason="x" * 64) >= 1
     assert sample("wecom_callbacks_refused_total", kind="contacts", reason="x" * 500) == 0
+
+
+def _scrub_by_the_patterns_alone(text):
+    text = observability._SECRET_PAIR.sub(r"\1***", str(text))
+    return observability._BEARER.sub(r"\1\2***", text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "callback.received tenant=1 kind=contacts outcome=accepted",
+        "access_token=T0ken-Value-1&userid=zhangsan",
+        "ACCESS_TOKEN: T0ken-Value-2",
+        '{"CorpSecret": "S3cret-Value-3"}',
+        "encodingAesKey=jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+        "Authorization: BEARER abcdefghijklmnopqrstuvwxyz",
+        "passwd=hunter2-Value-4 and password: hunter2-Value-5",
+        # re's IGNORECASE matches these non-ASCII letters to ASCII ones: long s, Kelvin sign, dotted and dotless i.
+        "ſecret=S3cret-Value-6",
+        "access_to\u212aen=T0ken-Value-7",
+        "ENCOD\u0130NG_AES_KEY=Key-Value-8",
+        "encod\u0131ng_aes_key=Key-Value-9",
+        "部门 名称=研发中心 token=T0ken-Value-10",
+        "张三 passwd=中文密码-Value-11",
+        "张三 李四 no credential here, only 中文",
+        "tokens are words: a token and a secret handshake",
+        "",
+    ],
+)
+def test_scrub_text_masks_exactly_what_its_patterns_mask(text):
+    assert observability.scrub_text(text) == _scrub_by_the_patterns_alone(text)
+
+
+def test_the_words_that_let_a_text_skip_the_patterns_are_complete():
+    """Every non-ASCII character that IGNORECASE matches to a letter of the words is folded before looking."""
+    import re
+    import sys
+
+    letters = set("tokensecretaespasswbearer")
+    folded = {
+        cp for cp in range(128, sys.maxunicode + 1) for letter in letters if re.fullmatch(f"(?i){letter}", chr(cp))
+    }
+    assert folded == set(observability._FOLD_TO_ASCII)
+    for cp in folded:
+        assert chr(cp).translate(observability._FOLD_TO_ASCII).lower() in letters
+
+
+@pytest.mark.parametrize("value", [0, -7, 10**30, True, False, None, 1.5, "a b", "中文", "x", ["a"], {"k": 1}])
+def test_plain_values_read_as_json_reads_them(value):
+    expected = value if isinstance(value, str) and value and " " not in value else json.dumps(value, ensure_ascii=False)
+    assert observability._plain(value) == expected
