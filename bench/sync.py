@@ -26,6 +26,8 @@ minute): a sync of ``--fallback-users`` members through user/list_id + user/get 
 budget set just under the limit. It prints any 45009 received (target: none) and the time measured
 against the time the limit implies (calls / per-minute; target: at most 1.1x).
 
+First it prints this machine's speed against issue 19's (bench/machine.py), for reading the absolute goals.
+
 Databases: a fresh SQLite file by default; with DATABASE_URL set (e.g.
 postgres://postgres@127.0.0.1:5432/wecom_bench) that database, created if missing. Its tables are
 emptied first, so the name must contain "bench" (or pass --i-know-this-empties-the-database).
@@ -44,6 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 MIRROR_TABLES = (
     "wecom_integration_wecomuser",
@@ -544,7 +547,9 @@ def main():
     import logging
 
     logging.getLogger("wecom_integration").setLevel(logging.WARNING)
-    print(f"database: {database}; CPUs: {os.cpu_count()}")
+    from machine import in_process_medians_us, speed_line
+
+    print(f"database: {database}; CPUs: {os.cpu_count()}; {speed_line(in_process_medians_us()[1])}", flush=True)
     worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
     unknown = set(worlds) - set(WORLD_LABELS)
     if unknown:
