@@ -5,27 +5,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
-def _index_name(schema_editor, model):
-    # The name Django gave the ForeignKey's index (its "_like"-less btree), the same on every backend.
-    return schema_editor._create_index_name(model._meta.db_table, ["tenant_id"])
-
-
-def drop_tenant_index(apps, schema_editor):
-    model = apps.get_model("wecom_integration", "CallbackEvent")
-    name = schema_editor.quote_name(_index_name(schema_editor, model))
-    # Not AlterField: on PostgreSQL it drops and adds the foreign key again, which checks every row
-    # while it locks the table against the callbacks' INSERTs. CONCURRENTLY does not block them.
-    concurrently = " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
-    schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {name}")
-
-
-def create_tenant_index(apps, schema_editor):
-    model = apps.get_model("wecom_integration", "CallbackEvent")
-    name = schema_editor.quote_name(_index_name(schema_editor, model))
-    table = schema_editor.quote_name(model._meta.db_table)
-    concurrently = " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
-    schema_editor.execute(f'CREATE INDEX{concurrently} IF NOT EXISTS {name} ON {table} ("tenant_id")')
+from wecom_integration.migration_ops import drop_own_index
 
 
 class Migration(migrations.Migration):
@@ -38,19 +18,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AlterField(
-                    model_name="callbackevent",
-                    name="tenant",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="wecom_events",
-                        to=settings.WECOM_TENANT_MODEL,
-                    ),
-                ),
-            ],
-            database_operations=[migrations.RunPython(drop_tenant_index, create_tenant_index)],
+        drop_own_index(
+            "wecom_integration",
+            "callbackevent",
+            "tenant",
+            models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="wecom_events",
+                to=settings.WECOM_TENANT_MODEL,
+            ),
         ),
     ]
