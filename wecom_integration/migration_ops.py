@@ -6,7 +6,7 @@ starts with the same column serves the same lookups: each INSERT then has one in
 
 from functools import partial
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 def _index_sql(schema_editor, model, column):
@@ -31,10 +31,11 @@ def _create(app_label, model_name, column, apps, schema_editor):
     )
 
 
-def drop_own_index(app_label, model_name, field_name, field):
-    """The operation that gives ``field`` (the ForeignKey as it will be, ``db_index=False``) no index of
-    its own. Not AlterField: on PostgreSQL it drops and adds the foreign key again, which checks every row
-    while it locks the table against writes."""
+def drop_own_index(app_label, model_name, field_name, **options):
+    """The operation that gives the ForeignKey ``field_name`` (on_delete=CASCADE, ``options`` as in its
+    model: ``to``, ``related_name`` …) no index of its own. Not AlterField: on PostgreSQL it drops and adds
+    the foreign key again, which checks every row while it locks the table against writes."""
+    field = models.ForeignKey(on_delete=models.CASCADE, db_index=False, **options)
     column = f"{field_name}_id"
     return migrations.SeparateDatabaseAndState(
         state_operations=[migrations.AlterField(model_name=model_name, name=field_name, field=field)],

@@ -2,9 +2,8 @@
 # user and the (tenant, status) index lookups by tenant, and a confirm that adds 100,000 memberships writes
 # 200,000 index entries fewer (issue 19).
 
-import django.db.models.deletion
 from django.conf import settings
-from django.db import migrations, models
+from django.db import migrations
 
 from wecom_integration.migration_ops import drop_own_index
 
@@ -19,28 +18,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        drop_own_index(
-            "tenants",
-            "membership",
-            "tenant",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="memberships",
-                to="tenants.tenant",
-                verbose_name="tenant",
-            ),
-        ),
-        drop_own_index(
-            "tenants",
-            "membership",
-            "user",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="memberships",
-                to=settings.AUTH_USER_MODEL,
-                verbose_name="user",
-            ),
-        ),
+        drop_own_index("tenants", "membership", "tenant", to="tenants.tenant", related_name="memberships",
+                       verbose_name="tenant"),
+        drop_own_index("tenants", "membership", "user", to=settings.AUTH_USER_MODEL, related_name="memberships",
+                       verbose_name="user"),
     ]

@@ -1,9 +1,8 @@
 # CallbackEvent.tenant loses its own index: uniq_callback_event (tenant, kind, dedupe_key) starts with the
 # tenant and serves the same lookups, and each callback's INSERT has one index fewer to update.
 
-import django.db.models.deletion
 from django.conf import settings
-from django.db import migrations, models
+from django.db import migrations
 
 from wecom_integration.migration_ops import drop_own_index
 
@@ -19,14 +18,6 @@ class Migration(migrations.Migration):
 
     operations = [
         drop_own_index(
-            "wecom_integration",
-            "callbackevent",
-            "tenant",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="wecom_events",
-                to=settings.WECOM_TENANT_MODEL,
-            ),
+            "wecom_integration", "callbackevent", "tenant", to=settings.WECOM_TENANT_MODEL, related_name="wecom_events"
         ),
     ]

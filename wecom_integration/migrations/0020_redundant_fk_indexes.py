@@ -1,9 +1,8 @@
 # Binding.tenant loses its own index: uniq_binding_user (tenant, user) starts with the tenant and serves the
 # same lookups, and a confirm that binds 100,000 members writes 100,000 index entries fewer (issue 19).
 
-import django.db.models.deletion
 from django.conf import settings
-from django.db import migrations, models
+from django.db import migrations
 
 from wecom_integration.migration_ops import drop_own_index
 
@@ -19,14 +18,6 @@ class Migration(migrations.Migration):
 
     operations = [
         drop_own_index(
-            "wecom_integration",
-            "binding",
-            "tenant",
-            models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="wecom_bindings",
-                to=settings.WECOM_TENANT_MODEL,
-            ),
+            "wecom_integration", "binding", "tenant", to=settings.WECOM_TENANT_MODEL, related_name="wecom_bindings"
         ),
     ]
